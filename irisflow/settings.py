@@ -1,0 +1,230 @@
+"""One typed, frozen settings object per process.
+
+ML knobs live in ``params.yaml`` (so DVC can track them); infrastructure comes from ``IRISFLOW_*``
+environment variables, so the same params file runs on a laptop and in a cluster. Every entry
+point calls :func:`load_settings` once and passes the result down; nothing deeper reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from irisflow.errors import ConfigError
+
+__all__ = [
+    "DataSettings",
+    "GatewaySettings",
+    "KafkaSettings",
+    "ScoringSettings",
+    "Settings",
+    "TopicNames",
+    "TrainingSettings",
+    "WorkerSettings",
+    "ENV_OVERRIDES",
+    "load_settings",
+]
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+#: Environment variables with a fixed meaning: name -> dotted path in the settings tree.
+ENV_OVERRIDES: dict[str, str] = {
+    "IRISFLOW_HOME": "home",
+    "IRISFLOW_CACHE_DIR": "cache_dir",
+    "IRISFLOW_LOG_LEVEL": "log_level",
+    "IRISFLOW_MODEL_NAME": "model_name",
+    "IRISFLOW_KAFKA_BOOTSTRAP": "kafka.bootstrap",
+    "IRISFLOW_KAFKA_PORT": "kafka.embedded_port",
+    "IRISFLOW_KAFKA_CONTROLLER_PORT": "kafka.embedded_controller_port",
+    "IRISFLOW_KAFKA_HEAP": "kafka.embedded_heap",
+    "IRISFLOW_GATEWAY_HOST": "gateway.host",
+    "IRISFLOW_GATEWAY_PORT": "gateway.port",
+    "IRISFLOW_API_KEY": "gateway.api_key",
+    "IRISFLOW_WORKER_HOST": "worker.host",
+    "IRISFLOW_WORKER_PORT": "worker.port",
+}
+#: ``IRISFLOW__SECTION__KEY=value`` overrides any param (value parsed as YAML).
+GENERIC_PREFIX = "IRISFLOW__"
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class DataSettings(BaseModel):
+    model_config = _FROZEN
+
+    source: str = "iris"
+    label_column: str = "species"
+    feature_columns: tuple[str, ...] = ()
+
+
+class TrainingSettings(BaseModel):
+    model_config = _FROZEN
+
+    random_state: int = 42
+    cv_folds: int = Field(default=5, ge=2)
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    selection_metric: str = "f1_macro"
+    candidates: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {
+            "logistic_regression": {},
+            "random_forest": {},
+            "svm": {},
+            "knn": {},
+            "naive_bayes": {},
+        }
+    )
+
+
+class ScoringSettings(BaseModel):
+    model_config = _FROZEN
+
+    batch_size: int = Field(default=500, ge=1)
+    batch_linger_seconds: float = Field(default=0.005, gt=0.0)
+
+
+class TopicNames(BaseModel):
+    model_config = _FROZEN
+
+    requests: str = "irisflow.requests"
+    predictions: str = "irisflow.predictions"
+    feedback: str = "irisflow.feedback"
+    labeled: str = "irisflow.labeled"
+    model_updates: str = "irisflow.model-updates"
+    drift_events: str = "irisflow.drift-events"
+    retrain_requests: str = "irisflow.retrain-requests"
+    dead_letters: str = "irisflow.dead-letters"
+
+
+class KafkaSettings(BaseModel):
+    model_config = _FROZEN
+
+    bootstrap: str | None = None
+    """An existing cluster; ``None`` means the embedded broker on 127.0.0.1."""
+    embedded_port: int = 9092
+    embedded_controller_port: int = 9093
+    embedded_heap: str = "512m"
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024 * 1024)
+    topics: TopicNames = TopicNames()
+
+    @property
+    def embedded(self) -> bool:
+        return self.bootstrap is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap or f"127.0.0.1:{self.embedded_port}"
+
+
+class GatewaySettings(BaseModel):
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    predict_timeout_seconds: float = Field(default=5.0, gt=0.0)
+    max_batch_instances: int = Field(default=1000, ge=1)
+    api_key: SecretStr | None = None
+
+
+class WorkerSettings(BaseModel):
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    port: int = 6066
+
+
+class Settings(BaseModel):
+    """Everything a process needs to know, validated once at its entry point."""
+
+    model_config = _FROZEN
+
+    params_path: Path = DEFAULT_PARAMS
+    home: Path = Path(".irisflow")
+    cache_dir: Path = Path.home() / ".cache" / "irisflow"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    model_name: str = "iris"
+    data: DataSettings = DataSettings()
+    training: TrainingSettings = TrainingSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.home / "registry" / self.model_name
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def _read_params(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"params file {path} not found: run from the project folder, or pass "
+            "--params PATH / set IRISFLOW_PARAMS"
+        ) from exc
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"params file {path} must be a mapping at the top level")
+    return loaded
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}: {item['msg']}")
+    return f"invalid settings (from {source} and IRISFLOW_* variables): " + "; ".join(parts)
+
+
+def load_settings(
+    params_path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read params.yaml, apply environment overrides, then explicit overrides (dotted keys)."""
+    env = os.environ if environ is None else environ
+    path = Path(params_path or env.get("IRISFLOW_PARAMS") or DEFAULT_PARAMS)
+    tree = _read_params(path)
+    tree["params_path"] = str(path)
+    for name, dotted in ENV_OVERRIDES.items():
+        if env.get(name):
+            _set_path(tree, dotted, env[name])
+    for name, raw in env.items():
+        if name.startswith(GENERIC_PREFIX) and len(name) > len(GENERIC_PREFIX):
+            dotted = name[len(GENERIC_PREFIX) :].lower().replace("__", ".")
+            _set_path(tree, dotted, yaml.safe_load(raw))
+    for dotted, value in (overrides or {}).items():
+        _set_path(tree, dotted, value)
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
