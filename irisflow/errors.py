@@ -15,6 +15,8 @@ __all__ = [
     "KafkaUnavailable",
     "ModelNotFound",
     "ModelRejected",
+    "PredictionFailed",
+    "PredictionTimeout",
     "SchemaError",
 ]
 
@@ -53,3 +55,15 @@ class ModelRejected(ArtifactError):
 
 class ModelNotFound(IrisflowError):
     """The requested model version does not exist in the registry."""
+
+
+class PredictionTimeout(IrisflowError):
+    """No worker answered a prediction request in time (workers down or overloaded)."""
+
+
+class PredictionFailed(IrisflowError):
+    """A worker answered, but with an error (no model live, features that do not fit it)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code

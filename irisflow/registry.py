@@ -62,7 +62,9 @@ def deserialize_model(artifact: bytes, *, sha256: str) -> Any:
     """Load a model only if its checksum matches and every type it names is trusted."""
     actual = sha256_hex(artifact)
     if actual != sha256:
-        raise ArtifactError(f"artifact checksum mismatch: expected {sha256[:12]}…, got {actual[:12]}…")
+        raise ArtifactError(
+            f"artifact checksum mismatch: expected {sha256[:12]}…, got {actual[:12]}…"
+        )
     try:
         untrusted = sio.get_untrusted_types(data=artifact)
     except Exception as exc:  # skops raises several types for corrupt archives

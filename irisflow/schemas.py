@@ -13,7 +13,6 @@ import time
 from typing import Annotated, Literal, Self
 
 from pydantic import (
-    Base64Bytes,
     BaseModel,
     ConfigDict,
     Field,
@@ -64,7 +63,14 @@ def describe_validation_error(error: ValidationError) -> str:
 class WireMessage(BaseModel):
     """Base of every topic value: frozen, JSON on the wire, tolerant of unknown extra fields."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", protected_namespaces=())
+    # bytes fields (artifacts, dead-lettered originals) travel as base64 inside the JSON.
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        protected_namespaces=(),
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+    )
 
     schema_version: int = SCHEMA_VERSION
 
@@ -105,6 +111,7 @@ class Prediction(WireMessage):
     latency_seconds: float = 0.0
     scored_at: float = Field(default_factory=now)
     error: str | None = None
+    error_code: Literal["no_model", "invalid_request", "schema_mismatch"] | None = None
     reply_to: str | None = None
 
     @property
@@ -170,7 +177,7 @@ class ModelUpdate(ModelMetadata):
     rollback. The artifact travels base64-encoded so that a worker needs nothing but Kafka.
     """
 
-    artifact: Base64Bytes
+    artifact: bytes
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata.model_validate(self.model_dump(exclude={"artifact"}))
@@ -204,6 +211,6 @@ class DeadLetter(WireMessage):
     source_topic: str
     partition: int | None = None
     offset: int | None = None
-    original: Base64Bytes
+    original: bytes
     error: str
     first_seen: float = Field(default_factory=now)

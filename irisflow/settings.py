@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from irisflow.errors import ConfigError
 
 __all__ = [
+    "ENV_OVERRIDES",
     "DataSettings",
     "GatewaySettings",
     "KafkaSettings",
@@ -27,7 +28,6 @@ __all__ = [
     "TopicNames",
     "TrainingSettings",
     "WorkerSettings",
-    "ENV_OVERRIDES",
     "load_settings",
 ]
 
@@ -40,6 +40,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "IRISFLOW_LOG_LEVEL": "log_level",
     "IRISFLOW_MODEL_NAME": "model_name",
     "IRISFLOW_KAFKA_BOOTSTRAP": "kafka.bootstrap",
+    "IRISFLOW_KAFKA_APP_ID": "kafka.app_id",
     "IRISFLOW_KAFKA_PORT": "kafka.embedded_port",
     "IRISFLOW_KAFKA_CONTROLLER_PORT": "kafka.embedded_controller_port",
     "IRISFLOW_KAFKA_HEAP": "kafka.embedded_heap",
@@ -106,6 +107,8 @@ class KafkaSettings(BaseModel):
 
     bootstrap: str | None = None
     """An existing cluster; ``None`` means the embedded broker on 127.0.0.1."""
+    app_id: str = "irisflow"
+    """Prefix of consumer group ids (the Faust app id is ``<app_id>-streams``)."""
     embedded_port: int = 9092
     embedded_controller_port: int = 9093
     embedded_heap: str = "512m"

@@ -126,10 +126,19 @@ def ensure_kafka_jars(cache_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=target.parent))
     with resources.as_file(resources.files("irisflow.kafka") / "pom.xml") as pom:
-        log.info("downloading Apache Kafka %s jars from Maven Central into %s", KAFKA_VERSION, target)
+        log.info(
+            "downloading Apache Kafka %s jars from Maven Central into %s", KAFKA_VERSION, target
+        )
         done = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-             f"-DoutputDirectory={staging}"],
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -221,8 +230,16 @@ class EmbeddedKafka:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         done = subprocess.run(
-            [*self._jvm(), "kafka.tools.StorageTool", "format", "--ignore-formatted",
-             "-t", cluster_id, "-c", str(props)],
+            [
+                *self._jvm(),
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -277,7 +294,10 @@ class EmbeddedKafka:
         self._wait_ready(proc, offset, timeout)
         log.info(
             "Kafka %s broker up at %s in %.1fs (data in %s)",
-            KAFKA_VERSION, self.bootstrap, time.monotonic() - started_at, self.data_dir,
+            KAFKA_VERSION,
+            self.bootstrap,
+            time.monotonic() - started_at,
+            self.data_dir,
         )
         return self.status()
 

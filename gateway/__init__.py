@@ -1,0 +1,1 @@
+"""The FastAPI gateway: HTTP in front of the Kafka topics. It never scores in-process."""

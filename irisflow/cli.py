@@ -1,0 +1,277 @@
+"""``irisflow``: one entry point with a subcommand per role.
+
+Role packages are imported inside their command, so ``irisflow kafka status`` does not pay for
+scikit-learn and Faust, and the shared package stays free of role imports at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from irisflow.errors import IrisflowError
+from irisflow.settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help=(
+        "irisflow: serve, monitor and retrain classifiers over Apache Kafka.\n\n"
+        "Quick start: `irisflow up` starts a local Kafka broker, trains a first model if none "
+        "is live, and runs a scoring worker and the HTTP gateway (http://127.0.0.1:8000/docs)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+kafka_app = typer.Typer(
+    help="The embedded single-node Kafka broker (KRaft) and its topics.", no_args_is_help=True
+)
+models_app = typer.Typer(
+    help="Model versions in the registry: list, show, promote (rollback).", no_args_is_help=True
+)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(models_app, name="models")
+
+log = logging.getLogger("irisflow")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    params: Annotated[
+        Path | None,
+        typer.Option(
+            "--params", "-p", help="params file (default: $IRISFLOW_PARAMS or ./params.yaml)"
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    ] = None,
+) -> None:
+    overrides = {"log_level": log_level} if log_level else None
+    settings = load_settings(params, overrides=overrides)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = settings
+
+
+# ----------------------------------------------------------------------------------- kafka
+
+
+@kafka_app.command("install")
+def kafka_install(ctx: typer.Context) -> None:
+    """Download Kafka's jars from Maven Central into the cache (once; later runs return at once)."""
+    from irisflow.kafka.runtime import KAFKA_VERSION, ensure_kafka_jars
+
+    libs = ensure_kafka_jars(_settings(ctx).cache_dir)
+    typer.echo(f"Apache Kafka {KAFKA_VERSION} jars ready in {libs}")
+
+
+@kafka_app.command("start")
+def kafka_start(ctx: typer.Context) -> None:
+    """Start the local broker in the background and create irisflow's topics."""
+    from irisflow.kafka.embedded import start_embedded
+
+    settings = _settings(ctx)
+    status = start_embedded(settings)
+    typer.echo(f"Kafka running at {status.bootstrap} (pid {status.pid}, data in {status.data_dir})")
+
+
+@kafka_app.command("stop")
+def kafka_stop(ctx: typer.Context) -> None:
+    """Stop the local broker cleanly (its data is kept for the next start)."""
+    from irisflow.kafka.embedded import embedded_broker
+
+    stopped = embedded_broker(_settings(ctx)).stop()
+    typer.echo("Kafka stopped" if stopped else "Kafka was not running")
+
+
+@kafka_app.command("status")
+def kafka_status(ctx: typer.Context) -> None:
+    """Say whether the local broker runs (exit code 1 when it does not)."""
+    from irisflow.kafka.embedded import embedded_broker
+
+    settings = _settings(ctx)
+    if not settings.kafka.embedded:
+        typer.echo(
+            f"using an external cluster at {settings.kafka.bootstrap} (IRISFLOW_KAFKA_BOOTSTRAP)"
+        )
+        return
+    status = embedded_broker(settings).status()
+    if status.running:
+        typer.echo(f"running at {status.bootstrap} (pid {status.pid}, data in {status.data_dir})")
+    else:
+        typer.echo(f"not running (data in {status.data_dir}); start it with `irisflow kafka start`")
+        raise typer.Exit(1)
+
+
+@kafka_app.command("topics")
+def kafka_topics(ctx: typer.Context) -> None:
+    """Create irisflow's topics with the configured partitions and configs (idempotent)."""
+    from irisflow.kafka.admin import ensure_topics
+
+    created = asyncio.run(ensure_topics(_settings(ctx).kafka))
+    typer.echo("created: " + ", ".join(created) if created else "all topics exist")
+
+
+# ---------------------------------------------------------------------------------- roles
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    publish: Annotated[bool, typer.Option(help="publish the new version to Kafka")] = True,
+    trigger: Annotated[
+        str, typer.Option(help="recorded in the registry as why it was trained")
+    ] = "manual",
+) -> None:
+    """Select the best of five candidates by cross-validation and publish it as a new version."""
+    from trainer.commands import run_train
+
+    run_train(_settings(ctx), publish=publish, trigger=trigger)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="web port for /metrics (default 6066)")] = None,
+) -> None:
+    """Run a scoring worker (Faust). Start more of them to scale; each needs its own port."""
+    from streams.run import run_worker
+
+    settings = _settings(ctx)
+    if port is not None:
+        settings = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update={"port": port})}
+        )
+    run_worker(settings)
+
+
+@app.command()
+def gateway(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8000)")] = None,
+) -> None:
+    """Run the HTTP gateway (Swagger UI at /docs)."""
+    from gateway.run import run_gateway
+
+    settings = _settings(ctx)
+    updates: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port}.items() if v is not None
+    }
+    if updates:
+        settings = settings.model_copy(
+            update={"gateway": settings.gateway.model_copy(update=updates)}
+        )
+    run_gateway(settings)
+
+
+@app.command()
+def produce(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Option("--count", "-n", help="requests to send")] = 1000,
+    rate: Annotated[
+        float | None, typer.Option(help="requests per second (default: as fast as possible)")
+    ] = None,
+    feedback: Annotated[bool, typer.Option(help="also send the true label as feedback")] = False,
+) -> None:
+    """Publish requests from the configured data set to the requests topic, with a progress bar."""
+    from producers.replay import replay
+
+    report = asyncio.run(replay(_settings(ctx), count=count, rate=rate, with_feedback=feedback))
+    typer.echo(
+        f"sent {report.sent} requests ({report.feedback} feedback) in {report.seconds:.2f}s "
+        f"({report.rate:,.0f}/s)"
+    )
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Run everything locally: broker, first model, worker, gateway. Ctrl-C stops it all."""
+    from irisflow.local import run_local_stack
+
+    run_local_stack(_settings(ctx))
+
+
+# --------------------------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Every version in the registry, with its metrics; the live one is marked."""
+    from trainer.commands import list_models
+
+    rows = list_models(_settings(ctx))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no versions yet: run `irisflow train`")
+    for row in rows:
+        mark = "*" if row["live"] else " "
+        typer.echo(
+            f"{mark} v{row['version']:<4} {row['algorithm']:<20} trigger={row['trigger']:<10} "
+            f"holdout_f1_macro={row['metrics'].get('holdout_f1_macro', float('nan')):.3f}"
+        )
+
+
+@models_app.command("show")
+def models_show(
+    ctx: typer.Context,
+    version: int,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """One version's metadata (and the path of its model card)."""
+    from irisflow.registry import LocalRegistry
+
+    settings = _settings(ctx)
+    meta = LocalRegistry(settings.registry_dir).metadata(version)
+    body = meta.model_dump(mode="json")
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    card = settings.registry_dir / f"v{version:04d}" / "card.md"
+    typer.echo(card.read_text() if card.exists() else json.dumps(body, indent=2))
+
+
+@models_app.command("promote")
+def models_promote(ctx: typer.Context, version: int) -> None:
+    """Make VERSION live again by republishing it (this is how you roll back)."""
+    from trainer.commands import promote
+
+    update = promote(_settings(ctx), version)
+    typer.echo(f"{update.model_name} version {update.version} republished; workers swap to it now")
+
+
+def main() -> NoReturn:
+    try:
+        app()
+    except IrisflowError as exc:
+        typer.secho(f"irisflow: error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    raise SystemExit(0)
+
+
+if __name__ == "__main__":
+    main()

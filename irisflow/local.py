@@ -1,0 +1,132 @@
+"""``irisflow up``: the whole system on one machine, each role in its own process.
+
+Roles run as child processes (``irisflow worker``, ``irisflow gateway``) exactly as they would on
+separate hosts, so what works here works when they are spread out. Ctrl-C (or SIGTERM) stops the
+children first, then the broker if this command started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+
+from irisflow.errors import IrisflowError
+from irisflow.kafka.admin import ensure_topics
+from irisflow.kafka.model_feed import read_live_update
+from irisflow.settings import Settings
+
+__all__ = ["run_local_stack"]
+
+log = logging.getLogger(__name__)
+
+_CURL = (
+    "curl -s -XPOST {url}/v1/predict -H 'content-type: application/json' "
+    '-d \'{{"features":{{"sepal_length":5.1,"sepal_width":3.5,'
+    '"petal_length":1.4,"petal_width":0.2}}}}\''
+)
+
+
+def _irisflow(settings: Settings, *args: str) -> list[str]:
+    return [sys.executable, "-m", "irisflow.cli", "--params", str(settings.params_path), *args]
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings) -> Iterator[None]:
+    """Start the embedded broker unless one runs (or an external cluster is configured)."""
+    if not settings.kafka.embedded:
+        log.info("using the Kafka cluster at %s", settings.kafka.bootstrap)
+        yield
+        return
+    from irisflow.kafka.embedded import embedded_broker
+
+    broker = embedded_broker(settings)
+    started_here = not broker.status().running
+    if started_here:
+        log.info("starting the embedded Kafka broker (first run downloads its jars)…")
+    broker.start()
+    try:
+        yield
+    finally:
+        if started_here:
+            log.info("stopping the embedded Kafka broker")
+            broker.stop()
+
+
+def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.poll() is not None:
+                raise IrisflowError(
+                    f"{child.args[-1]} exited with code {child.returncode} while starting"
+                )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health/ready", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise IrisflowError(f"the gateway at {url} was not ready within {timeout:.0f}s")
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", child.args[-1])
+            child.kill()
+            child.wait()
+
+
+def run_local_stack(settings: Settings) -> None:
+    stop_requested = False
+
+    def _request_stop(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    with _broker(settings):
+        asyncio.run(ensure_topics(settings.kafka))
+        if asyncio.run(read_live_update(settings.kafka, settings.model_name)) is None:
+            log.info("no model is live yet: training the first one")
+            subprocess.run(_irisflow(settings, "train", "--trigger", "bootstrap"), check=True)
+        env = dict(os.environ)
+        children = [
+            subprocess.Popen(_irisflow(settings, "worker"), env=env),
+            subprocess.Popen(_irisflow(settings, "gateway"), env=env),
+        ]
+        previous = signal.signal(signal.SIGTERM, _request_stop)
+        try:
+            url = f"http://{settings.gateway.host}:{settings.gateway.port}"
+            _wait_ready(url, children)
+            print(
+                f"\nirisflow is up.\n  gateway   {url}  (API docs {url}/docs)\n"
+                f"  worker    http://{settings.worker.host}:{settings.worker.port}/metrics\n"
+                f"  try       {_CURL.format(url=url)}\n  stop      Ctrl-C\n",
+                flush=True,
+            )
+            while not stop_requested:
+                for child in children:
+                    if child.poll() is not None:
+                        raise IrisflowError(
+                            f"{child.args[-1]} exited with code {child.returncode}; stopping"
+                        )
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            log.info("stopping worker and gateway")
+            _stop(children)

@@ -1,0 +1,1 @@
+"""Clients that publish prediction requests and feedback to irisflow's topics."""

@@ -1,0 +1,84 @@
+"""Artifacts: skops only, checksums verified, allow-listed types, immutable versions."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irisflow.errors import ArtifactError, ModelNotFound
+from irisflow.registry import LocalRegistry, deserialize_model, serialize_model, sha256_hex
+from tests.factories import fitted_pipeline, iris_xy, model_update
+
+
+def test_a_model_round_trips_with_identical_probabilities() -> None:
+    pipeline = fitted_pipeline()
+    data = serialize_model(pipeline)
+    loaded = deserialize_model(data, sha256=sha256_hex(data))
+    x, _ = iris_xy()
+    np.testing.assert_array_equal(loaded.predict_proba(x), pipeline.predict_proba(x))
+
+
+def test_a_tampered_artifact_fails_its_checksum() -> None:
+    data = serialize_model(fitted_pipeline())
+    digest = sha256_hex(data)
+    tampered = data[:-1] + bytes([data[-1] ^ 0xFF])
+    with pytest.raises(ArtifactError, match="checksum"):
+        deserialize_model(tampered, sha256=digest)
+
+
+def test_an_artifact_naming_a_type_outside_the_allow_list_is_refused() -> None:
+    data = serialize_model(fitted_pipeline())
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    schema = archive.read("schema.json").decode()
+    evil = schema.replace('"sklearn.preprocessing._data"', '"os"', 1).replace(
+        '"StandardScaler"', '"system"', 1
+    )
+    assert evil != schema
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as rewritten:
+        for item in archive.infolist():
+            payload = evil.encode() if item.filename == "schema.json" else archive.read(item)
+            rewritten.writestr(item, payload)
+    forged = out.getvalue()
+    with pytest.raises(ArtifactError, match="allow-list"):
+        deserialize_model(forged, sha256=sha256_hex(forged))
+
+
+def test_bytes_that_are_not_a_skops_file_are_refused() -> None:
+    junk = b"\x80\x04\x95 pickle bytes"
+    with pytest.raises(ArtifactError):
+        deserialize_model(junk, sha256=sha256_hex(junk))
+
+
+def test_registry_versions_are_immutable(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path)
+    first = model_update(1)
+    registry.save(first)
+    registry.save(first)  # the same bytes again: a no-op
+    other = model_update(1, kind="naive_bayes")
+    with pytest.raises(ArtifactError, match="immutable"):
+        registry.save(other)
+    assert registry.versions() == [1]
+
+
+def test_registry_lists_versions_and_returns_verified_updates(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path)
+    for version in (1, 2, 3):
+        registry.save(model_update(version))
+    assert registry.versions() == [1, 2, 3]
+    assert registry.latest() == 3
+    assert registry.get(2).version == 2
+    with pytest.raises(ModelNotFound, match="version 9"):
+        registry.metadata(9)
+
+
+def test_a_registry_artifact_changed_on_disk_is_refused(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path)
+    folder = registry.save(model_update(1))
+    (folder / "model.skops").write_bytes(b"changed")
+    with pytest.raises(ArtifactError, match="checksum"):
+        registry.get(1)

@@ -1,0 +1,73 @@
+"""What the ``irisflow train`` and ``irisflow models`` commands do, without the CLI parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from trainer.training import train_offline
+
+from irisflow.kafka.model_feed import read_live_update
+from irisflow.registry import LocalRegistry
+from irisflow.schemas import ModelUpdate
+from irisflow.settings import Settings
+from trainer.publish import publish_update, save_and_publish
+
+__all__ = ["list_models", "promote", "run_train"]
+
+log = logging.getLogger(__name__)
+
+
+def run_train(settings: Settings, *, publish: bool, trigger: str) -> ModelUpdate | None:
+    outcome = train_offline(settings)
+    for score in outcome.candidates:
+        log.info(
+            "candidate %-20s CV %s %.4f ± %.4f",
+            score.name,
+            settings.training.selection_metric,
+            score.mean,
+            score.std,
+        )
+    log.info(
+        "selected %s; holdout %s",
+        outcome.algorithm,
+        {k: round(v, 4) for k, v in outcome.metrics.items()},
+    )
+    if not publish:
+        return None
+    update = asyncio.run(save_and_publish(settings, outcome, trigger=trigger))
+    metric = settings.training.selection_metric
+    cv_score = outcome.metrics.get(f"cv_{metric}_mean", float("nan"))
+    print(
+        f"{update.model_name} version {update.version}: {update.algorithm}, "
+        f"CV {metric} {cv_score:.4f}, published to {settings.kafka.topics.model_updates}"
+    )
+    return update
+
+
+def list_models(settings: Settings) -> list[dict[str, Any]]:
+    registry = LocalRegistry(settings.registry_dir)
+    live = asyncio.run(read_live_update(settings.kafka, settings.model_name))
+    rows = []
+    for version in registry.versions():
+        meta = registry.metadata(version)
+        rows.append(
+            {
+                "version": version,
+                "algorithm": meta.algorithm,
+                "trigger": meta.trigger,
+                "parent_version": meta.parent_version,
+                "created_at": meta.created_at,
+                "metrics": meta.metrics,
+                "sha256": meta.sha256,
+                "live": live is not None and live.version == version,
+            }
+        )
+    return rows
+
+
+def promote(settings: Settings, version: int) -> ModelUpdate:
+    update = LocalRegistry(settings.registry_dir).get(version)
+    asyncio.run(publish_update(settings, update))
+    return update

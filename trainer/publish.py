@@ -1,0 +1,101 @@
+"""Turn a training outcome into an immutable registry version and publish it to Kafka.
+
+Order matters for "no partial artifact ever published": the version is written completely to
+the registry first (metadata last), and only then sent to ``model-updates``; the send waits for
+the broker's acknowledgement. A crash in between leaves a registry version that was never live,
+which the next publish skips past (versions are numbered from both the registry and the topic).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from trainer.card import confusion_matrix_png, render_model_card
+from trainer.training import TrainingOutcome
+
+from irisflow.kafka.clients import make_producer
+from irisflow.kafka.model_feed import read_live_update
+from irisflow.registry import LocalRegistry, serialize_model, sha256_hex
+from irisflow.schemas import ModelUpdate
+from irisflow.settings import Settings
+
+__all__ = ["build_update", "next_version", "publish_update", "save_and_publish"]
+
+log = logging.getLogger(__name__)
+
+
+def build_update(
+    outcome: TrainingOutcome, *, model_name: str, version: int, parent: int | None, trigger: str
+) -> ModelUpdate:
+    artifact = serialize_model(outcome.model)
+    return ModelUpdate(
+        model_name=model_name,
+        version=version,
+        created_at=time.time(),
+        algorithm=outcome.algorithm,
+        feature_names=list(outcome.feature_names),
+        class_labels=list(outcome.class_labels),
+        metrics=dict(outcome.metrics),
+        reference_stats=dict(outcome.reference_stats),
+        class_prior=dict(outcome.class_prior),
+        data_fingerprint=outcome.data_fingerprint,
+        parent_version=parent,
+        trigger=trigger,
+        sha256=sha256_hex(artifact),
+        artifact=artifact,
+    )
+
+
+async def next_version(settings: Settings) -> tuple[int, int | None]:
+    """(new version number, live parent version) from both the registry and the topic."""
+    live = await read_live_update(settings.kafka, settings.model_name)
+    local = LocalRegistry(settings.registry_dir).latest() or 0
+    parent = live.version if live else None
+    return max(local, parent or 0) + 1, parent
+
+
+async def publish_update(settings: Settings, update: ModelUpdate) -> None:
+    """Send one version to the compacted topic and wait until the broker has it."""
+    producer = make_producer(settings.kafka, acks="all", compression_type="gzip")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.kafka.topics.model_updates,
+            key=update.model_name.encode(),
+            value=update.to_bytes(),
+        )
+    finally:
+        await producer.stop()
+    log.info(
+        "published %s version %d to %s",
+        update.model_name,
+        update.version,
+        settings.kafka.topics.model_updates,
+    )
+
+
+async def save_and_publish(
+    settings: Settings, outcome: TrainingOutcome, *, trigger: str
+) -> ModelUpdate:
+    version, parent = await next_version(settings)
+    update = build_update(
+        outcome, model_name=settings.model_name, version=version, parent=parent, trigger=trigger
+    )
+    card = render_model_card(
+        outcome,
+        model_name=update.model_name,
+        version=version,
+        parent_version=parent,
+        trigger=trigger,
+        created_at=update.created_at,
+    )
+    LocalRegistry(settings.registry_dir).save(
+        update,
+        extra_files={
+            "card.md": card.encode(),
+            "confusion_matrix.png": confusion_matrix_png(outcome),
+        },
+    )
+    await publish_update(settings, update)
+    return update
