@@ -17,7 +17,7 @@ from gateway.routes import health, predict
 from gateway.state import GatewayState
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.admin import ensure_topics
-from irisflow.kafka.model_feed import ModelFeed
+from irisflow.kafka.model_topic import ModelFeed
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 

@@ -21,7 +21,7 @@ import httpx
 
 from irisflow.errors import IrisflowError
 from irisflow.kafka.admin import ensure_topics
-from irisflow.kafka.model_feed import read_live_update
+from irisflow.kafka.model_topic import read_live_update
 from irisflow.settings import Settings
 
 __all__ = ["run_local_stack"]
@@ -61,7 +61,9 @@ def _broker(settings: Settings) -> Iterator[None]:
             broker.stop()
 
 
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 120.0) -> None:
+def _wait_ready(
+    urls: list[str], children: list[subprocess.Popen[bytes]], timeout: float = 120.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in children:
@@ -69,11 +71,17 @@ def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: floa
                 raise IrisflowError(
                     f"{child.args[-1]} exited with code {child.returncode} while starting"
                 )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health/ready", timeout=2.0).status_code == 200:
-                return
+        if all(_answers(url) for url in urls):
+            return
         time.sleep(0.5)
-    raise IrisflowError(f"the gateway at {url} was not ready within {timeout:.0f}s")
+    raise IrisflowError(f"{' and '.join(urls)} did not report ready within {timeout:.0f}s")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -110,7 +118,8 @@ def run_local_stack(settings: Settings) -> None:
         previous = signal.signal(signal.SIGTERM, _request_stop)
         try:
             url = f"http://{settings.gateway.host}:{settings.gateway.port}"
-            _wait_ready(url, children)
+            worker_url = f"http://{settings.worker.host}:{settings.worker.port}"
+            _wait_ready([f"{url}/health/ready", f"{worker_url}/health"], children)
             print(
                 f"\nirisflow is up.\n  gateway   {url}  (API docs {url}/docs)\n"
                 f"  worker    http://{settings.worker.host}:{settings.worker.port}/metrics\n"

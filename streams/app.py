@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
-from irisflow.kafka.model_feed import ModelFeed
+from irisflow.kafka.model_topic import ModelFeed
 from irisflow.settings import Settings
 from streams.metrics import WorkerMetrics
 from streams.model_updates import ModelHolder
@@ -116,11 +116,23 @@ def build_app(settings: Settings) -> StreamsApp:
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
         # aiohttp refuses a charset inside content_type; Prometheus needs only the version.
-        return web.bytes(generate_latest(metrics.registry), content_type="text/plain; version=0.0.4")
+        return web.bytes(
+            generate_latest(metrics.registry), content_type="text/plain; version=0.0.4"
+        )
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
+        """200 once this worker has caught up on models and owns partitions to score."""
         live = holder.current
-        return web.json({"model_version": live.version if live else None, "status": "ok"})
+        assigned = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == names.requests
+        )
+        ready = feed.caught_up.is_set() and bool(assigned)
+        body = {
+            "ready": ready,
+            "model_version": live.version if live else None,
+            "partitions": assigned,
+        }
+        return web.json(body, status=200 if ready else 503)
 
     return StreamsApp(app, holder, feed, metrics, score, requests, predictions, dead_letters)

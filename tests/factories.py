@@ -28,7 +28,9 @@ def iris_xy() -> tuple[np.ndarray, np.ndarray]:
 
 def fitted_pipeline(kind: str = "logistic_regression") -> Pipeline:
     x, y = iris_xy()
-    estimator: Any = LogisticRegression(max_iter=500) if kind == "logistic_regression" else GaussianNB()
+    estimator: Any = (
+        LogisticRegression(max_iter=500) if kind == "logistic_regression" else GaussianNB()
+    )
     return make_pipeline(StandardScaler(), estimator).fit(x, y)
 
 
@@ -45,8 +47,9 @@ def model_update(
     pipeline = fitted_pipeline(kind)
     data = artifact if artifact is not None else serialize_model(pipeline)
     stats = {
-        name: FeatureStats(mean=float(col.mean()), std=float(col.std()),
-                           min=float(col.min()), max=float(col.max()))
+        name: FeatureStats(
+            mean=float(col.mean()), std=float(col.std()), min=float(col.min()), max=float(col.max())
+        )
         for name, col in zip(IRIS_FEATURES, x.T, strict=True)
     }
     return ModelUpdate(

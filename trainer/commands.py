@@ -8,11 +8,11 @@ from typing import Any
 
 from trainer.training import train_offline
 
-from irisflow.kafka.model_feed import read_live_update
+from irisflow.kafka.model_topic import publish_update, read_live_update
 from irisflow.registry import LocalRegistry
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
-from trainer.publish import publish_update, save_and_publish
+from trainer.publish import save_and_publish
 
 __all__ = ["list_models", "promote", "run_train"]
 
@@ -69,5 +69,5 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
 
 def promote(settings: Settings, version: int) -> ModelUpdate:
     update = LocalRegistry(settings.registry_dir).get(version)
-    asyncio.run(publish_update(settings, update))
+    asyncio.run(publish_update(settings.kafka, update))
     return update

@@ -14,13 +14,12 @@ import time
 from trainer.card import confusion_matrix_png, render_model_card
 from trainer.training import TrainingOutcome
 
-from irisflow.kafka.clients import make_producer
-from irisflow.kafka.model_feed import read_live_update
+from irisflow.kafka.model_topic import publish_update, read_live_update
 from irisflow.registry import LocalRegistry, serialize_model, sha256_hex
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 
-__all__ = ["build_update", "next_version", "publish_update", "save_and_publish"]
+__all__ = ["build_update", "next_version", "save_and_publish"]
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +54,6 @@ async def next_version(settings: Settings) -> tuple[int, int | None]:
     return max(local, parent or 0) + 1, parent
 
 
-async def publish_update(settings: Settings, update: ModelUpdate) -> None:
-    """Send one version to the compacted topic and wait until the broker has it."""
-    producer = make_producer(settings.kafka, acks="all", compression_type="gzip")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            settings.kafka.topics.model_updates,
-            key=update.model_name.encode(),
-            value=update.to_bytes(),
-        )
-    finally:
-        await producer.stop()
-    log.info(
-        "published %s version %d to %s",
-        update.model_name,
-        update.version,
-        settings.kafka.topics.model_updates,
-    )
-
-
 async def save_and_publish(
     settings: Settings, outcome: TrainingOutcome, *, trigger: str
 ) -> ModelUpdate:
@@ -97,5 +76,5 @@ async def save_and_publish(
             "confusion_matrix.png": confusion_matrix_png(outcome),
         },
     )
-    await publish_update(settings, update)
+    await publish_update(settings.kafka, update)
     return update

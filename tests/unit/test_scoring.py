@@ -49,9 +49,13 @@ def test_with_no_model_live_every_request_gets_an_explicit_error(live: LiveModel
     assert not result.dead_letters
 
 
-def test_a_request_that_does_not_fit_the_model_is_answered_and_dead_lettered(live: LiveModel) -> None:
+def test_a_request_that_does_not_fit_the_model_is_answered_and_dead_lettered(
+    live: LiveModel,
+) -> None:
     wrong = {"sepal_length": 1.0, "colour": 2.0}
-    result = score_batch(live, [_record("bad", wrong, 7), _record("good", SETOSA, 8)], source_topic="t")
+    result = score_batch(
+        live, [_record("bad", wrong, 7), _record("good", SETOSA, 8)], source_topic="t"
+    )
     by_id = {a.request_id: a for a in result.answers}
     assert by_id["good"].label == "setosa"
     assert by_id["bad"].error_code == "schema_mismatch"

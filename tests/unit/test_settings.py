@@ -36,7 +36,10 @@ def test_irisflow_params_selects_another_params_file(tmp_path: Path) -> None:
 
 
 def test_generic_double_underscore_variables_override_any_param() -> None:
-    env = {"IRISFLOW__KAFKA__TOPICS__REQUESTS": "mine.requests", "IRISFLOW__SCORING__BATCH_SIZE": "9"}
+    env = {
+        "IRISFLOW__KAFKA__TOPICS__REQUESTS": "mine.requests",
+        "IRISFLOW__SCORING__BATCH_SIZE": "9",
+    }
     settings = load_settings(ROOT / "params.yaml", environ=env)
     assert settings.kafka.topics.requests == "mine.requests"
     assert settings.scoring.batch_size == 9

@@ -1,4 +1,4 @@
-"""Read the compacted ``model-updates`` topic: what is live now, and every change after that.
+"""The compacted ``model-updates`` topic: publish a version; read what is live and each change.
 
 Every scoring worker and every gateway replica must see every update, so this reader uses no
 consumer group: it assigns itself all partitions and reads from the beginning. On start it
@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from irisflow.errors import KafkaUnavailable, SchemaError
-from irisflow.kafka.clients import make_consumer
+from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import KafkaSettings
 
-__all__ = ["ModelFeed", "read_live_update"]
+__all__ = ["ModelFeed", "publish_update", "read_live_update"]
 
 log = logging.getLogger(__name__)
 
@@ -143,3 +143,21 @@ async def read_live_update(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def publish_update(kafka: KafkaSettings, update: ModelUpdate) -> None:
+    """Send one version to the compacted topic and wait until every in-sync replica has it."""
+    producer = make_producer(kafka, acks="all", compression_type="gzip")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            kafka.topics.model_updates, key=update.model_name.encode(), value=update.to_bytes()
+        )
+    finally:
+        await producer.stop()
+    log.info(
+        "published %s version %d to %s",
+        update.model_name,
+        update.version,
+        kafka.topics.model_updates,
+    )

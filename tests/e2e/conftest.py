@@ -1,0 +1,110 @@
+"""irisflow processes started exactly as a user starts them, against the session broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from irisflow.kafka.admin import ensure_topics
+from irisflow.kafka.model_topic import publish_update
+from irisflow.kafka.runtime import free_port
+from irisflow.settings import Settings, load_settings
+from tests.conftest import unique_params
+from tests.factories import model_update
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Stack:
+    """A params file, its settings, and the irisflow processes running with it."""
+
+    params: Path
+    settings: Settings
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway.port}"
+
+    def start(self, role: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{role}.log").open("ab")
+        command = [sys.executable, "-m", "irisflow.cli", "--params", str(self.params), *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IRISFLOW_")}
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.processes[role] = process
+        return process
+
+    def stop(self, role: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.pop(role)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def publish(self, version: int, kind: str = "logistic_regression") -> None:
+        asyncio.run(publish_update(self.settings.kafka, model_update(version, kind=kind)))
+
+    def health_urls(self) -> list[str]:
+        urls = [f"{self.gateway_url}/health/ready"] if "gateway" in self.processes else []
+        if "worker" in self.processes:
+            urls.append(f"http://127.0.0.1:{self.settings.worker.port}/health")
+        return urls
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for role, process in self.processes.items():
+                if process.poll() is not None:
+                    log = (self.logs / f"{role}.log").read_text(errors="replace")[-3000:]
+                    raise AssertionError(f"{role} exited with {process.returncode}:\n{log}")
+            if all(_ok(url) for url in self.health_urls()):
+                return
+            time.sleep(0.3)
+        raise AssertionError("the gateway did not become ready")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[Stack]:
+    """A worker and a gateway serving model version 1."""
+    folder = tmp_path_factory.mktemp("stack")
+    params = unique_params(
+        folder,
+        kafka_bootstrap,
+        **{
+            "gateway.port": free_port(),
+            "gateway.predict_timeout_seconds": 3.0,
+            "worker.port": free_port(),
+        },
+    )
+    settings = load_settings(params, environ={})
+    stack = Stack(params=params, settings=settings, logs=folder)
+    asyncio.run(ensure_topics(settings.kafka))
+    stack.publish(1)
+    stack.start("worker", "worker")
+    stack.start("gateway", "gateway")
+    try:
+        stack.wait_ready()
+        yield stack
+    finally:
+        for role in list(stack.processes):
+            stack.stop(role)

@@ -1,0 +1,87 @@
+"""HTTP → gateway → Kafka → Faust worker → Kafka → HTTP, with real processes and a real broker."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Stack
+from tests.factories import SETOSA, VIRGINICA
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+
+def _predict(stack: Stack, features: object, **extra: object) -> httpx.Response:
+    return httpx.post(
+        f"{stack.gateway_url}/v1/predict", json={"features": features, **extra}, timeout=30
+    )
+
+
+def test_a_prediction_goes_round_trip_through_kafka_and_the_worker(stack: Stack) -> None:
+    response = _predict(stack, SETOSA)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["label"] == "setosa"
+    assert set(body["probabilities"]) == {"setosa", "versicolor", "virginica"}
+    assert body["probabilities"]["setosa"] > 0.9
+    assert body["model_version"] == 1
+    assert _predict(stack, VIRGINICA).json()["label"] == "virginica"
+
+
+def test_a_client_request_id_is_echoed(stack: Stack) -> None:
+    assert _predict(stack, SETOSA, request_id="client-42").json()["request_id"] == "client-42"
+
+
+@pytest.mark.parametrize(
+    ("features", "field"),
+    [
+        ({**SETOSA, "petal_width": "wide"}, "features.petal_width"),
+        ({k: v for k, v in SETOSA.items() if k != "sepal_width"}, "features.sepal_width"),
+        ({**SETOSA, "colour": 1.0}, "features.colour"),
+    ],
+)
+def test_a_malformed_body_is_a_422_naming_the_field(
+    stack: Stack, features: object, field: str
+) -> None:
+    response = _predict(stack, features)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert field in [f["field"] for f in error["fields"]]
+
+
+def test_a_missing_features_object_is_a_422_naming_it(stack: Stack) -> None:
+    response = httpx.post(f"{stack.gateway_url}/v1/predict", json={"feature": {}}, timeout=10)
+    assert response.status_code == 422
+    assert "features" in [f["field"] for f in response.json()["error"]["fields"]]
+
+
+def test_a_new_model_version_is_served_without_restarting_the_worker(stack: Stack) -> None:
+    worker_pid = stack.processes["worker"].pid
+    stack.publish(2, kind="naive_bayes")
+    deadline = time.monotonic() + 30
+    version = None
+    while time.monotonic() < deadline:
+        version = _predict(stack, SETOSA).json().get("model_version")
+        if version == 2:
+            break
+        time.sleep(0.2)
+    assert version == 2
+    assert stack.processes["worker"].pid == worker_pid
+    assert stack.processes["worker"].poll() is None
+
+
+def test_with_the_worker_stopped_predict_answers_504_within_the_timeout(stack: Stack) -> None:
+    """Runs last in this module: it stops the worker."""
+    stack.stop("worker")
+    started = time.monotonic()
+    response = _predict(stack, SETOSA)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    error = response.json()["error"]
+    assert error["code"] == "timeout"
+    assert "irisflow worker" in error["message"]
+    timeout = stack.settings.gateway.predict_timeout_seconds
+    assert timeout <= elapsed < timeout + 2.0

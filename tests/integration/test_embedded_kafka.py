@@ -1,0 +1,96 @@
+"""The embedded broker: real Apache Kafka from Maven jars, started, found, stopped, restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from irisflow.errors import KafkaRuntimeError
+from irisflow.kafka.admin import ensure_topics
+from irisflow.kafka.runtime import EmbeddedKafka, ensure_kafka_jars, free_port
+from tests.conftest import SettingsFactory
+
+pytestmark = pytest.mark.kafka
+
+CACHE = Path(os.environ.get("IRISFLOW_CACHE_DIR", Path.home() / ".cache" / "irisflow"))
+
+
+def _broker(tmp_path: Path, port: int | None = None) -> EmbeddedKafka:
+    return EmbeddedKafka(
+        libs=ensure_kafka_jars(CACHE),
+        data_dir=tmp_path / "kafka",
+        port=port or free_port(),
+        controller_port=free_port(),
+    )
+
+
+def test_the_broker_starts_reports_its_status_stops_and_restarts_on_its_data(
+    tmp_path: Path,
+) -> None:
+    broker = _broker(tmp_path)
+    status = broker.start()
+    try:
+        assert status.running
+        assert status.pid is not None
+        assert b"Kafka Server started" in broker.log_path.read_bytes()
+        assert broker.start().pid == status.pid  # already running: found, not started twice
+    finally:
+        assert broker.stop()
+    assert not broker.status().running
+    assert not broker.stop()
+    meta = (tmp_path / "kafka" / "logs" / "meta.properties").read_text()
+    broker.start()
+    try:
+        assert (tmp_path / "kafka" / "logs" / "meta.properties").read_text() == meta
+    finally:
+        broker.stop()
+
+
+def test_a_taken_port_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(KafkaRuntimeError, match=f"port {port} .* taken.*IRISFLOW_KAFKA_PORT"):
+            _broker(tmp_path, port).start()
+
+
+def test_a_missing_java_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JAVA", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(KafkaRuntimeError, match="java not found.*openjdk"):
+        _broker(tmp_path).start()
+
+
+def test_topics_are_created_with_their_partitions_and_configs(
+    kafka_settings: SettingsFactory,
+) -> None:
+    settings = kafka_settings(**{"kafka.partitions": 3})
+
+    async def check() -> None:
+        created = await ensure_topics(settings.kafka)
+        assert len(created) == 8
+        assert await ensure_topics(settings.kafka) == []  # idempotent
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            names = settings.kafka.topics
+            described = await admin.describe_topics([names.requests, names.model_updates])
+            partitions = {t["topic"]: len(t["partitions"]) for t in described}
+            assert partitions == {names.requests: 3, names.model_updates: 1}
+            (response,) = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, names.model_updates)]
+            )
+            configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
+            assert configs["cleanup.policy"] == "compact"
+            assert configs["max.message.bytes"] == str(settings.kafka.max_message_bytes)
+        finally:
+            await admin.close()
+
+    asyncio.run(check())
