@@ -35,6 +35,11 @@ _CURL = (
 )
 
 
+def _role(child: subprocess.Popen[bytes]) -> str:
+    args = child.args
+    return str(args[-1]) if isinstance(args, list) else str(args)
+
+
 def _irisflow(settings: Settings, *args: str) -> list[str]:
     return [sys.executable, "-m", "irisflow.cli", "--params", str(settings.params_path), *args]
 
@@ -69,7 +74,7 @@ def _wait_ready(
         for child in children:
             if child.poll() is not None:
                 raise IrisflowError(
-                    f"{child.args[-1]} exited with code {child.returncode} while starting"
+                    f"{_role(child)} exited with code {child.returncode} while starting"
                 )
         if all(_answers(url) for url in urls):
             return
@@ -93,7 +98,7 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
         try:
             child.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in time; killing it", child.args[-1])
+            log.warning("%s did not stop in time; killing it", _role(child))
             child.kill()
             child.wait()
 
@@ -130,7 +135,7 @@ def run_local_stack(settings: Settings) -> None:
                 for child in children:
                     if child.poll() is not None:
                         raise IrisflowError(
-                            f"{child.args[-1]} exited with code {child.returncode}; stopping"
+                            f"{_role(child)} exited with code {child.returncode}; stopping"
                         )
                 time.sleep(0.5)
         except KeyboardInterrupt:

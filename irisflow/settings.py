@@ -64,6 +64,11 @@ class DataSettings(BaseModel):
     feature_columns: tuple[str, ...] = ()
 
 
+def _all_candidates() -> dict[str, dict[str, Any]]:
+    names = ("logistic_regression", "random_forest", "svm", "knn", "naive_bayes")
+    return {name: {} for name in names}
+
+
 class TrainingSettings(BaseModel):
     model_config = _FROZEN
 
@@ -71,15 +76,7 @@ class TrainingSettings(BaseModel):
     cv_folds: int = Field(default=5, ge=2)
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
     selection_metric: str = "f1_macro"
-    candidates: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {
-            "logistic_regression": {},
-            "random_forest": {},
-            "svm": {},
-            "knn": {},
-            "naive_bayes": {},
-        }
-    )
+    candidates: dict[str, dict[str, Any]] = Field(default_factory=_all_candidates)
 
 
 class ScoringSettings(BaseModel):

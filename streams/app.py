@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.types import StreamT
 from prometheus_client import generate_latest
 
 from irisflow.kafka.model_topic import ModelFeed
@@ -27,7 +28,12 @@ __all__ = ["StreamsApp", "build_app"]
 
 log = logging.getLogger(__name__)
 
-_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+_RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
 
 
 @dataclass
@@ -79,15 +85,15 @@ def build_app(settings: Settings) -> StreamsApp:
     feed = ModelFeed(settings.kafka, settings.model_name, holder.apply)
     scoring = settings.scoring
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def follow_model_updates() -> None:
         """Every worker reads every update: no consumer group, all partitions."""
         await feed.run()
 
     @app.agent(requests, concurrency=1)
-    async def score(stream: faust.Stream[bytes]) -> None:
+    async def score(stream: StreamT[bytes]) -> None:
         await feed.caught_up.wait()  # the first batch is scored by the live model, if any
-        async for events in stream.take_events(
+        async for events in stream.take_events(  # type: ignore[attr-defined]
             scoring.batch_size, within=scoring.batch_linger_seconds
         ):
             records = [

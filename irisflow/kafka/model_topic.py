@@ -24,7 +24,7 @@ __all__ = ["ModelFeed", "publish_update", "read_live_update"]
 
 log = logging.getLogger(__name__)
 
-UpdateHandler = Callable[[ModelUpdate], Awaitable[None]]
+UpdateHandler = Callable[[ModelUpdate], Awaitable[object]]
 
 
 async def _assign_all(
