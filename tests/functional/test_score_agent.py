@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -34,7 +33,7 @@ class Sent:
 
 
 @pytest.fixture
-async def streams(make_settings: SettingsFactory) -> AsyncIterator[tuple[StreamsApp, Sent, Sent]]:
+async def streams(make_settings: SettingsFactory) -> tuple[StreamsApp, Sent, Sent]:
     settings = make_settings(**{"scoring.batch_size": 10, "scoring.batch_linger_seconds": 0.05})
     app = build_app(settings)
     update = model_update(2)
@@ -45,7 +44,7 @@ async def streams(make_settings: SettingsFactory) -> AsyncIterator[tuple[Streams
     predictions, dead = Sent(), Sent()
     app.predictions.send = predictions.send  # type: ignore[method-assign]
     app.dead_letters.send = dead.send  # type: ignore[method-assign]
-    yield app, predictions, dead
+    return app, predictions, dead
 
 
 def _request(request_id: str) -> bytes:

@@ -64,7 +64,7 @@ def test_a_taken_port_is_one_clear_error(tmp_path: Path) -> None:
 def test_a_missing_java_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JAVA", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(KafkaRuntimeError, match="java not found.*openjdk"):
+    with pytest.raises(KafkaRuntimeError, match=r"java not found.*openjdk"):
         _broker(tmp_path).start()
 
 
