@@ -23,6 +23,9 @@ from irisflow.errors import SchemaError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BatchPrediction",
+    "BatchPredictionRequest",
+    "InstancePrediction",
     "DeadLetter",
     "DriftEvent",
     "FeatureStats",
@@ -117,6 +120,42 @@ class Prediction(WireMessage):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class BatchPredictionRequest(WireMessage):
+    """``irisflow.requests``, keyed by request_id: many instances in one message.
+
+    The batch endpoint and the producers use it so that one Kafka record carries up to
+    ``gateway.max_batch_instances`` rows; it is answered by one :class:`BatchPrediction`.
+    """
+
+    request_id: RequestId
+    instances: list[FeatureVector] = Field(min_length=1)
+    sent_at: float = Field(default_factory=now)
+    reply_to: str | None = None
+
+
+class InstancePrediction(BaseModel):
+    """One row's answer inside a :class:`BatchPrediction`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    probabilities: dict[str, float]
+
+
+class BatchPrediction(WireMessage):
+    """``irisflow.predictions``, keyed by request_id: the answer to a BatchPredictionRequest,
+    one entry per instance in request order (or ``error`` and no entries)."""
+
+    request_id: RequestId
+    predictions: list[InstancePrediction] = Field(default_factory=list)
+    model_version: int | None = None
+    latency_seconds: float = 0.0
+    scored_at: float = Field(default_factory=now)
+    error: str | None = None
+    error_code: Literal["no_model", "invalid_request", "schema_mismatch"] | None = None
+    reply_to: str | None = None
 
 
 class Feedback(WireMessage):
