@@ -6,13 +6,12 @@ import asyncio
 import logging
 from typing import Any
 
-from trainer.training import train_offline
-
 from irisflow.kafka.model_topic import publish_update, read_live_update
 from irisflow.registry import LocalRegistry
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 from trainer.publish import save_and_publish
+from trainer.training import train_offline
 
 __all__ = ["list_models", "promote", "run_train"]
 
@@ -21,23 +20,16 @@ log = logging.getLogger(__name__)
 
 def run_train(settings: Settings, *, publish: bool, trigger: str) -> ModelUpdate | None:
     outcome = train_offline(settings)
-    for score in outcome.candidates:
-        log.info(
-            "candidate %-20s CV %s %.4f ± %.4f",
-            score.name,
-            settings.training.selection_metric,
-            score.mean,
-            score.std,
-        )
-    log.info(
-        "selected %s; holdout %s",
-        outcome.algorithm,
-        {k: round(v, 4) for k, v in outcome.metrics.items()},
-    )
+    metric = settings.training.selection_metric
+    print(f"{'candidate':<22}{'CV ' + metric + ' (mean ± std)':>30}")
+    for score in sorted(outcome.candidates, key=lambda s: -s.mean):
+        mark = "*" if score.name == outcome.algorithm else " "
+        print(f"{mark} {score.name:<20}{score.mean:>22.4f} ± {score.std:.4f}")
+    holdout = ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items() if "holdout" in k)
+    print(f"selected {outcome.algorithm}; {holdout}")
     if not publish:
         return None
     update = asyncio.run(save_and_publish(settings, outcome, trigger=trigger))
-    metric = settings.training.selection_metric
     cv_score = outcome.metrics.get(f"cv_{metric}_mean", float("nan"))
     print(
         f"{update.model_name} version {update.version}: {update.algorithm}, "

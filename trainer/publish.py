@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import time
 
-from trainer.card import confusion_matrix_png, render_model_card
-from trainer.training import TrainingOutcome
-
 from irisflow.kafka.model_topic import publish_update, read_live_update
 from irisflow.registry import LocalRegistry, serialize_model, sha256_hex
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
+from trainer.card import confusion_matrix_png, render_model_card
+from trainer.training import TrainingOutcome
 
 __all__ = ["build_update", "next_version", "save_and_publish"]
 

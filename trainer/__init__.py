@@ -1,0 +1,1 @@
+"""Model selection, training, and publishing versions (offline and online)."""
