@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import httpx
@@ -71,6 +73,30 @@ def test_a_new_model_version_is_served_without_restarting_the_worker(stack: Stac
     assert version == 2
     assert stack.processes["worker"].pid == worker_pid
     assert stack.processes["worker"].poll() is None
+
+
+def test_irisflow_train_publishes_a_version_that_the_running_worker_serves(stack: Stack) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "irisflow.cli", "--params", str(stack.params), "train"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "version 3" in done.stdout  # versions 1 and 2 were published by earlier tests
+    assert "published to" in done.stdout
+    card = stack.settings.registry_dir / "v0003" / "card.md"
+    assert "Model card" in card.read_text()
+    deadline = time.monotonic() + 30
+    body: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        body = _predict(stack, SETOSA).json()
+        if body.get("model_version") == 3:
+            break
+        time.sleep(0.2)
+    assert body.get("model_version") == 3
+    assert body.get("label") == "setosa"
 
 
 def test_with_the_worker_stopped_predict_answers_504_within_the_timeout(stack: Stack) -> None:
