@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -33,6 +33,10 @@ _CURL = (
     '-d \'{{"features":{{"sepal_length":5.1,"sepal_width":3.5,'
     '"petal_length":1.4,"petal_width":0.2}}}}\''
 )
+
+
+#: Exit codes of a child that was asked to stop (Ctrl-C reaches the whole process group).
+_STOPPED_BY_SIGNAL = {0, 130, -signal.SIGINT, -signal.SIGTERM}
 
 
 def _role(child: subprocess.Popen[bytes]) -> str:
@@ -67,10 +71,13 @@ def _broker(settings: Settings) -> Iterator[None]:
 
 
 def _wait_ready(
-    urls: list[str], children: list[subprocess.Popen[bytes]], timeout: float = 120.0
+    urls: list[str],
+    children: list[subprocess.Popen[bytes]],
+    stopping: Callable[[], bool],
+    timeout: float = 120.0,
 ) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping():
         for child in children:
             if child.poll() is not None:
                 raise IrisflowError(
@@ -79,6 +86,8 @@ def _wait_ready(
         if all(_answers(url) for url in urls):
             return
         time.sleep(0.5)
+    if stopping():
+        return
     raise IrisflowError(f"{' and '.join(urls)} did not report ready within {timeout:.0f}s")
 
 
@@ -121,26 +130,35 @@ def run_local_stack(settings: Settings) -> None:
             subprocess.Popen(_irisflow(settings, "gateway"), env=env),
         ]
         previous = signal.signal(signal.SIGTERM, _request_stop)
+        previous_int = signal.signal(signal.SIGINT, _request_stop)
         try:
             url = f"http://{settings.gateway.host}:{settings.gateway.port}"
             worker_url = f"http://{settings.worker.host}:{settings.worker.port}"
-            _wait_ready([f"{url}/health/ready", f"{worker_url}/health"], children)
-            print(
-                f"\nirisflow is up.\n  gateway   {url}  (API docs {url}/docs)\n"
-                f"  worker    http://{settings.worker.host}:{settings.worker.port}/metrics\n"
-                f"  try       {_CURL.format(url=url)}\n  stop      Ctrl-C\n",
-                flush=True,
+            _wait_ready(
+                [f"{url}/health/ready", f"{worker_url}/health"], children, lambda: stop_requested
             )
+            if not stop_requested:
+                print(
+                    f"\nirisflow is up.\n  gateway   {url}  (API docs {url}/docs)\n"
+                    f"  worker    http://{settings.worker.host}:{settings.worker.port}/metrics\n"
+                    f"  try       {_CURL.format(url=url)}\n  stop      Ctrl-C\n",
+                    flush=True,
+                )
             while not stop_requested:
                 for child in children:
-                    if child.poll() is not None:
-                        raise IrisflowError(
-                            f"{_role(child)} exited with code {child.returncode}; stopping"
-                        )
+                    code = child.poll()
+                    if code is None:
+                        continue
+                    if code in _STOPPED_BY_SIGNAL:
+                        log.info("%s stopped (exit code %s); stopping the rest", _role(child), code)
+                        stop_requested = True
+                        break
+                    raise IrisflowError(f"{_role(child)} exited with code {code}; stopping")
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
             log.info("stopping worker and gateway")
             _stop(children)
