@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from gateway.bridge import KafkaBridge
 from gateway.errors import FeatureMismatch
 from gateway.models import FieldError
+from irisflow.registry import sha256_hex
 from irisflow.schemas import ModelMetadata, ModelUpdate
 from irisflow.settings import Settings
 
 __all__ = ["GatewayState"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,6 +26,14 @@ class GatewayState:
     started_at: float = field(default=0.0)
 
     async def on_model_update(self, update: ModelUpdate) -> None:
+        """Track the live version; one whose bytes fail their checksum is not live anywhere."""
+        if sha256_hex(update.artifact) != update.sha256:
+            log.error(
+                "gateway: ignoring %s version %d: artifact checksum mismatch",
+                update.model_name,
+                update.version,
+            )
+            return
         self.live = update.metadata()
 
     def expected_features(self) -> list[str]:

@@ -151,6 +151,14 @@ def train(
 
 
 @app.command()
+def trainer(ctx: typer.Context) -> None:
+    """Run the online retraining service: retrain on new labels, drift alarms and requests."""
+    from trainer.run import run_trainer
+
+    run_trainer(_settings(ctx))
+
+
+@app.command()
 def worker(
     ctx: typer.Context,
     port: Annotated[int | None, typer.Option(help="web port for /metrics (default 6066)")] = None,
@@ -255,6 +263,36 @@ def models_show(
         return
     card = settings.registry_dir / f"v{version:04d}" / "card.md"
     typer.echo(card.read_text() if card.exists() else json.dumps(body, indent=2))
+
+
+@app.command()
+def retrain(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option(help="recorded with the decision")] = "manual request",
+) -> None:
+    """Ask the running trainer service to retrain now (publishes a retrain request)."""
+    from irisflow.kafka.clients import make_producer
+    from irisflow.schemas import RetrainRequest
+
+    settings = _settings(ctx)
+
+    async def send() -> None:
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        try:
+            request = RetrainRequest(
+                model_name=settings.model_name, reason=reason, requested_by="cli"
+            )
+            await producer.send_and_wait(
+                settings.kafka.topics.retrain_requests,
+                key=settings.model_name.encode(),
+                value=request.to_bytes(),
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    typer.echo(f"retrain requested for {settings.model_name}; `irisflow trainer` acts on it")
 
 
 @models_app.command("promote")

@@ -23,9 +23,11 @@ __all__ = [
     "DataSettings",
     "GatewaySettings",
     "KafkaSettings",
+    "RetrainingSettings",
     "ScoringSettings",
     "Settings",
     "TopicNames",
+    "TrackingSettings",
     "TrainingSettings",
     "WorkerSettings",
     "load_settings",
@@ -49,6 +51,9 @@ ENV_OVERRIDES: dict[str, str] = {
     "IRISFLOW_API_KEY": "gateway.api_key",
     "IRISFLOW_WORKER_HOST": "worker.host",
     "IRISFLOW_WORKER_PORT": "worker.port",
+    "IRISFLOW_TRAINER_HOST": "retraining.host",
+    "IRISFLOW_TRAINER_PORT": "retraining.port",
+    "IRISFLOW_MLFLOW_URI": "tracking.uri",
 }
 #: ``IRISFLOW__SECTION__KEY=value`` overrides any param (value parsed as YAML).
 GENERIC_PREFIX = "IRISFLOW__"
@@ -133,6 +138,36 @@ class GatewaySettings(BaseModel):
     api_key: SecretStr | None = None
 
 
+class RetrainingSettings(BaseModel):
+    """The online retraining service (``irisflow trainer``)."""
+
+    model_config = _FROZEN
+
+    min_new_labels: int = Field(default=100, ge=1)
+    """Retrain once this many labeled samples arrived since the last retraining."""
+    window_size: int = Field(default=2000, ge=10)
+    """Recent labeled samples kept: training extras plus the gate's holdout."""
+    holdout_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    """Share of the recent window held out from training to compare challenger and champion."""
+    tolerance: float = Field(default=0.02, ge=0.0)
+    """A challenger may score this much lower (macro-F1) than the champion and still win."""
+    drift_cooldown_seconds: float = Field(default=300.0, ge=0.0)
+    """After a drift-triggered retraining, further drift alarms wait this long."""
+    host: str = "127.0.0.1"
+    port: int = 6070
+    """Prometheus metrics of the trainer service."""
+
+
+class TrackingSettings(BaseModel):
+    """Optional MLflow tracking of every training run (``pip install 'irisflow[mlflow]'``)."""
+
+    model_config = _FROZEN
+
+    mlflow: bool = False
+    uri: str = "file:.irisflow/mlruns"
+    experiment: str = "irisflow"
+
+
 class WorkerSettings(BaseModel):
     model_config = _FROZEN
 
@@ -156,6 +191,8 @@ class Settings(BaseModel):
     kafka: KafkaSettings = KafkaSettings()
     gateway: GatewaySettings = GatewaySettings()
     worker: WorkerSettings = WorkerSettings()
+    retraining: RetrainingSettings = RetrainingSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -138,6 +138,7 @@ def build_app(settings: Settings) -> StreamsApp:
             "ready": ready,
             "model_version": live.version if live else None,
             "partitions": assigned,
+            "refused_versions": [version for version, _ in holder.refused],
         }
         return web.json(body, status=200 if ready else 503)
 
