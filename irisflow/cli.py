@@ -143,11 +143,21 @@ def train(
     trigger: Annotated[
         str, typer.Option(help="recorded in the registry as why it was trained")
     ] = "manual",
+    report_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="also write metrics.json, candidates.json, model card, PNG and model here"
+        ),
+    ] = None,
 ) -> None:
-    """Select the best of five candidates by cross-validation and publish it as a new version."""
+    """Select the best of five candidates by cross-validation and publish it as a new version.
+
+    Prints every candidate's cross-validated score and the winner's holdout metrics. With
+    --no-publish nothing touches Kafka (DVC's `dvc repro` runs it that way).
+    """
     from trainer.commands import run_train
 
-    run_train(_settings(ctx), publish=publish, trigger=trigger)
+    run_train(_settings(ctx), publish=publish, trigger=trigger, report_dir=report_dir)
 
 
 @app.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 from irisflow.kafka.model_topic import publish_update, read_live_update
@@ -11,6 +13,8 @@ from irisflow.registry import LocalRegistry
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 from trainer.publish import save_and_publish
+from trainer.reports import write_reports
+from trainer.tracking import log_run
 from trainer.training import train_offline
 
 __all__ = ["list_models", "promote", "run_train"]
@@ -18,8 +22,14 @@ __all__ = ["list_models", "promote", "run_train"]
 log = logging.getLogger(__name__)
 
 
-def run_train(settings: Settings, *, publish: bool, trigger: str) -> ModelUpdate | None:
+def run_train(
+    settings: Settings, *, publish: bool, trigger: str, report_dir: Path | None = None
+) -> ModelUpdate | None:
     outcome = train_offline(settings)
+    created_at = time.time()
+    if report_dir is not None:
+        write_reports(outcome, report_dir, model_name=settings.model_name, created_at=created_at)
+        print(f"reports written to {report_dir}")
     metric = settings.training.selection_metric
     print(f"{'candidate':<22}{'CV ' + metric + ' (mean ± std)':>30}")
     for score in sorted(outcome.candidates, key=lambda s: -s.mean):
@@ -28,8 +38,10 @@ def run_train(settings: Settings, *, publish: bool, trigger: str) -> ModelUpdate
     holdout = ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items() if "holdout" in k)
     print(f"selected {outcome.algorithm}; {holdout}")
     if not publish:
+        log_run(settings, outcome, trigger=trigger, version=None, created_at=created_at)
         return None
     update = asyncio.run(save_and_publish(settings, outcome, trigger=trigger))
+    log_run(settings, outcome, trigger=trigger, version=update.version, created_at=created_at)
     cv_score = outcome.metrics.get(f"cv_{metric}_mean", float("nan"))
     print(
         f"{update.model_name} version {update.version}: {update.algorithm}, "
