@@ -1,4 +1,5 @@
-"""``irisflow up``: the whole system on one machine, each role in its own process.
+"""``irisflow up``: the whole system on one machine, each role in its own process (broker,
+worker, gateway, retraining service).
 
 Roles run as child processes (``irisflow worker``, ``irisflow gateway``) exactly as they would on
 separate hosts, so what works here works when they are spread out. Ctrl-C (or SIGTERM) stops the
@@ -128,6 +129,7 @@ def run_local_stack(settings: Settings) -> None:
         children = [
             subprocess.Popen(_irisflow(settings, "worker"), env=env),
             subprocess.Popen(_irisflow(settings, "gateway"), env=env),
+            subprocess.Popen(_irisflow(settings, "trainer"), env=env),
         ]
         previous = signal.signal(signal.SIGTERM, _request_stop)
         previous_int = signal.signal(signal.SIGINT, _request_stop)
@@ -141,6 +143,8 @@ def run_local_stack(settings: Settings) -> None:
                 print(
                     f"\nirisflow is up.\n  gateway   {url}  (API docs {url}/docs)\n"
                     f"  worker    http://{settings.worker.host}:{settings.worker.port}/metrics\n"
+                    f"  trainer   http://{settings.retraining.host}:{settings.retraining.port}/metrics"
+                    " (retrains on feedback, drift, `irisflow retrain`)\n"
                     f"  try       {_CURL.format(url=url)}\n  stop      Ctrl-C\n",
                     flush=True,
                 )

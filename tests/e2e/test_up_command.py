@@ -26,7 +26,11 @@ def test_up_trains_a_first_model_serves_it_and_stops_cleanly_on_ctrl_c(
     params = unique_params(
         tmp_path,
         kafka_bootstrap,
-        **{"gateway.port": gateway_port, "worker.port": free_port()},
+        **{
+            "gateway.port": gateway_port,
+            "worker.port": free_port(),
+            "retraining.port": free_port(),
+        },
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRISFLOW_")}
     log = (tmp_path / "up.log").open("wb")
