@@ -164,7 +164,7 @@ class TrackingSettings(BaseModel):
     model_config = _FROZEN
 
     mlflow: bool = False
-    uri: str = "file:.irisflow/mlruns"
+    uri: str = "sqlite:///.irisflow/mlflow.db"
     experiment: str = "irisflow"
 
 

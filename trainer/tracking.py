@@ -48,6 +48,10 @@ def log_run(
             "(or set tracking.mlflow: false)"
         ) from exc
     mlflow.set_tracking_uri(settings.tracking.uri)
+    if mlflow.get_experiment_by_name(settings.tracking.experiment) is None:
+        artifacts = (settings.home / "mlartifacts").resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(settings.tracking.experiment, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(settings.tracking.experiment)
     params: dict[str, Any] = {}
     _flatten(
