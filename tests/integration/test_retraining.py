@@ -200,3 +200,40 @@ def test_a_tampered_artifact_is_refused_and_the_current_version_keeps_serving(st
     assert served["label"] == "setosa"
     log = Path(stack.logs / "worker.log").read_text(errors="replace")
     assert "refused iris version 51" in log
+
+
+def test_a_trainer_dying_mid_training_publishes_nothing_and_its_successor_reuses_the_labels(
+    stack: Stack,
+) -> None:
+    started = asyncio.Event()
+
+    def never_finishes(data: Dataset) -> TrainingOutcome:
+        started.set()
+        time.sleep(3)  # killed before it returns
+        raise RuntimeError("the process died")
+
+    async def scenario() -> tuple[int | None, Decision]:
+        live_before = await read_live_update(stack.settings.kafka, stack.settings.model_name)
+        dying = RetrainingService(stack.settings, train=never_finishes)
+        task = asyncio.create_task(dying.run())
+        await asyncio.wait_for(dying.ready.wait(), 60)
+        await _send_labels(stack, 45, seed=5)
+        await asyncio.wait_for(started.wait(), 60)
+        task.cancel()  # dies mid-training: no decision, no commit
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+            await task
+        assert dying.decisions == []
+        live_after = await read_live_update(stack.settings.kafka, stack.settings.model_name)
+        assert live_before is not None
+        assert live_after is not None
+        assert live_after.version == live_before.version
+        async with running(RetrainingService(stack.settings)) as successor:
+            return live_before.version, await _next_decision(successor, 0)
+
+    before, decision = asyncio.run(scenario())
+    assert decision.trigger == "labels"  # the same uncommitted labels, read again
+    assert decision.gate.holdout_size >= 20
+    assert decision.gate.promoted
+    assert decision.version is not None
+    assert before is not None
+    assert decision.version > before
