@@ -211,15 +211,41 @@ def produce(
     rate: Annotated[
         float | None, typer.Option(help="requests per second (default: as fast as possible)")
     ] = None,
-    feedback: Annotated[bool, typer.Option(help="also send the true label as feedback")] = False,
+    feedback: Annotated[
+        float, typer.Option(help="share of requests whose true label is sent as feedback (0-1)")
+    ] = 0.0,
+    label_noise: Annotated[float, typer.Option(help="share of feedback with a wrong label")] = 0.0,
+    label_delay: Annotated[float, typer.Option(help="seconds between request and feedback")] = 0.0,
+    drift_feature: Annotated[
+        str | None, typer.Option(help="shift this feature to simulate drift")
+    ] = None,
+    drift_shift: Annotated[float, typer.Option(help="shift in standard deviations")] = 3.0,
+    drift_after: Annotated[int, typer.Option(help="first request index that drifts")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed of the scenario")] = 0,
 ) -> None:
-    """Publish requests from the configured data set to the requests topic, with a progress bar."""
-    from producers.replay import replay
+    """Publish synthetic traffic drawn from the data set, with a progress bar.
 
-    report = asyncio.run(replay(_settings(ctx), count=count, rate=rate, with_feedback=feedback))
+    Examples: `irisflow produce -n 5000 --rate 500 --feedback 1` sends labeled traffic;
+    `irisflow produce -n 2000 --drift-feature petal_length --drift-after 500` shifts one
+    feature by 3 standard deviations after 500 requests, which the drift detectors should flag.
+    """
+    from producers.replay import replay
+    from producers.traffic import Scenario
+
+    scenario = Scenario(
+        count=count,
+        seed=seed,
+        drift_feature=drift_feature,
+        drift_shift=drift_shift,
+        drift_after=drift_after,
+        feedback_rate=feedback,
+        label_noise=label_noise,
+        label_delay=label_delay,
+    )
+    report = asyncio.run(replay(_settings(ctx), scenario, rate=rate))
     typer.echo(
-        f"sent {report.sent} requests ({report.feedback} feedback) in {report.seconds:.2f}s "
-        f"({report.rate:,.0f}/s)"
+        f"sent {report.sent} requests ({report.drifted} drifted, {report.feedback} with feedback) "
+        f"in {report.seconds:.2f}s ({report.rate:,.0f}/s)"
     )
 
 

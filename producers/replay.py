@@ -1,8 +1,9 @@
-"""Replay the data set as prediction requests (and optionally feedback), at a set rate."""
+"""Send planned traffic to Kafka at a set rate, with a progress bar."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from tqdm import tqdm
 from irisflow.settings import Settings
 from producers.client import IrisflowProducer
 from producers.samples import load_samples
+from producers.traffic import Scenario, plan_traffic
 
 __all__ = ["ReplayReport", "replay"]
 
@@ -19,6 +21,7 @@ __all__ = ["ReplayReport", "replay"]
 class ReplayReport:
     sent: int
     feedback: int
+    drifted: int
     seconds: float
 
     @property
@@ -26,29 +29,55 @@ class ReplayReport:
         return self.sent / self.seconds if self.seconds > 0 else float("inf")
 
 
+async def _later(delay: float, producer: IrisflowProducer, request_id: str, label: str) -> None:
+    await asyncio.sleep(delay)
+    await producer.feedback(request_id, label)
+
+
 async def replay(
     settings: Settings,
+    scenario: Scenario,
     *,
-    count: int,
     rate: float | None = None,
-    with_feedback: bool = False,
     progress: bool = True,
 ) -> ReplayReport:
-    """Send ``count`` requests cycling through the data set; ``rate`` caps requests/second."""
+    """Send ``scenario.count`` requests (and their feedback); ``rate`` caps requests/second."""
     samples = load_samples(settings)
     started = time.perf_counter()
-    feedback = 0
+    feedback = drifted = 0
+    delayed: list[asyncio.Task[None]] = []
     async with IrisflowProducer(settings.kafka) as producer:
-        with tqdm(total=count, unit="req", desc="requests", disable=not progress) as bar:
-            for index in range(count):
-                request_id = await producer.request(samples.features(index))
-                if with_feedback:
-                    await producer.feedback(request_id, samples.label(index))
+        with tqdm(total=scenario.count, unit="req", desc="requests", disable=not progress) as bar:
+            for planned in plan_traffic(samples, scenario):
+                request_id = await producer.request(planned.features)
+                drifted += planned.drifted
+                if planned.feedback_label is not None:
                     feedback += 1
+                    if scenario.label_delay > 0:
+                        delayed.append(
+                            asyncio.create_task(
+                                _later(
+                                    scenario.label_delay,
+                                    producer,
+                                    request_id,
+                                    planned.feedback_label,
+                                )
+                            )
+                        )
+                    else:
+                        await producer.feedback(request_id, planned.feedback_label)
                 bar.update(1)
                 if rate:
-                    ahead = (index + 1) / rate - (time.perf_counter() - started)
+                    ahead = (planned.index + 1) / rate - (time.perf_counter() - started)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
+        if delayed:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*delayed)
         await producer.flush()
-    return ReplayReport(sent=count, feedback=feedback, seconds=time.perf_counter() - started)
+    return ReplayReport(
+        sent=scenario.count,
+        feedback=feedback,
+        drifted=drifted,
+        seconds=time.perf_counter() - started,
+    )
