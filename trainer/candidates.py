@@ -1,16 +1,25 @@
 """The five candidate models, each a pipeline with standardization.
 
 Hyperparameters come from ``params.yaml`` (``training.candidates``); a candidate left out of
-params is not built, so a params file can narrow the search. The SVM gets probabilities by
-sigmoid calibration (``CalibratedClassifierCV``) because scikit-learn 1.9 deprecates
-``SVC(probability=True)``.
+params is not built, so a params file can narrow the search. ``random_state`` always comes from
+``training.random_state`` so one number makes a whole run reproducible.
+
+The SVM gets probabilities from sigmoid calibration (``CalibratedClassifierCV``) because
+scikit-learn 1.9 deprecates ``SVC(probability=True)``. ``ensemble=False`` reproduces what
+``probability=True`` did (one SVC on all rows, Platt scaling fitted on cross-validated
+decisions), so serving runs one SVC, not one per calibration fold. The extra key
+``calibration_cv`` (default 3) sets those folds.
+
+Every type these pipelines contain is on :data:`irisflow.registry.TRUSTED_TYPES` or trusted by
+skops already, so each one can be published.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -25,6 +34,8 @@ from irisflow.settings import TrainingSettings
 
 __all__ = ["CANDIDATES", "build_candidates"]
 
+Factory = Callable[[dict[str, Any], int], Any]
+
 
 def _logistic_regression(params: dict[str, Any], seed: int) -> Any:
     return LogisticRegression(**{"max_iter": 1000, **params, "random_state": seed})
@@ -35,12 +46,9 @@ def _random_forest(params: dict[str, Any], seed: int) -> Any:
 
 
 def _svm(params: dict[str, Any], seed: int) -> Any:
-    calibration = {k: params[k] for k in ("calibration_cv",) if k in params}
-    svc_params = {k: v for k, v in params.items() if k != "calibration_cv"}
+    folds = params.pop("calibration_cv", 3)
     return CalibratedClassifierCV(
-        SVC(**svc_params, random_state=seed),
-        method="sigmoid",
-        cv=calibration.get("calibration_cv", 3),
+        SVC(**{**params, "random_state": seed}), method="sigmoid", cv=folds, ensemble=False
     )
 
 
@@ -52,13 +60,27 @@ def _naive_bayes(params: dict[str, Any], seed: int) -> Any:
     return GaussianNB(**params)
 
 
-CANDIDATES: dict[str, Callable[[dict[str, Any], int], Any]] = {
+#: Candidate name (a key of ``training.candidates``) -> estimator factory.
+CANDIDATES: Mapping[str, Factory] = {
     "logistic_regression": _logistic_regression,
     "random_forest": _random_forest,
     "svm": _svm,
     "knn": _knn,
     "naive_bayes": _naive_bayes,
 }
+
+
+def _estimator(name: str, params: dict[str, Any] | None, seed: int) -> Any:
+    try:
+        estimator = CANDIDATES[name](dict(params or {}), seed)
+        # Check hyperparameter values now (scikit-learn checks only at fit time), so a typo in
+        # params.yaml is one error before training rather than a traceback in the middle of CV.
+        nested = estimator.get_params(deep=True).values()
+        for part in [estimator, *(v for v in nested if isinstance(v, BaseEstimator))]:
+            part._validate_params()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"training.candidates.{name}: {exc}") from exc
+    return estimator
 
 
 def build_candidates(training: TrainingSettings) -> dict[str, Pipeline]:
@@ -71,12 +93,12 @@ def build_candidates(training: TrainingSettings) -> dict[str, Pipeline]:
         )
     if not training.candidates:
         raise ConfigError("training.candidates is empty: name at least one candidate model")
-    pipelines = {}
-    for name, params in training.candidates.items():
-        clean = {k: v for k, v in (params or {}).items()}
-        try:
-            estimator = CANDIDATES[name](clean, training.random_state)
-        except TypeError as exc:
-            raise ConfigError(f"training.candidates.{name}: {exc}") from exc
-        pipelines[name] = Pipeline([("scale", StandardScaler()), ("model", estimator)])
-    return pipelines
+    return {
+        name: Pipeline(
+            [
+                ("scale", StandardScaler()),
+                ("model", _estimator(name, params, training.random_state)),
+            ]
+        )
+        for name, params in training.candidates.items()
+    }

@@ -1,9 +1,13 @@
-"""Cross-validated model selection: every candidate scored on the same stratified folds."""
+"""Cross-validated model selection: every candidate scored on the same stratified folds.
+
+The folds are drawn once and shared, so differences between candidates come from the models
+and not from luckier splits; the shuffle is seeded, so the same params choose the same model.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,9 +20,17 @@ from irisflow.errors import ConfigError, DataError
 
 __all__ = ["CandidateScore", "cross_validate_candidates", "select_best"]
 
+Split = tuple[np.ndarray, np.ndarray]
+
 
 @dataclass(frozen=True)
 class CandidateScore:
+    """One candidate's cross-validated score (higher is better, as for every sklearn scorer).
+
+    ``std`` is the population standard deviation of ``fold_scores``; ``fit_seconds`` is the
+    wall time of fitting and scoring all folds (it varies between runs; nothing depends on it).
+    """
+
     name: str
     mean: float
     std: float
@@ -26,8 +38,58 @@ class CandidateScore:
     fit_seconds: float
 
 
+def _check_metric(metric: str) -> None:
+    if metric not in get_scorer_names():
+        raise ConfigError(
+            f"unknown selection metric {metric!r} (training.selection_metric); use a "
+            "scikit-learn scorer name such as f1_macro, accuracy or balanced_accuracy"
+        )
+
+
+def _check_folds(y: np.ndarray, folds: int) -> None:
+    labels, counts = np.unique(y, return_counts=True)
+    rare = [f"{str(label)!r} ({n})" for label, n in zip(labels, counts, strict=True) if n < folds]
+    if rare:
+        raise DataError(
+            f"class(es) {', '.join(rare)} have fewer rows than training.cv_folds={folds}, so "
+            "stratified folds cannot all contain them; add rows or lower training.cv_folds"
+        )
+
+
+def _fold_score(
+    name: str, pipeline: Pipeline, x: np.ndarray, y: np.ndarray, split: Split, metric: str
+) -> float:
+    train, test = split
+    try:
+        fitted = clone(pipeline).fit(x[train], y[train])
+    except ValueError as exc:
+        raise DataError(f"candidate {name} cannot be fitted on a CV fold: {exc}") from exc
+    try:
+        return float(get_scorer(metric)(fitted, x[test], y[test]))
+    except (ValueError, AttributeError) as exc:
+        reason = str(exc).rstrip(".")
+        raise ConfigError(
+            f"selection metric {metric!r} cannot score candidate {name} on this data: {reason}; "
+            "choose another training.selection_metric"
+        ) from exc
+
+
+def _score(
+    name: str, pipeline: Pipeline, x: np.ndarray, y: np.ndarray, splits: list[Split], metric: str
+) -> CandidateScore:
+    started = time.perf_counter()
+    fold_scores = [_fold_score(name, pipeline, x, y, split, metric) for split in splits]
+    return CandidateScore(
+        name=name,
+        mean=float(np.mean(fold_scores)),
+        std=float(np.std(fold_scores)),
+        fold_scores=tuple(fold_scores),
+        fit_seconds=time.perf_counter() - started,
+    )
+
+
 def cross_validate_candidates(
-    candidates: dict[str, Pipeline],
+    candidates: Mapping[str, Pipeline],
     x: np.ndarray,
     y: np.ndarray,
     *,
@@ -36,46 +98,31 @@ def cross_validate_candidates(
     random_state: int,
     progress: Callable[[str], None] | None = None,
 ) -> list[CandidateScore]:
-    """Score each candidate on identical shuffled stratified folds (seeded, so reproducible)."""
-    if metric not in get_scorer_names():
-        raise ConfigError(
-            f"unknown selection metric {metric!r}; use a scikit-learn scorer name such as f1_macro"
-        )
-    smallest = int(np.unique(y, return_counts=True)[1].min())
-    if smallest < folds:
-        counts = dict(zip(*np.unique(y, return_counts=True), strict=True))
-        rare = [str(label) for label, n in counts.items() if n < folds]
-        raise DataError(
-            f"class(es) {', '.join(rare)} have fewer samples than training.cv_folds={folds}; "
-            "add data or lower cv_folds"
-        )
-    scorer = get_scorer(metric)
-    splits = list(
-        StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state).split(x, y)
-    )
+    """Score each candidate (in the mapping's order) on identical shuffled stratified folds.
+
+    ``metric`` is any scikit-learn scorer name; ``progress`` is called with each candidate's
+    name once it is scored (the CLI advances a progress bar with it).
+    """
+    _check_metric(metric)
+    if not candidates:
+        raise ConfigError("no candidates to cross-validate: training.candidates is empty")
+    _check_folds(y, folds)
+    folding = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    splits = list(folding.split(x, y))
     scores = []
     for name, pipeline in candidates.items():
-        started = time.perf_counter()
-        fold_scores = []
-        for train, test in splits:
-            fitted = clone(pipeline).fit(x[train], y[train])
-            fold_scores.append(float(scorer(fitted, x[test], y[test])))
-        scores.append(
-            CandidateScore(
-                name=name,
-                mean=float(np.mean(fold_scores)),
-                std=float(np.std(fold_scores)),
-                fold_scores=tuple(fold_scores),
-                fit_seconds=time.perf_counter() - started,
-            )
-        )
+        scores.append(_score(name, pipeline, x, y, splits, metric))
         if progress is not None:
             progress(name)
     return scores
 
 
-def select_best(scores: list[CandidateScore]) -> CandidateScore:
-    """Highest mean; ties go to the steadier (lower std), then to the name, deterministically."""
+def select_best(scores: Sequence[CandidateScore]) -> CandidateScore:
+    """Highest mean; ties go to the steadier (lower std), then to the name, deterministically.
+
+    Means are compared after rounding to 12 decimals, so floating-point noise in equal scores
+    cannot decide the winner.
+    """
     if not scores:
-        raise ConfigError("no candidates were scored")
-    return sorted(scores, key=lambda s: (-round(s.mean, 12), round(s.std, 12), s.name))[0]
+        raise ConfigError("no candidates were scored, so none can be selected")
+    return min(scores, key=lambda s: (-round(s.mean, 12), round(s.std, 12), s.name))
