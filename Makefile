@@ -10,8 +10,11 @@ STAMPS := .make
 PYTEST_ARGS ?=
 
 # Debian packages: the broker needs Java and Maven; the browser and metrics tests need these too.
-APT_PACKAGES := openjdk-17-jre-headless maven
-APT_COMMANDS := java mvn
+APT_PACKAGES := openjdk-17-jre-headless maven chromium
+APT_COMMANDS := java mvn chromium
+# Prometheus: the observability tests run promtool and a real Prometheus server.
+APT_PACKAGES += prometheus
+APT_COMMANDS += promtool
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration lint format bench clean
@@ -41,6 +44,9 @@ format: install ## apply ruff's fixes and formatting
 
 clean: ## remove the venv, stamps and local state (the Kafka jar cache is kept)
 	rm -rf $(VENV) $(STAMPS) .irisflow .pytest_cache .mypy_cache .ruff_cache
+
+# Re-check the Debian packages when this file (their list) changes.
+$(STAMPS)/system: Makefile
 
 $(STAMPS)/system:
 	@mkdir -p $(STAMPS)

@@ -3,8 +3,12 @@
 Replies are routed by request id. Each gateway replica reads the whole predictions topic with no
 consumer group (all partitions, from the end at start-up) and completes only the futures it is
 waiting on; the others are ignored. That costs every replica a read of every prediction (cheap:
-a JSON header check per record), and buys replicas that share nothing and need no reply topic
-of their own. ``reply_to`` in the request names the replica for audit and debugging.
+a dictionary lookup of the record key), and buys replicas that share nothing and need no reply
+topic of their own. ``reply_to`` in the request names the replica for audit and debugging.
+
+A reply that arrives after its caller gave up (a 504, or ``?wait=false``) is not lost: ids are
+*watched* for a while and their late answer is handed to ``on_late``, so a retry with the same
+request id is answered from memory instead of being scored again.
 """
 
 from __future__ import annotations
@@ -12,31 +16,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from gateway.errors import UnreadableAnswer
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout, SchemaError
 from irisflow.kafka.clients import make_consumer, make_producer
-from irisflow.schemas import Prediction, PredictionRequest
+from irisflow.schemas import BatchPrediction, BatchPredictionRequest, Prediction, PredictionRequest
 from irisflow.settings import KafkaSettings
 
-__all__ = ["KafkaBridge"]
+__all__ = ["Answer", "KafkaBridge", "LateHandler", "Request"]
 
 log = logging.getLogger(__name__)
+
+Answer = Prediction | BatchPrediction
+Request = PredictionRequest | BatchPredictionRequest
+Shape = type[Prediction] | type[BatchPrediction]
+#: ``(request_id, context, answer, seconds since the request was sent)``
+LateHandler = Callable[[str, str, Answer, float], None]
+
+
+def _shape_of(request: Request) -> Shape:
+    return BatchPrediction if isinstance(request, BatchPredictionRequest) else Prediction
 
 
 class KafkaBridge:
     """One producer and one group-less reply reader per gateway process."""
 
-    def __init__(self, kafka: KafkaSettings, *, instance_id: str | None = None) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        instance_id: str | None = None,
+        on_late: LateHandler | None = None,
+        watch_capacity: int = 10000,
+    ) -> None:
         self.kafka = kafka
         self.instance_id = instance_id or f"gw-{uuid.uuid4().hex[:8]}"
-        self._pending: dict[str, asyncio.Future[Prediction]] = {}
+        self.on_late = on_late
+        self._watch_capacity = watch_capacity
+        self._pending: dict[str, tuple[Shape, asyncio.Future[Answer]]] = {}
+        self._watched: OrderedDict[str, tuple[Shape, str, float]] = OrderedDict()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._reader is not None
 
     async def start(self) -> None:
         self._producer = make_producer(self.kafka, request_timeout_ms=5000)
@@ -62,51 +94,116 @@ class KafkaBridge:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        for pending in self._pending.values():
+        for _, pending in self._pending.values():
             pending.cancel()
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        self._pending.clear()
+        consumer, producer = self._consumer, self._producer
+        self._reader = self._consumer = self._producer = None
+        if consumer is not None:
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+
+    async def reachable(self, *, timeout: float = 3.0) -> bool:
+        """Whether a broker answers a metadata request now (the readiness probe)."""
+        if self._producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout)
+        except (KafkaError, TimeoutError, OSError):
+            return False
+        return True
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            except (
+                KafkaError
+            ) as exc:  # keep reading: a dead reader would turn every call into a 504
+                log.warning("reading replies from %s: %r", self.kafka.topics.predictions, exc)
+                await asyncio.sleep(1.0)
+                continue
             for records in batches.values():
                 for record in records:
                     rid = record.key.decode(errors="replace") if record.key else None
-                    waiter = self._pending.get(rid) if rid else None
-                    if waiter is None or waiter.done():
-                        continue
-                    try:
-                        waiter.set_result(Prediction.from_bytes(record.value))
-                    except SchemaError as exc:
-                        waiter.set_exception(exc)
+                    if rid is not None:
+                        self.deliver(rid, record.value)
 
-    async def predict(self, request: PredictionRequest, *, timeout: float) -> Prediction:
-        """Publish ``request`` and wait for its answer; raise a typed error otherwise."""
+    def deliver(self, rid: str, value: bytes | None) -> None:
+        """Hand one record of the predictions topic to whoever waits for it (or watches it)."""
+        waiting = self._pending.get(rid)
+        if waiting is not None and not waiting[1].done():
+            shape, future = waiting
+            try:
+                future.set_result(shape.from_bytes(value))
+            except SchemaError as exc:
+                log.error("the answer to %s is unreadable: %s", rid, exc)
+                future.set_exception(UnreadableAnswer(f"the worker's answer is unreadable: {exc}"))
+            return
+        watched = self._watched.pop(rid, None)
+        if watched is None or self.on_late is None:
+            return
+        shape, context, sent = watched
+        try:
+            answer = shape.from_bytes(value)
+        except SchemaError as exc:
+            log.warning("late answer to %s unreadable: %s", rid, exc)
+            return
+        self.on_late(rid, context, answer, time.monotonic() - sent)
+
+    def watch(self, rid: str, shape: Shape, context: str, sent: float) -> None:
+        """Hand the answer to ``rid`` to ``on_late`` when it comes (bounded, oldest dropped)."""
+        self._watched[rid] = (shape, context, sent)
+        while len(self._watched) > self._watch_capacity:
+            self._watched.popitem(last=False)
+
+    async def publish(self, topic: str, *, key: bytes, value: bytes, timeout: float) -> None:
+        """Send one record and wait for the broker's acknowledgement; 503 material otherwise."""
         if self._producer is None:
             raise KafkaUnavailable("the gateway is not connected to Kafka yet")
-        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        rid = request.request_id
-        self._pending[rid] = future
         try:
-            try:
-                await asyncio.wait_for(
-                    self._producer.send_and_wait(
-                        self.kafka.topics.requests, key=rid.encode(), value=request.to_bytes()
-                    ),
-                    timeout=timeout,
-                )
-            except (KafkaError, TimeoutError) as exc:
-                raise KafkaUnavailable(
-                    f"could not publish to {self.kafka.topics.requests} at "
-                    f"{self.kafka.bootstrap_servers}: {exc!r}"
-                ) from exc
+            await asyncio.wait_for(
+                self._producer.send_and_wait(topic, key=key, value=value), timeout=timeout
+            )
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaUnavailable(
+                f"could not publish to {topic} at {self.kafka.bootstrap_servers}: {exc!r}"
+            ) from exc
+
+    async def submit(self, request: Request, *, context: str, timeout: float) -> None:
+        """Publish without waiting; the answer, when it comes, goes to ``on_late``."""
+        self.watch(request.request_id, _shape_of(request), context, time.monotonic())
+        await self._send(request, timeout=timeout)
+
+    async def request(self, request: Request, *, context: str, timeout: float) -> Answer:
+        """Publish ``request`` and wait for its answer; raise a typed error otherwise."""
+        return await self._wait(request, context=context, timeout=timeout, send=True)
+
+    async def await_answer(self, request: Request, *, context: str, timeout: float) -> Answer:
+        """Wait for the answer to a request published earlier (by anyone), without resending."""
+        return await self._wait(request, context=context, timeout=timeout, send=False)
+
+    async def _send(self, request: Request, *, timeout: float) -> None:
+        key = request.request_id.encode()
+        await self.publish(
+            self.kafka.topics.requests, key=key, value=request.to_bytes(), timeout=timeout
+        )
+
+    async def _wait(self, request: Request, *, context: str, timeout: float, send: bool) -> Answer:
+        shape = _shape_of(request)
+        rid = request.request_id
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = (shape, future)
+        sent = time.monotonic()
+        try:
+            if send:
+                await self._send(request, timeout=timeout)
             try:
                 answer = await asyncio.wait_for(future, timeout=timeout)
             except TimeoutError as exc:
+                self.watch(rid, shape, context, sent)
                 raise PredictionTimeout(
                     f"no worker answered request {rid} within {timeout:g}s: check that "
                     "`irisflow worker` is running and keeping up"

@@ -1,13 +1,23 @@
-"""Errors to HTTP responses, in one table; every error body has the same shape."""
+"""Errors to HTTP responses, in one table; every error body has the same shape.
+
+``{"error": {"status", "code", "message", "fields": [{"field", "message"}]}}``, whatever went
+wrong: a bad body, an unknown route, a missing API key, Kafka down, a timeout. Nothing a client
+can send reaches the catch-all 500.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.models import ErrorBody, ErrorDetail, FieldError
 from irisflow.errors import (
+    ArtifactError,
     IrisflowError,
     KafkaUnavailable,
     ModelNotFound,
@@ -16,35 +26,113 @@ from irisflow.errors import (
     SchemaError,
 )
 
-__all__ = ["FeatureMismatch", "error_response", "install_error_handlers"]
-
-_STATUS: list[tuple[type[IrisflowError], int, str]] = [
-    (SchemaError, 422, "invalid_request"),
-    (ModelNotFound, 404, "not_found"),
-    (KafkaUnavailable, 503, "kafka_unavailable"),
-    (PredictionTimeout, 504, "timeout"),
+__all__ = [
+    "AdminDisabled",
+    "FeatureMismatch",
+    "Forbidden",
+    "NoModelLive",
+    "PredictionNotFound",
+    "RequestIdConflict",
+    "TooManyInstances",
+    "Unauthorized",
+    "UnreadableAnswer",
+    "error_response",
+    "install_error_handlers",
+    "status_of",
 ]
-_FAILED_STATUS = {"no_model": 503, "schema_mismatch": 422, "invalid_request": 422}
+
+log = logging.getLogger(__name__)
 
 
 class FeatureMismatch(SchemaError):
-    """Feature names that do not fit the live model, each named."""
+    """Feature names (or a label) that do not fit the live model, each named."""
 
     def __init__(self, fields: list[FieldError]) -> None:
         super().__init__("; ".join(f"{f.field}: {f.message}" for f in fields))
         self.fields = fields
 
 
+class RequestIdConflict(IrisflowError):
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            f"request_id {request_id!r} was already used for a different request; "
+            "use a new id for new input"
+        )
+
+
+class TooManyInstances(IrisflowError):
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(
+            f"{count} instances in one call; the limit is {limit} (gateway.max_batch_instances): "
+            "split the batch"
+        )
+        self.limit = limit
+
+
+class Unauthorized(IrisflowError):
+    """No API key was sent to an endpoint that needs one."""
+
+
+class Forbidden(IrisflowError):
+    """The API key sent does not match."""
+
+
+class AdminDisabled(Forbidden):
+    """No API key is configured, so the admin endpoints refuse everyone."""
+
+
+class PredictionNotFound(IrisflowError):
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no prediction with request_id {request_id!r} is known to the audit")
+
+
+class UnreadableAnswer(IrisflowError):
+    """A worker answered with something that is not a valid prediction (a worker bug)."""
+
+
+class NoModelLive(IrisflowError):
+    """The gateway has not seen a live model yet, so it cannot check labels or features."""
+
+
+_STATUS: list[tuple[type[IrisflowError], int, str]] = [
+    (SchemaError, 422, "invalid_request"),
+    (ModelNotFound, 404, "not_found"),
+    (PredictionNotFound, 404, "not_found"),
+    (RequestIdConflict, 409, "request_id_conflict"),
+    (TooManyInstances, 413, "too_many_instances"),
+    (Unauthorized, 401, "unauthorized"),
+    (AdminDisabled, 403, "admin_disabled"),
+    (Forbidden, 403, "forbidden"),
+    (NoModelLive, 503, "no_model"),
+    (KafkaUnavailable, 503, "kafka_unavailable"),
+    (PredictionTimeout, 504, "timeout"),
+    (UnreadableAnswer, 502, "bad_answer"),
+    (ArtifactError, 409, "artifact_invalid"),
+]
+_FAILED_STATUS = {"no_model": 503, "schema_mismatch": 422, "invalid_request": 422}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
 def error_response(
-    status: int, code: str, message: str, fields: list[FieldError] | None = None
+    status: int,
+    code: str,
+    message: str,
+    fields: list[FieldError] | None = None,
+    *,
+    limit: int | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(
-        error=ErrorDetail(status=status, code=code, message=message, fields=fields or [])
+        error=ErrorDetail(
+            status=status, code=code, message=message, fields=fields or [], limit=limit
+        )
     )
-    return JSONResponse(status_code=status, content=body.model_dump())
+    return JSONResponse(
+        status_code=status, content=body.model_dump(exclude_none=True), headers=headers
+    )
 
 
-def _status_of(exc: IrisflowError) -> tuple[int, str]:
+def status_of(exc: IrisflowError) -> tuple[int, str]:
     if isinstance(exc, PredictionFailed):
         return _FAILED_STATUS.get(exc.code, 422), exc.code
     for kind, status, code in _STATUS:
@@ -55,9 +143,13 @@ def _status_of(exc: IrisflowError) -> tuple[int, str]:
 
 async def _on_irisflow_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IrisflowError)
-    status, code = _status_of(exc)
+    status, code = status_of(exc)
     fields = exc.fields if isinstance(exc, FeatureMismatch) else None
-    return error_response(status, code, str(exc), fields)
+    limit = exc.limit if isinstance(exc, TooManyInstances) else None
+    if isinstance(exc, TooManyInstances):
+        fields = [FieldError(field="instances", message=f"at most {exc.limit} instances")]
+    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    return error_response(status, code, str(exc), fields, limit=limit, headers=headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -70,6 +162,19 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return error_response(422, "invalid_request", message, fields)
 
 
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error serving %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "internal error; the gateway log has the details")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IrisflowError, _on_irisflow_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

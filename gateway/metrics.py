@@ -19,6 +19,11 @@ class GatewayMetrics:
     kafka_round_trip: Histogram
     timeouts: Counter
     live_version: Gauge
+    kafka_up: Gauge
+    replays: Counter
+    published: Counter
+    audit_records: Counter
+    audit_skipped: Counter
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -39,7 +44,8 @@ class GatewayMetrics:
             ),
             kafka_round_trip=Histogram(
                 "irisflow_gateway_kafka_round_trip_seconds",
-                "From publishing a request to receiving its prediction",
+                "From publishing a request to receiving its prediction (kind: single, batch)",
+                ["kind"],
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
@@ -51,6 +57,36 @@ class GatewayMetrics:
             live_version=Gauge(
                 "irisflow_gateway_live_model_version",
                 "Live model version the gateway knows of",
+                registry=registry,
+            ),
+            kafka_up=Gauge(
+                "irisflow_gateway_kafka_up",
+                "1 while a Kafka broker answers the gateway's probe, else 0",
+                registry=registry,
+            ),
+            replays=Counter(
+                "irisflow_gateway_replayed_answers_total",
+                "Repeated request ids answered without scoring again (source: memory, audit)",
+                ["source"],
+                registry=registry,
+            ),
+            published=Counter(
+                "irisflow_gateway_published_total",
+                "Records the gateway published (kind: request, batch, feedback, retrain, promote)",
+                ["kind"],
+                registry=registry,
+            ),
+            audit_records=Counter(
+                "irisflow_gateway_audit_records_total",
+                "Records written to the audit store (stream: requests, predictions, feedback, "
+                "drift)",
+                ["stream"],
+                registry=registry,
+            ),
+            audit_skipped=Counter(
+                "irisflow_gateway_audit_skipped_total",
+                "Unreadable records the audit feed skipped",
+                ["stream"],
                 registry=registry,
             ),
         )

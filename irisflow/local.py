@@ -23,6 +23,7 @@ import httpx
 from irisflow.errors import IrisflowError
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.model_topic import read_live_update
+from irisflow.prometheus import local_prometheus
 from irisflow.settings import Settings
 
 __all__ = ["run_local_stack"]
@@ -43,6 +44,9 @@ _STOPPED_BY_SIGNAL = {0, 130, -signal.SIGINT, -signal.SIGTERM}
 def _role(child: subprocess.Popen[bytes]) -> str:
     args = child.args
     return str(args[-1]) if isinstance(args, list) else str(args)
+
+
+_NO_PROMETHEUS = "no local Prometheus (apt-get install prometheus)"
 
 
 def _irisflow(settings: Settings, *args: str) -> list[str]:
@@ -120,7 +124,7 @@ def run_local_stack(settings: Settings) -> None:
         nonlocal stop_requested
         stop_requested = True
 
-    with _broker(settings):
+    with _broker(settings), local_prometheus(settings) as prometheus_url:
         asyncio.run(ensure_topics(settings.kafka))
         if asyncio.run(read_live_update(settings.kafka, settings.model_name)) is None:
             log.info("no model is live yet: training the first one")
@@ -141,7 +145,9 @@ def run_local_stack(settings: Settings) -> None:
             )
             if not stop_requested:
                 print(
-                    f"\nirisflow is up.\n  gateway   {url}  (API docs {url}/docs)\n"
+                    f"\nirisflow is up.\n  dashboard {url}/\n"
+                    f"  gateway   {url}  (API docs {url}/docs)\n"
+                    f"  metrics   {prometheus_url or _NO_PROMETHEUS}\n"
                     f"  worker    http://{settings.worker.host}:{settings.worker.port}/metrics\n"
                     f"  trainer   http://{settings.retraining.host}:{settings.retraining.port}/metrics"
                     " (retrains on feedback, drift, `irisflow retrain`)\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal, Self
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -38,6 +39,7 @@ __all__ = [
     "PredictionRequest",
     "RetrainRequest",
     "WireMessage",
+    "decode_request",
     "describe_validation_error",
     "now",
 ]
@@ -156,6 +158,28 @@ class BatchPrediction(WireMessage):
     error: str | None = None
     error_code: Literal["no_model", "invalid_request", "schema_mismatch"] | None = None
     reply_to: str | None = None
+
+
+def decode_request(raw: bytes | str | None) -> PredictionRequest | BatchPredictionRequest:
+    """Decode a value of the requests topic, which carries both shapes.
+
+    The JSON decides: an object with ``instances`` is a :class:`BatchPredictionRequest`, anything
+    else must be a :class:`PredictionRequest`. Failures raise :class:`SchemaError` like
+    :meth:`WireMessage.from_bytes`, naming the shape that was expected.
+    """
+    if raw is None:
+        raise SchemaError("PredictionRequest: empty message (tombstone or null value)")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SchemaError(f"PredictionRequest: not a JSON document ({exc})") from exc
+    shape: type[PredictionRequest] | type[BatchPredictionRequest] = PredictionRequest
+    if isinstance(body, dict) and "instances" in body:
+        shape = BatchPredictionRequest
+    try:
+        return shape.model_validate(body)
+    except ValidationError as exc:
+        raise SchemaError(f"{shape.__name__}: {describe_validation_error(exc)}") from exc
 
 
 class Feedback(WireMessage):

@@ -21,11 +21,14 @@ from irisflow.errors import ConfigError
 __all__ = [
     "ENV_OVERRIDES",
     "DataSettings",
+    "DriftSettings",
     "GatewaySettings",
     "KafkaSettings",
+    "PrometheusSettings",
     "RetrainingSettings",
     "ScoringSettings",
     "Settings",
+    "StreamsSettings",
     "TopicNames",
     "TrackingSettings",
     "TrainingSettings",
@@ -49,11 +52,13 @@ ENV_OVERRIDES: dict[str, str] = {
     "IRISFLOW_GATEWAY_HOST": "gateway.host",
     "IRISFLOW_GATEWAY_PORT": "gateway.port",
     "IRISFLOW_API_KEY": "gateway.api_key",
+    "IRISFLOW_AUDIT_URL": "gateway.audit_url",
     "IRISFLOW_WORKER_HOST": "worker.host",
     "IRISFLOW_WORKER_PORT": "worker.port",
     "IRISFLOW_TRAINER_HOST": "retraining.host",
     "IRISFLOW_TRAINER_PORT": "retraining.port",
     "IRISFLOW_MLFLOW_URI": "tracking.uri",
+    "IRISFLOW_PROMETHEUS_PORT": "prometheus.port",
 }
 #: ``IRISFLOW__SECTION__KEY=value`` overrides any param (value parsed as YAML).
 GENERIC_PREFIX = "IRISFLOW__"
@@ -136,6 +141,10 @@ class GatewaySettings(BaseModel):
     predict_timeout_seconds: float = Field(default=5.0, gt=0.0)
     max_batch_instances: int = Field(default=1000, ge=1)
     api_key: SecretStr | None = None
+    audit_url: str | None = None
+    """SQLAlchemy URL of the audit store; ``None`` means ``sqlite:///<home>/audit.db``."""
+    answer_cache_size: int = Field(default=10000, ge=0)
+    """Answered request ids a gateway remembers, so a repeated request_id is not scored again."""
 
 
 class RetrainingSettings(BaseModel):
@@ -175,6 +184,54 @@ class WorkerSettings(BaseModel):
     port: int = 6066
 
 
+class PrometheusSettings(BaseModel):
+    """The local Prometheus ``irisflow up`` runs when the ``prometheus`` binary is installed."""
+
+    model_config = _FROZEN
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9090
+    scrape_interval_seconds: float = Field(default=5.0, gt=0.0)
+
+
+class StreamsSettings(BaseModel):
+    """The scoring workers' feedback join, live accuracy and group membership."""
+
+    model_config = _FROZEN
+
+    join_window_seconds: float = Field(default=600.0, gt=0.0)
+    """How long a prediction waits for its feedback (and feedback for its prediction)."""
+    sweep_interval_seconds: float = Field(default=5.0, gt=0.0)
+    """How often expired join entries are removed and unmatched feedback is dead-lettered."""
+    accuracy_window: int = Field(default=500, ge=10)
+    """Labeled samples per model version behind the live accuracy and macro-F1 gauges."""
+    session_timeout_seconds: float = Field(default=10.0, ge=6.0)
+    """How soon the group notices a dead worker (even ``kill -9``) and moves its partitions."""
+    lag_interval_seconds: float = Field(default=5.0, gt=0.0)
+    """How often the consumer-lag gauge is refreshed."""
+
+
+class DriftSettings(BaseModel):
+    """Drift detection on every worker, against the live model's reference statistics."""
+
+    model_config = _FROZEN
+
+    enabled: bool = True
+    adwin_delta: float = Field(default=0.002, gt=0.0, lt=1.0)
+    """ADWIN's confidence: smaller means fewer false alarms and slower detection."""
+    window: int = Field(default=500, ge=50)
+    """Recent values behind the windowed statistics (KS per feature, PSI of predictions)."""
+    ks_threshold: float = Field(default=0.15, gt=0.0, lt=1.0)
+    """Alarm when the live CDF is this far from the reference deciles."""
+    prediction_psi_threshold: float = Field(default=0.2, gt=0.0)
+    """Alarm when predicted-class frequencies drift this far (PSI) from the training prior."""
+    cooldown_seconds: float = Field(default=300.0, ge=0.0)
+    """After an alarm, the same feature and detector stay quiet this long (per worker)."""
+    max_rows_per_batch: int = Field(default=250, ge=1)
+    """Rows of a scored micro-batch fed to the detectors (evenly spaced): bounds their cost."""
+
+
 class Settings(BaseModel):
     """Everything a process needs to know, validated once at its entry point."""
 
@@ -193,6 +250,9 @@ class Settings(BaseModel):
     worker: WorkerSettings = WorkerSettings()
     retraining: RetrainingSettings = RetrainingSettings()
     tracking: TrackingSettings = TrackingSettings()
+    streams: StreamsSettings = StreamsSettings()
+    drift: DriftSettings = DriftSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

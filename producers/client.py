@@ -8,7 +8,7 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 
 from irisflow.kafka.clients import make_producer
-from irisflow.schemas import Feedback, PredictionRequest
+from irisflow.schemas import BatchPredictionRequest, Feedback, PredictionRequest
 from irisflow.settings import KafkaSettings
 
 __all__ = ["IrisflowProducer"]
@@ -33,6 +33,18 @@ class IrisflowProducer:
     async def request(self, features: dict[str, float], *, request_id: str | None = None) -> str:
         """Publish one prediction request (buffered); returns its request id."""
         message = PredictionRequest(request_id=request_id or uuid.uuid4().hex, features=features)
+        await self._producer.send(
+            self._kafka.topics.requests, key=message.request_id.encode(), value=message.to_bytes()
+        )
+        return message.request_id
+
+    async def request_batch(
+        self, instances: list[dict[str, float]], *, request_id: str | None = None
+    ) -> str:
+        """Publish many instances in one message (one answer with one entry per instance)."""
+        message = BatchPredictionRequest(
+            request_id=request_id or uuid.uuid4().hex, instances=instances
+        )
         await self._producer.send(
             self._kafka.topics.requests, key=message.request_id.encode(), value=message.to_bytes()
         )

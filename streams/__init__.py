@@ -1,1 +1,1 @@
-"""The Faust app: scoring, hot swap and (later) the feedback join and drift tracking."""
+"""The Faust app: scoring, hot swap, the feedback join, live accuracy and drift tracking."""

@@ -82,6 +82,14 @@ _JVM_FLAGS = [
 ]
 
 
+def _cluster_id() -> str:
+    """A Kafka-style id (22 url-safe base64 chars) that never starts with '-' (an option flag)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -228,7 +236,7 @@ class EmbeddedKafka:
     def _format(self, props: Path) -> None:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         done = subprocess.run(
             [
                 *self._jvm(),

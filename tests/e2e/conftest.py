@@ -108,3 +108,64 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
     finally:
         for role in list(stack.processes):
             stack.stop(role)
+
+
+# ----------------------------------------------------------------- gateway tests (issue #5)
+
+GATEWAY_API_KEY = "e2e-secret-key"
+
+
+def launch_stack(
+    folder: Path,
+    bootstrap: str,
+    *,
+    roles: tuple[str, ...] = ("worker", "gateway"),
+    version: int | None = 1,
+    **changes: object,
+) -> Stack:
+    """Like the ``stack`` fixture, with params changed by dotted keys; the caller stops it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    params = unique_params(
+        folder,
+        bootstrap,
+        **{
+            "gateway.port": free_port(),
+            "gateway.predict_timeout_seconds": 5.0,
+            "worker.port": free_port(),
+            **changes,
+        },
+    )
+    settings = load_settings(params, environ={})
+    stack = Stack(params=params, settings=settings, logs=folder)
+    asyncio.run(ensure_topics(settings.kafka))
+    if version is not None:
+        stack.publish(version)
+    for role in roles:
+        stack.start(role, role)
+    try:
+        stack.wait_ready()
+    except BaseException:
+        stop_all(stack)
+        raise
+    return stack
+
+
+def stop_all(stack: Stack) -> None:
+    for role in list(stack.processes):
+        stack.stop(role)
+
+
+@pytest.fixture(scope="session")
+def gateway_stack(
+    tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str
+) -> Iterator[Stack]:
+    """One worker and one gateway (API key set, batches of at most 5) shared by gateway tests."""
+    stack = launch_stack(
+        tmp_path_factory.mktemp("gateway-stack"),
+        kafka_bootstrap,
+        **{"gateway.api_key": GATEWAY_API_KEY, "gateway.max_batch_instances": 5},
+    )
+    try:
+        yield stack
+    finally:
+        stop_all(stack)

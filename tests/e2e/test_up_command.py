@@ -30,6 +30,7 @@ def test_up_trains_a_first_model_serves_it_and_stops_cleanly_on_ctrl_c(
             "gateway.port": gateway_port,
             "worker.port": free_port(),
             "retraining.port": free_port(),
+            "prometheus.port": free_port(),
         },
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRISFLOW_")}

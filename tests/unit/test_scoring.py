@@ -8,8 +8,14 @@ from unittest.mock import patch
 import pytest
 
 from irisflow.registry import deserialize_model
-from irisflow.schemas import PredictionRequest
-from streams.scoring import Incoming, LiveModel, score_batch
+from irisflow.schemas import (
+    BatchPrediction,
+    BatchPredictionRequest,
+    DeadLetter,
+    Prediction,
+    PredictionRequest,
+)
+from streams.scoring import BatchResult, Incoming, LiveModel, score_batch
 from tests.factories import SETOSA, VIRGINICA, model_update
 
 
@@ -24,28 +30,86 @@ def _record(request_id: str, features: dict[str, Any], offset: int = 0) -> Incom
     return Incoming(value=raw, key=request_id.encode(), partition=0, offset=offset)
 
 
+def _batch(request_id: str, instances: list[dict[str, Any]], partition: int = 1) -> Incoming:
+    raw = BatchPredictionRequest(request_id=request_id, instances=instances).to_bytes()
+    return Incoming(value=raw, key=request_id.encode(), partition=partition, offset=0)
+
+
+def _answers(result: BatchResult) -> dict[str, Prediction]:
+    return {a.request_id: a for a in (Prediction.from_bytes(o.value) for o in result.answers)}
+
+
+def _letters(result: BatchResult) -> list[DeadLetter]:
+    return [DeadLetter.from_bytes(o.value) for o in result.dead_letters]
+
+
 def test_every_request_in_a_batch_is_answered_by_one_predict_proba_call(live: LiveModel) -> None:
     records = [_record(f"r{i}", SETOSA if i % 2 else VIRGINICA, i) for i in range(50)]
     with patch.object(live.estimator, "predict_proba", wraps=live.estimator.predict_proba) as spy:
         result = score_batch(live, records, source_topic="requests")
     assert spy.call_count == 1
-    assert [a.request_id for a in result.answers] == [f"r{i}" for i in range(50)]
-    assert {a.label for a in result.answers} == {"setosa", "virginica"}
-    assert all(a.model_version == 4 for a in result.answers)
+    answers = [Prediction.from_bytes(o.value) for o in result.answers]
+    assert [a.request_id for a in answers] == [f"r{i}" for i in range(50)]
+    assert {a.label for a in answers} == {"setosa", "virginica"}
+    assert all(a.model_version == 4 for a in answers)
     assert not result.dead_letters
 
 
 def test_an_answer_has_probabilities_for_every_class(live: LiveModel) -> None:
-    (answer,) = score_batch(live, [_record("a", SETOSA)], source_topic="t").answers
+    answer = _answers(score_batch(live, [_record("a", SETOSA)], source_topic="t"))["a"]
     assert answer.label == "setosa"
     assert set(answer.probabilities) == {"setosa", "versicolor", "virginica"}
     assert sum(answer.probabilities.values()) == pytest.approx(1.0)
 
 
+def test_an_answer_is_keyed_by_request_id_in_the_partition_of_its_request(
+    live: LiveModel,
+) -> None:
+    record = Incoming(
+        value=PredictionRequest(request_id="k1", features=SETOSA).to_bytes(),
+        key=b"k1",
+        partition=3,
+    )
+    (out,) = score_batch(live, [record], source_topic="t", answers_topic="answers").answers
+    assert (out.topic, out.key, out.partition) == ("answers", b"k1", 3)
+
+
+def test_batched_and_single_requests_share_one_predict_proba_call(live: LiveModel) -> None:
+    records = [
+        _record("one", SETOSA),
+        _batch("many", [SETOSA, VIRGINICA, SETOSA]),
+        _record("two", VIRGINICA),
+    ]
+    with patch.object(live.estimator, "predict_proba", wraps=live.estimator.predict_proba) as spy:
+        result = score_batch(live, records, source_topic="t")
+    assert spy.call_count == 1
+    assert spy.call_args.args[0].shape == (5, 4)
+    by_id = {o.key: o.value for o in result.answers}
+    batch = BatchPrediction.from_bytes(by_id[b"many"])
+    assert [p.label for p in batch.predictions] == ["setosa", "virginica", "setosa"]
+    assert batch.model_version == 4
+    assert Prediction.from_bytes(by_id[b"one"]).label == "setosa"
+    assert Prediction.from_bytes(by_id[b"two"]).label == "virginica"
+    assert result.labels == ["setosa", "setosa", "virginica", "setosa", "virginica"]
+    assert [s.key for s in result.singles] == [b"one", b"two"]
+
+
+def test_a_batch_with_one_instance_that_does_not_fit_is_refused_whole(live: LiveModel) -> None:
+    wrong = {k: v for k, v in SETOSA.items() if k != "petal_width"}
+    result = score_batch(live, [_batch("b", [SETOSA, wrong])], source_topic="t")
+    answer = BatchPrediction.from_bytes(result.answers[0].value)
+    assert answer.error_code == "schema_mismatch"
+    assert answer.predictions == []
+    assert "instances[1]: missing features: petal_width" in (answer.error or "")
+    assert len(result.dead_letters) == 1
+
+
 def test_with_no_model_live_every_request_gets_an_explicit_error(live: LiveModel) -> None:
-    result = score_batch(None, [_record("a", SETOSA), _record("b", SETOSA)], source_topic="t")
-    assert [a.error_code for a in result.answers] == ["no_model", "no_model"]
-    assert result.rejected == {"no_model": 2}
+    records = [_record("a", SETOSA), _record("b", SETOSA), _batch("c", [SETOSA])]
+    result = score_batch(None, records, source_topic="t")
+    answers = [Prediction.from_bytes(o.value) for o in result.answers]
+    assert [a.error_code for a in answers] == ["no_model"] * 3
+    assert result.rejected == {"no_model": 3}
     assert not result.dead_letters
 
 
@@ -56,14 +120,34 @@ def test_a_request_that_does_not_fit_the_model_is_answered_and_dead_lettered(
     result = score_batch(
         live, [_record("bad", wrong, 7), _record("good", SETOSA, 8)], source_topic="t"
     )
-    by_id = {a.request_id: a for a in result.answers}
+    by_id = _answers(result)
     assert by_id["good"].label == "setosa"
     assert by_id["bad"].error_code == "schema_mismatch"
     assert "missing features: sepal_width" in (by_id["bad"].error or "")
     assert "unknown features: colour" in (by_id["bad"].error or "")
-    ((key, letter),) = result.dead_letters
-    assert key == b"bad"
+    (out,) = result.dead_letters
+    (letter,) = _letters(result)
+    assert out.key == b"bad"
     assert (letter.source_topic, letter.offset) == ("t", 7)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"request_id": "x", "features": {"sepal_length": "NaN"}}',
+        b'{"request_id": "x", "features": {"sepal_length": 1e999}}',
+        b'{"request_id": "x", "features": {"sepal_length": "wide"}}',
+        b'{"request_id": "x", "instances": []}',
+        b"[1, 2, 3]",
+    ],
+)
+def test_values_that_are_not_finite_numbers_are_dead_lettered(
+    live: LiveModel, value: bytes
+) -> None:
+    result = score_batch(live, [Incoming(value=value, key=b"x")], source_topic="t")
+    (letter,) = _letters(result)
+    assert letter.original == value
+    assert _answers(result)["x"].error_code == "invalid_request"
 
 
 def test_unparseable_bytes_are_dead_lettered_with_the_original_and_answered_by_key(
@@ -72,9 +156,32 @@ def test_unparseable_bytes_are_dead_lettered_with_the_original_and_answered_by_k
     poison = Incoming(value=b"{not json", key=b"p1", partition=1, offset=3)
     anonymous = Incoming(value=b"\xff", key=None, partition=1, offset=4)
     result = score_batch(live, [poison, anonymous, _record("ok", SETOSA)], source_topic="t")
-    assert [letter.original for _, letter in result.dead_letters] == [b"{not json", b"\xff"]
-    assert {a.request_id: a.error_code for a in result.answers} == {
+    assert [letter.original for letter in _letters(result)] == [b"{not json", b"\xff"]
+    assert {a: p.error_code for a, p in _answers(result).items()} == {
         "p1": "invalid_request",
         "ok": None,
     }
     assert result.rejected == {"unparseable": 2}
+
+
+def test_latency_runs_from_sent_at_to_scored(live: LiveModel) -> None:
+    raw = PredictionRequest(request_id="t", features=SETOSA, sent_at=100.0).to_bytes()
+    result = score_batch(
+        live, [Incoming(value=raw, key=b"t")], source_topic="t", clock=lambda: 100.25
+    )
+    assert result.latencies == [pytest.approx(0.25)]
+    assert _answers(result)["t"].latency_seconds == pytest.approx(0.25)
+
+
+def test_finite_but_huge_features_are_refused_and_the_rest_of_the_batch_is_scored(
+    live: LiveModel,
+) -> None:
+    huge = {**SETOSA, "sepal_width": -1.7976931348623155e308, "petal_width": -6.4e16}
+    result = score_batch(
+        live, [_record("huge", huge, 1), _record("fine", SETOSA, 2)], source_topic="t"
+    )
+    answers = _answers(result)
+    assert answers["huge"].error_code == "invalid_request"
+    assert "not finite" in (answers["huge"].error or "")
+    assert answers["fine"].label == "setosa"
+    assert [letter.offset for letter in _letters(result)] == [1]

@@ -1,0 +1,348 @@
+"""Throughput and latency of ONE scoring worker, through a real Kafka broker.
+
+Starts an embedded broker on free ports, publishes a logistic-regression model, and for each
+scenario runs a fresh ``irisflow worker`` process on fresh topics:
+
+* throughput: a backlog of requests is produced first, then the worker drains it; the rate is
+  measured between the first and the last answer's Kafka timestamps (set by the worker), so
+  worker start-up is not counted;
+* latency: requests are produced at a fixed rate while the worker runs; latency is from each
+  request's ``sent_at`` to its answer arriving at a consumer in this process.
+
+    .venv/bin/python bench/throughput.py             # every scenario once
+    .venv/bin/python bench/throughput.py --repeat 3  # report the spread
+    .venv/bin/python bench/throughput.py --quick     # smaller backlogs, for a smoke run
+
+Results are printed as a markdown table (docs/benchmarks.md keeps the last ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import yaml
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from irisflow.kafka.admin import ensure_topics  # noqa: E402
+from irisflow.kafka.clients import make_consumer, make_producer  # noqa: E402
+from irisflow.kafka.model_topic import publish_update  # noqa: E402
+from irisflow.kafka.runtime import EmbeddedKafka, ensure_kafka_jars, free_port  # noqa: E402
+from irisflow.registry import serialize_model, sha256_hex  # noqa: E402
+from irisflow.schemas import FeatureStats, ModelUpdate  # noqa: E402
+from irisflow.settings import Settings, load_settings  # noqa: E402
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    batch_size: int
+    messages: int
+    instances: int = 0  # 0: single-request messages; n: BatchPredictionRequest with n rows
+    rate: float | None = None  # messages/s for a latency run; None: drain a backlog
+    linger: float = 0.005
+    ceiling: bool = False  # Faust alone (bench/faust_ceiling.py), no irisflow worker
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    n = 5 if quick else 1
+    single = "single-request messages"
+    return [
+        Scenario("Faust alone: an agent that only counts", 500, 50_000 // n, ceiling=True),
+        Scenario(f"{single}, micro-batched", 500, 50_000 // n),
+        Scenario(f"{single}, micro-batched, linger 20 ms", 500, 50_000 // n, linger=0.02),
+        Scenario(f"{single}, one row per call", 1, 5_000 // n),
+        Scenario("batched messages (100 rows), micro-batched", 500, 5_000 // n, 100),
+        Scenario("latency at 500 msg/s", 500, 10_000 // n, rate=500),
+        Scenario("latency at 2,000 msg/s", 500, 30_000 // n, rate=2000),
+    ]
+
+
+def model_update() -> ModelUpdate:
+    iris = load_iris()
+    x, y = iris.data, np.asarray(iris.target_names)[iris.target]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    data = serialize_model(model)
+    stats = {
+        name: FeatureStats(
+            mean=float(c.mean()),
+            std=float(c.std()),
+            min=float(c.min()),
+            max=float(c.max()),
+            quantiles=[float(q) for q in np.quantile(c, np.linspace(0.1, 0.9, 9))],
+        )
+        for name, c in zip(FEATURES, x.T, strict=True)
+    }
+    labels, counts = np.unique(y, return_counts=True)
+    return ModelUpdate(
+        model_name="iris",
+        version=1,
+        algorithm="logistic_regression",
+        feature_names=FEATURES,
+        class_labels=[str(c) for c in model.classes_],
+        reference_stats=stats,
+        class_prior={str(c): float(n / counts.sum()) for c, n in zip(labels, counts, strict=True)},
+        sha256=sha256_hex(data),
+        artifact=data,
+        trigger="bench",
+    )
+
+
+class Run:
+    """One scenario: its params file, its topics, its worker process."""
+
+    def __init__(self, folder: Path, bootstrap: str, scenario: Scenario, profile: bool) -> None:
+        self.scenario = scenario
+        self.folder = folder
+        self.port = free_port()
+        tag = uuid.uuid4().hex[:8]
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["kafka"]["bootstrap"] = bootstrap
+        params["kafka"]["app_id"] = f"bench-{tag}"
+        params["kafka"]["topics"] = {
+            k: f"bench{tag}.{v.removeprefix('irisflow.')}"
+            for k, v in params["kafka"]["topics"].items()
+        }
+        params["scoring"]["batch_size"] = scenario.batch_size
+        params["scoring"]["batch_linger_seconds"] = scenario.linger
+        params["home"] = str(folder / "home")
+        params["log_level"] = "WARNING"
+        self.params = folder / f"params-{tag}.yaml"
+        self.params.write_text(yaml.safe_dump(params))
+        self.settings: Settings = load_settings(self.params, environ={})
+        self.profile = folder / f"worker-{tag}.prof" if profile else None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IRISFLOW_")}
+        prefix = [sys.executable]
+        if self.profile:
+            prefix += ["-m", "cProfile", "-o", str(self.profile)]
+        command = [*prefix, "-m", "irisflow.cli", "--params", str(self.params)]
+        log = (self.folder / "worker.log").open("ab")
+        self.process = subprocess.Popen(
+            [*command, "worker", "--port", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready; see {self.folder / 'worker.log'}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def _message(
+    scenario: Scenario, rows: list[list[float]], index: int, now: float
+) -> tuple[bytes, bytes]:
+    rid = f"{index:09d}-{uuid.uuid4().hex[:8]}"
+    body: dict[str, Any] = {"request_id": rid, "sent_at": now}
+    if scenario.instances:
+        picked = [rows[(index + i) % len(rows)] for i in range(scenario.instances)]
+        body["instances"] = [dict(zip(FEATURES, r, strict=True)) for r in picked]
+    else:
+        body["features"] = dict(zip(FEATURES, rows[index % len(rows)], strict=True))
+    return rid.encode(), orjson.dumps(body)
+
+
+async def produce(run: Run, *, rate: float | None) -> None:
+    scenario, topic = run.scenario, run.settings.kafka.topics.requests
+    rows = load_iris().data[np.random.default_rng(0).permutation(150)].tolist()
+    producer = make_producer(run.settings.kafka, linger_ms=5, max_batch_size=262144)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for index in range(scenario.messages):
+            if rate and index % 50 == 0:
+                ahead = index / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            key, value = _message(scenario, rows, index, time.time())
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    run: Run, *, on_record: Callable[[Any, float], None], timeout: float = 600.0
+) -> int:
+    """Read answers until every request has one; return how many distinct ones arrived."""
+    consumer = make_consumer(
+        run.settings.kafka, run.settings.kafka.topics.predictions, group_id=None
+    )
+    await consumer.start()
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < run.scenario.messages and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10000)
+            arrived = time.time()
+            for records in batches.values():
+                for record in records:
+                    if record.key not in seen:
+                        seen.add(record.key)
+                        on_record(record, arrived)
+    finally:
+        await consumer.stop()
+    return len(seen)
+
+
+async def throughput(run: Run) -> dict[str, float]:
+    await produce(run, rate=None)
+    run.start_worker()
+    stamps: list[int] = []
+    count = await collect(run, on_record=lambda record, _: stamps.append(record.timestamp))
+    seconds = (max(stamps) - min(stamps)) / 1000
+    messages = count / seconds
+    rows = messages * (run.scenario.instances or 1)
+    return {"messages_per_s": messages, "rows_per_s": rows, "answered": count}
+
+
+async def latency(run: Run) -> dict[str, float]:
+    run.start_worker()
+    await asyncio.to_thread(run.wait_ready)
+    latencies: list[float] = []
+
+    def keep(record: Any, arrived: float) -> None:
+        latencies.append(arrived - _sent(record))
+
+    reader = asyncio.create_task(collect(run, on_record=keep))
+    await produce(run, rate=run.scenario.rate)
+    count = await reader
+    values = np.asarray(latencies) * 1000
+    return {
+        "p50_ms": float(np.percentile(values, 50)),
+        "p95_ms": float(np.percentile(values, 95)),
+        "p99_ms": float(np.percentile(values, 99)),
+        "answered": count,
+    }
+
+
+def _sent(record: Any) -> float:
+    """sent_at of the request, recovered from the answer (scored_at - latency_seconds)."""
+    answer = orjson.loads(record.value)
+    return float(answer["scored_at"]) - float(answer["latency_seconds"])
+
+
+def ceiling(bootstrap: str, scenario: Scenario) -> dict[str, float]:
+    script = ROOT / "bench" / "faust_ceiling.py"
+    command = [sys.executable, str(script), "--bootstrap", bootstrap]
+    command += ["--messages", str(scenario.messages)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    line = next(x for x in done.stdout.splitlines() if "RESULT " in x)  # after tty codes
+    result: dict[str, float] = orjson.loads(line.split("RESULT ", 1)[1])
+    return {"messages_per_s": result["messages_per_s"], "rows_per_s": result["messages_per_s"]}
+
+
+def run_scenario(
+    folder: Path, bootstrap: str, scenario: Scenario, profile: bool
+) -> dict[str, float]:
+    if scenario.ceiling:
+        return ceiling(bootstrap, scenario)
+    run = Run(folder, bootstrap, scenario, profile)
+    asyncio.run(ensure_topics(run.settings.kafka))
+    asyncio.run(publish_update(run.settings.kafka, model_update()))
+    try:
+        measure = latency if scenario.rate else throughput
+        result = asyncio.run(measure(run))
+    finally:
+        run.stop()
+    if run.profile:
+        print(f"  profile: {run.profile} (python -m pstats {run.profile})")
+    return result
+
+
+def _cell(values: list[float], digits: int = 0) -> str:
+    if len(values) == 1:
+        return f"{values[0]:,.{digits}f}"
+    return (
+        f"{statistics.median(values):,.{digits}f} "
+        f"({min(values):,.{digits}f} to {max(values):,.{digits}f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="run each worker under cProfile")
+    parser.add_argument("--only", help="run scenarios whose name contains this text")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="irisflow-bench-"))
+    cache = Path(os.environ.get("IRISFLOW_CACHE_DIR", Path.home() / ".cache" / "irisflow"))
+    broker = EmbeddedKafka(
+        libs=ensure_kafka_jars(cache),
+        data_dir=folder / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="1g",
+    )
+    broker.start()
+    results: dict[str, list[dict[str, float]]] = {}
+    try:
+        for _ in range(args.repeat):
+            for scenario in scenarios(args.quick):
+                if args.only and args.only not in scenario.name:
+                    continue
+                result = run_scenario(folder, broker.bootstrap, scenario, args.profile)
+                print(f"{scenario.name}: {result}", flush=True)
+                results.setdefault(scenario.name, []).append(result)
+    finally:
+        broker.stop()
+        if not args.profile:
+            shutil.rmtree(folder, ignore_errors=True)
+    print("\n| scenario | messages/s | predictions/s | p50 ms | p95 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        if "messages_per_s" in runs[0]:
+            print(
+                f"| {name} | {_cell([r['messages_per_s'] for r in runs])} | "
+                f"{_cell([r['rows_per_s'] for r in runs])} | | | |"
+            )
+        else:
+            p50, p95, p99 = (_cell([r[k] for r in runs], 1) for k in ("p50_ms", "p95_ms", "p99_ms"))
+            print(f"| {name} | | | {p50} | {p95} | {p99} |")
+
+
+if __name__ == "__main__":
+    main()

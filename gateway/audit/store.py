@@ -1,0 +1,277 @@
+"""The audit store: one row per request id, in SQLite by default or any SQLAlchemy database.
+
+Every write is an upsert keyed by ``request_id`` that sets only the columns its topic knows
+(the request its features, the prediction its label, the feedback the true label), so records
+may arrive in any order, twice (at-least-once delivery), or from two gateways sharing one
+database, and still leave one complete row. SQLAlchemy 2 core, no ORM: the same statements run
+on SQLite and PostgreSQL (``INSERT … ON CONFLICT``); change ``gateway.audit_url`` to switch.
+Calls are blocking: the gateway runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    make_url,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.audit.records import AuditRecord, DriftAlarm, FeedbackPublic
+from gateway.models import InstancePublic
+from irisflow.errors import ConfigError
+
+__all__ = ["AuditBatch", "AuditStore", "audit_url"]
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+records = Table(
+    "audit_records",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("at", Float, nullable=False, index=True),
+    Column("sent_at", Float),
+    Column("features", JSON),
+    Column("reply_to", String(128)),
+    Column("n_instances", Integer, nullable=False),
+    Column("label", String(128)),
+    Column("probabilities", JSON),
+    Column("predictions", JSON),
+    Column("model_version", Integer),
+    Column("latency_seconds", Float),
+    Column("scored_at", Float, index=True),
+    Column("error", Text),
+    Column("error_code", String(32)),
+    Column("true_label", String(128)),
+    Column("labeled_at", Float, index=True),
+)
+drift_events = Table(
+    "audit_drift_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", Integer),
+    Column("feature", String(128), nullable=False),
+    Column("detector", String(64), nullable=False),
+    Column("statistic", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("window_size", Integer, nullable=False),
+    Column("detected_at", Float, nullable=False, index=True),
+    UniqueConstraint("feature", "detector", "detected_at", name="uq_drift_event"),
+)
+
+#: The columns each topic owns (besides ``request_id``); an upsert updates only these.
+_REQUEST_COLUMNS = ("kind", "at", "sent_at", "features", "reply_to", "n_instances")
+_PREDICTION_COLUMNS = (
+    "kind",
+    "label",
+    "probabilities",
+    "predictions",
+    "model_version",
+    "latency_seconds",
+    "scored_at",
+    "error",
+    "error_code",
+)
+_FEEDBACK_COLUMNS = ("true_label", "labeled_at")
+
+
+def audit_url(configured: str | None, home: Path) -> str:
+    """The configured URL, or a SQLite file in the irisflow home folder."""
+    return configured or f"sqlite:///{home / 'audit.db'}"
+
+
+@dataclass
+class AuditBatch:
+    """Rows decoded from one poll of the topics, written in one transaction."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.requests) + len(self.predictions) + len(self.feedback) + len(self.drift)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the feed's writes
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _last_per_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """PostgreSQL refuses to touch one row twice in a statement: keep the last per id."""
+    return list({row["request_id"]: row for row in rows}.values())
+
+
+def _status(row: Row[Any]) -> Literal["pending", "answered", "failed"]:
+    if row.error is not None:
+        return "failed"
+    return "answered" if row.scored_at is not None else "pending"
+
+
+def _to_record(row: Row[Any]) -> AuditRecord:
+    feedback = None
+    if row.true_label is not None:
+        correct = None if row.kind == "batch" or row.label is None else row.label == row.true_label
+        feedback = FeedbackPublic(label=row.true_label, labeled_at=row.labeled_at, correct=correct)
+    predictions = None
+    if row.predictions is not None:
+        predictions = [InstancePublic.model_validate(p) for p in row.predictions]
+    return AuditRecord(
+        request_id=row.request_id,
+        kind=row.kind,
+        status=_status(row),
+        at=row.at,
+        sent_at=row.sent_at,
+        features=row.features,
+        reply_to=row.reply_to,
+        n_instances=row.n_instances,
+        label=row.label,
+        probabilities=row.probabilities,
+        predictions=predictions,
+        model_version=row.model_version,
+        latency_seconds=row.latency_seconds,
+        scored_at=row.scored_at,
+        error=row.error,
+        error_code=row.error_code,
+        feedback=feedback,
+    )
+
+
+class AuditStore:
+    """Upserts from the feed; lookups by request id and by time for the API and dashboard."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite" and parsed.database:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                url,
+                connect_args={"timeout": 30} if parsed.get_backend_name() == "sqlite" else {},
+                pool_pre_ping=True,
+            )
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except (SQLAlchemyError, ValueError, OSError) as exc:
+            raise ConfigError(f"the audit store at {url!r} cannot be opened: {exc}") from exc
+        self.url = parsed.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _upsert(self, conn: Connection, rows: list[dict[str, Any]], owned: tuple[str, ...]) -> None:
+        if not rows:
+            return
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(records)
+        update = {name: stmt.excluded[name] for name in owned}
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["request_id"], set_=update),
+            _last_per_id(rows),
+        )
+
+    def write(self, batch: AuditBatch) -> None:
+        """Apply one batch in one transaction (all of it or none, then offsets are committed)."""
+        with self.engine.begin() as conn:
+            self._upsert(conn, batch.requests, _REQUEST_COLUMNS)
+            self._upsert(conn, batch.predictions, _PREDICTION_COLUMNS)
+            self._upsert(conn, batch.feedback, _FEEDBACK_COLUMNS)
+            if batch.drift:
+                dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+                stmt = dialect.insert(drift_events).on_conflict_do_nothing()
+                conn.execute(stmt, batch.drift)
+
+    def get(self, request_id: str) -> AuditRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(records).where(records.c.request_id == request_id)).first()
+        return _to_record(row) if row is not None else None
+
+    def page(
+        self,
+        *,
+        since: float | None,
+        until: float | None,
+        limit: int,
+        order: Literal["asc", "desc"],
+    ) -> list[AuditRecord]:
+        query = select(records)
+        if since is not None:
+            query = query.where(records.c.at >= since)
+        if until is not None:
+            query = query.where(records.c.at < until)
+        key = records.c.at.asc() if order == "asc" else records.c.at.desc()
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(key, records.c.request_id).limit(limit)).all()
+        return [_to_record(row) for row in rows]
+
+    def window(self, since: float, *, limit: int = 20000) -> Sequence[Any]:
+        """Recent rows for the dashboard's statistics (newest first, bounded)."""
+        c = records.c
+        query = (
+            select(
+                c.kind,
+                c.at,
+                c.features,
+                c.n_instances,
+                c.label,
+                c.latency_seconds,
+                c.scored_at,
+                c.error,
+                c.true_label,
+                c.labeled_at,
+            )
+            .where(or_(c.at >= since, c.scored_at >= since, c.labeled_at >= since))
+            .order_by(c.at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).all()
+
+    def drift_alarms(self, since: float, *, limit: int = 50) -> list[DriftAlarm]:
+        c = drift_events.c
+        query = (
+            select(drift_events)
+            .where(c.detected_at >= since)
+            .order_by(c.detected_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DriftAlarm(
+                feature=row.feature,
+                detector=row.detector,
+                statistic=row.statistic,
+                threshold=row.threshold,
+                model_version=row.model_version,
+                detected_at=row.detected_at,
+            )
+            for row in rows
+        ]

@@ -1,0 +1,36 @@
+"""``POST /v1/feedback``: the true label of an earlier prediction, published to Kafka."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.deps import Metrics, State
+from gateway.models import ErrorBody, FeedbackAccepted, FeedbackBody
+from irisflow.schemas import Feedback
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+@router.post(
+    "/feedback",
+    status_code=202,
+    response_model=FeedbackAccepted,
+    responses={
+        422: {"model": ErrorBody, "description": "The label is not one of the model's classes"},
+        503: {"model": ErrorBody, "description": "Kafka unreachable, or no model is live yet"},
+    },
+)
+async def feedback(body: FeedbackBody, state: State, metrics: Metrics) -> FeedbackAccepted:
+    """Joined with its prediction by the workers: live accuracy, then retraining data."""
+    state.check_label(body.label)
+    state.require_kafka()
+    topic = state.settings.kafka.topics.feedback
+    message = Feedback(request_id=body.request_id, label=body.label)
+    await state.bridge.publish(
+        topic,
+        key=body.request_id.encode(),
+        value=message.to_bytes(),
+        timeout=state.settings.gateway.predict_timeout_seconds,
+    )
+    metrics.published.labels("feedback").inc()
+    return FeedbackAccepted(request_id=body.request_id, label=body.label, topic=topic)

@@ -1,0 +1,211 @@
+"""What the prediction routes do, as plain keyword-only functions (routes stay a few lines).
+
+A request id is answered once. Within a process, :class:`~gateway.answers.AnswerBook` makes it
+exact. Across replicas and restarts the audit store is the memory: a client-chosen id that the
+audit already knows is answered from it (or awaited on the predictions topic if still pending)
+instead of being published again. The audit is fed from the topics, so it lags by a poll: two
+replicas receiving the same new id within that lag may both publish it (the worker answers
+twice, the answers are equal, the audit keeps one row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from gateway.answers import fingerprint
+from gateway.audit.records import AuditRecord
+from gateway.bridge import Answer, Request
+from gateway.errors import RequestIdConflict
+from gateway.metrics import GatewayMetrics
+from gateway.models import Accepted, BatchPredictionPublic, InstancePublic, PredictionPublic
+from gateway.state import GatewayState
+from irisflow.errors import PredictionFailed, PredictionTimeout
+from irisflow.schemas import (
+    BatchPrediction,
+    BatchPredictionRequest,
+    FeatureVector,
+    PredictionRequest,
+)
+
+__all__ = ["accept", "on_late_answer", "predict"]
+
+
+def _request(
+    state: GatewayState, payload: FeatureVector | list[FeatureVector], request_id: str | None
+) -> Request:
+    rid = request_id or uuid.uuid4().hex
+    reply_to = state.bridge.instance_id
+    if isinstance(payload, list):
+        return BatchPredictionRequest(request_id=rid, instances=payload, reply_to=reply_to)
+    return PredictionRequest(request_id=rid, features=payload, reply_to=reply_to)
+
+
+def _kind(request: Request) -> str:
+    return "batch" if isinstance(request, BatchPredictionRequest) else "request"
+
+
+def _print(request: Request) -> str:
+    if isinstance(request, BatchPredictionRequest):
+        return fingerprint("batch", request.instances)
+    return fingerprint("single", request.features)
+
+
+def public(answer: Answer, latency: float) -> BaseModel:
+    """The HTTP shape of a successful answer."""
+    assert answer.model_version is not None
+    if isinstance(answer, BatchPrediction):
+        return BatchPredictionPublic(
+            request_id=answer.request_id,
+            model_version=answer.model_version,
+            predictions=[InstancePublic(**p.model_dump()) for p in answer.predictions],
+            latency_seconds=latency,
+        )
+    assert answer.label is not None
+    return PredictionPublic(
+        request_id=answer.request_id,
+        label=answer.label,
+        probabilities=answer.probabilities,
+        model_version=answer.model_version,
+        latency_seconds=latency,
+    )
+
+
+def _from_audit(record: AuditRecord) -> BaseModel:
+    if record.error is not None:
+        raise PredictionFailed(record.error, code=record.error_code or "invalid_request")
+    assert record.model_version is not None
+    latency = record.latency_seconds or 0.0
+    if record.kind == "batch":
+        return BatchPredictionPublic(
+            request_id=record.request_id,
+            model_version=record.model_version,
+            predictions=record.predictions or [],
+            latency_seconds=latency,
+        )
+    assert record.label is not None
+    return PredictionPublic(
+        request_id=record.request_id,
+        label=record.label,
+        probabilities=record.probabilities or {},
+        model_version=record.model_version,
+        latency_seconds=latency,
+    )
+
+
+#: Failures that a retry may cure: the id is scored again rather than answered from the audit.
+_TRANSIENT = {"no_model"}
+
+
+async def _known(state: GatewayState, request: Request, print_: str) -> AuditRecord | None:
+    """What the audit knows of a client-chosen id; a different input under it is a conflict."""
+    record = await asyncio.to_thread(state.audit.get, request.request_id)
+    if record is None:
+        return None
+    if record.features is not None and fingerprint(record.kind, record.features) != print_:
+        raise RequestIdConflict(request.request_id)
+    return None if record.error_code in _TRANSIENT else record
+
+
+async def _await_pending(
+    state: GatewayState, request: Request, print_: str, timeout: float
+) -> BaseModel:
+    """Wait for an answer published before: on the topic, or (if it passed already) the audit."""
+    started = time.perf_counter()
+    waiter = asyncio.ensure_future(
+        state.bridge.await_answer(request, context=print_, timeout=timeout)
+    )
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiter}, timeout=0.25)
+            if waiter in done:
+                return public(waiter.result(), time.perf_counter() - started)
+            record = await asyncio.to_thread(state.audit.get, request.request_id)
+            if record is not None and record.status != "pending":
+                return _from_audit(record)
+    finally:
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await waiter
+
+
+async def _answer(
+    state: GatewayState, metrics: GatewayMetrics, request: Request, print_: str, client_id: bool
+) -> BaseModel:
+    timeout = state.settings.gateway.predict_timeout_seconds
+    kind = "batch" if isinstance(request, BatchPredictionRequest) else "single"
+    record = await _known(state, request, print_) if client_id else None
+    if record is not None and record.status != "pending":
+        metrics.replays.labels("audit").inc()
+        return _from_audit(record)
+    started = time.perf_counter()
+    try:
+        if record is not None:  # published before (another replica, or ?wait=false)
+            return await _await_pending(state, request, print_, timeout)
+        metrics.published.labels(_kind(request)).inc()
+        answer = await state.bridge.request(request, context=print_, timeout=timeout)
+    except PredictionTimeout:
+        metrics.timeouts.inc()
+        raise
+    elapsed = time.perf_counter() - started
+    metrics.kafka_round_trip.labels(kind).observe(elapsed)
+    return public(answer, elapsed)
+
+
+async def predict(
+    *,
+    state: GatewayState,
+    metrics: GatewayMetrics,
+    payload: FeatureVector | list[FeatureVector],
+    request_id: str | None,
+) -> BaseModel:
+    """Score one instance or a batch, once per request id."""
+    state.require_kafka()
+    request = _request(state, payload, request_id)
+    print_ = _print(request)
+    answer, replayed = await state.answers.once(
+        request.request_id,
+        print_,
+        lambda: _answer(state, metrics, request, print_, client_id=request_id is not None),
+    )
+    if replayed:
+        metrics.replays.labels("memory").inc()
+    return answer
+
+
+async def accept(
+    *,
+    state: GatewayState,
+    metrics: GatewayMetrics,
+    payload: FeatureVector | list[FeatureVector],
+    request_id: str | None,
+) -> Accepted:
+    """``?wait=false``: publish (unless this id is already known) and say where the answer goes."""
+    state.require_kafka()
+    request = _request(state, payload, request_id)
+    print_ = _print(request)
+    rid = request.request_id
+    known = state.answers.lookup(rid, print_) is not None or state.answers.in_flight(rid)
+    if not known and request_id is not None:
+        known = await _known(state, request, print_) is not None
+    if not known:
+        timeout = state.settings.gateway.predict_timeout_seconds
+        await state.bridge.submit(request, context=print_, timeout=timeout)
+        metrics.published.labels(_kind(request)).inc()
+    return Accepted(request_id=rid, result_url=f"/v1/predictions/{quote(rid, safe='')}")
+
+
+def on_late_answer(state: GatewayState) -> Callable[[str, str, Answer, float], None]:
+    """Remember answers nobody waited for, so a retry of that id is not scored again."""
+
+    def remember(rid: str, print_: str, answer: Answer, elapsed: float) -> None:
+        if answer.error is None:
+            state.answers.remember(rid, print_, public(answer, elapsed))
+
+    return remember

@@ -1,0 +1,198 @@
+"""What a worker does with each batch, minus Faust: score, join, watch for drift, count.
+
+The Faust agents in :mod:`streams.app` only turn events into :class:`Incoming` records, call a
+method here and produce the :class:`Outgoing` records it returns, so everything below is tested
+without a broker. Nothing here awaits: a batch is handled in one go between two awaits of the
+agent, so a model swap lands between batches, never inside one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, MutableMapping, Sequence
+
+from irisflow.errors import SchemaError
+from irisflow.schemas import DeadLetter, DriftEvent, Feedback, LabeledSample
+from irisflow.settings import Settings
+from streams.join import JoinWindow
+from streams.metrics import WorkerMetrics
+from streams.model_updates import ModelHolder
+from streams.monitor import Alarm, DriftMonitor
+from streams.quality import LiveQuality
+from streams.scoring import Incoming, LiveModel, Outgoing, score_batch
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """One worker's scoring, feedback join, drift monitors and live quality."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        holder: ModelHolder,
+        metrics: WorkerMetrics,
+        join_data: MutableMapping[bytes, bytes],
+        changelog_topic: str,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.kafka.topics
+        self.holder = holder
+        self.metrics = metrics
+        self.clock = clock
+        self._monotonic = monotonic
+        self._changelog_topic = changelog_topic
+        self._out: list[Outgoing] = []
+        self.join = JoinWindow(
+            join_data,
+            self._changelog,
+            window_seconds=settings.streams.join_window_seconds,
+            feedback_topic=self.topics.feedback,
+        )
+        self.quality = LiveQuality(window=settings.streams.accuracy_window)
+        self.monitor: DriftMonitor | None = None
+
+    def _changelog(self, key: bytes, value: bytes | None, partition: int) -> None:
+        self._out.append(Outgoing(self._changelog_topic, key, value, partition))
+
+    def _drain(self) -> list[Outgoing]:
+        out, self._out = self._out, []
+        self.metrics.join_entries.set(len(self.join))
+        return out
+
+    def _monitor_for(self, model: LiveModel | None) -> DriftMonitor | None:
+        if model is None or not self.settings.drift.enabled:
+            return None
+        if self.monitor is None or self.monitor.version != model.version:
+            self.monitor = DriftMonitor(model.metadata, self.settings.drift, clock=self._monotonic)
+            self.metrics.reset_drift()
+        return self.monitor
+
+    def score(self, records: Sequence[Incoming]) -> list[Outgoing]:
+        """Answer every request of a micro-batch; remember single requests for the join."""
+        model = self.holder.current
+        result = score_batch(
+            model,
+            records,
+            source_topic=self.topics.requests,
+            answers_topic=self.topics.predictions,
+            dead_letters_topic=self.topics.dead_letters,
+            clock=self.clock,
+        )
+        self._out.extend(result.answers)
+        self._out.extend(result.dead_letters)
+        self.metrics.observe(result, source=self.topics.requests)
+        if model is None or not result.labels:
+            return self._drain()
+        now = self.clock()
+        for scored in result.singles:
+            sample = self.join.on_prediction(
+                scored.key,
+                features=scored.features,
+                label=scored.label,
+                version=model.version,
+                partition=scored.partition or 0,
+                now=now,
+            )
+            if sample is not None:
+                self._labeled(sample, scored.partition)
+        monitor = self._monitor_for(model)
+        if monitor is not None:
+            alarms = monitor.update_features(result.rows)
+            alarms += monitor.update_predictions(result.labels)
+            self._alarms(monitor, alarms)
+        return self._drain()
+
+    def feedback(self, records: Sequence[Incoming]) -> list[Outgoing]:
+        """Join feedback with waiting predictions; hold what comes before its prediction."""
+        now = self.clock()
+        for record in records:
+            try:
+                feedback = Feedback.from_bytes(record.value)
+            except SchemaError as exc:
+                self.metrics.feedback.labels("invalid").inc()
+                self._dead_letter(record, self.topics.feedback, str(exc), "unparseable")
+                continue
+            outcome = self.join.on_feedback(
+                feedback,
+                raw=record.value or b"",
+                partition=record.partition or 0,
+                offset=record.offset,
+                now=now,
+            )
+            self.metrics.feedback.labels(outcome.kind).inc()
+            if outcome.sample is not None:
+                self._labeled(outcome.sample, record.partition)
+        return self._drain()
+
+    def sweep(self, *, owned: Collection[int]) -> list[Outgoing]:
+        """Expire old join entries; dead-letter feedback that never met its prediction."""
+        expired = self.join.expire(self.clock(), owned=owned)
+        self.metrics.join_expired.labels("prediction").inc(expired.predictions)
+        self.metrics.join_expired.labels("joined").inc(expired.joined)
+        self.metrics.join_expired.labels("feedback").inc(len(expired.dead_letters))
+        for key, partition, letter in expired.dead_letters:
+            self.metrics.dead_letters.labels(self.topics.feedback, "unmatched_feedback").inc()
+            self._out.append(Outgoing(self.topics.dead_letters, key, letter.to_bytes(), partition))
+        return self._drain()
+
+    def _labeled(self, sample: LabeledSample, partition: int | None) -> None:
+        key = sample.request_id.encode()
+        self._out.append(Outgoing(self.topics.labeled, key, sample.to_bytes(), partition))
+        if sample.model_version is None or sample.predicted_label is None:
+            return
+        dropped = self.quality.update(
+            sample.model_version, sample.true_label, sample.predicted_label
+        )
+        score = self.quality.scores[sample.model_version]
+        self.metrics.observe_quality(sample.model_version, score, dropped)
+        monitor = self._monitor_for(self.holder.current)
+        if monitor is not None and monitor.version == sample.model_version:
+            error = sample.true_label != sample.predicted_label
+            self._alarms(monitor, monitor.update_errors([error]))
+
+    def _alarms(self, monitor: DriftMonitor, alarms: list[Alarm]) -> None:
+        self.metrics.observe_drift(monitor.readings(), alarms)
+        for alarm in alarms:
+            log.warning(
+                "drift on %s (%s): statistic %.4g, threshold %.4g, window %d, model version %d",
+                alarm.feature,
+                alarm.detector,
+                alarm.statistic,
+                alarm.threshold,
+                alarm.window,
+                monitor.version,
+            )
+            event = DriftEvent(
+                model_name=self.settings.model_name,
+                model_version=monitor.version,
+                feature=alarm.feature,
+                detector=alarm.detector,
+                statistic=alarm.statistic,
+                threshold=alarm.threshold,
+                window=alarm.window,
+            )
+            key = f"{alarm.feature}/{alarm.detector}".encode()
+            self._out.append(Outgoing(self.topics.drift_events, key, event.to_bytes()))
+
+    def _dead_letter(self, record: Incoming, topic: str, error: str, reason: str) -> None:
+        log.warning(
+            "dead-lettered %s[%s] offset %s: %s", topic, record.partition, record.offset, error
+        )
+        letter = DeadLetter(
+            source_topic=topic,
+            partition=record.partition,
+            offset=record.offset,
+            original=record.value or b"",
+            error=error,
+        )
+        self.metrics.dead_letters.labels(topic, reason).inc()
+        self._out.append(
+            Outgoing(self.topics.dead_letters, record.key, letter.to_bytes(), record.partition)
+        )

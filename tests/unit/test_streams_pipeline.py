@@ -1,0 +1,169 @@
+"""A worker's batch handling without Faust: score, join, watch for drift, count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from irisflow.registry import deserialize_model
+from irisflow.schemas import (
+    DeadLetter,
+    DriftEvent,
+    Feedback,
+    LabeledSample,
+    Prediction,
+    PredictionRequest,
+)
+from irisflow.settings import Settings
+from streams.metrics import WorkerMetrics
+from streams.model_updates import ModelHolder
+from streams.pipeline import Pipeline
+from streams.scoring import Incoming, LiveModel, Outgoing
+from tests.conftest import SettingsFactory
+from tests.factories import IRIS_FEATURES, SETOSA, VIRGINICA, iris_xy, model_update
+
+CHANGELOG = "join-changelog"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _live(version: int) -> LiveModel:
+    update = model_update(version)
+    return LiveModel(update.metadata(), deserialize_model(update.artifact, sha256=update.sha256))
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings(**{"streams.join_window_seconds": 60, "drift.cooldown_seconds": 600})
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pipeline(settings: Settings, clock: Clock) -> Pipeline:
+    holder = ModelHolder()
+    holder.current = _live(1)
+    return Pipeline(
+        settings,
+        holder=holder,
+        metrics=WorkerMetrics.create(),
+        join_data={},
+        changelog_topic=CHANGELOG,
+        clock=clock,
+        monotonic=clock,
+    )
+
+
+def _request(rid: str, features: dict[str, float], partition: int = 0) -> Incoming:
+    raw = PredictionRequest(request_id=rid, features=features).to_bytes()
+    return Incoming(value=raw, key=rid.encode(), partition=partition, offset=0)
+
+
+def _feedback(rid: str, label: str, partition: int = 0) -> Incoming:
+    raw = Feedback(request_id=rid, label=label).to_bytes()
+    return Incoming(value=raw, key=rid.encode(), partition=partition, offset=5)
+
+
+def _on(out: list[Outgoing], topic: str) -> list[Outgoing]:
+    return [o for o in out if o.topic == topic]
+
+
+def _sample(pipeline: Pipeline, name: str, labels: dict[str, str]) -> float | None:
+    return pipeline.metrics.registry.get_sample_value(name, labels)
+
+
+def test_a_scored_batch_answers_every_request_and_remembers_it_for_the_join(
+    pipeline: Pipeline,
+) -> None:
+    topics = pipeline.topics
+    out = pipeline.score([_request("a", SETOSA, 1), _request("b", VIRGINICA, 2)])
+    answers = [Prediction.from_bytes(o.value) for o in _on(out, topics.predictions)]
+    assert {a.request_id: a.label for a in answers} == {"a": "setosa", "b": "virginica"}
+    assert {(o.key, o.partition) for o in _on(out, CHANGELOG)} == {(b"a", 1), (b"b", 2)}
+    labels = {"model_version": "1", "label": "setosa"}
+    assert _sample(pipeline, "irisflow_predictions_total", labels) == 1.0
+    assert _sample(pipeline, "irisflow_join_entries", {}) == 2.0
+
+
+def test_feedback_joins_into_a_labeled_sample_and_updates_live_accuracy(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.score([_request("a", SETOSA, 1), _request("b", VIRGINICA, 1)])
+    out = pipeline.feedback([_feedback("a", "setosa", 1), _feedback("b", "versicolor", 1)])
+    samples = [LabeledSample.from_bytes(o.value) for o in _on(out, pipeline.topics.labeled)]
+    assert {(s.request_id, s.true_label, s.predicted_label) for s in samples} == {
+        ("a", "setosa", "setosa"),
+        ("b", "versicolor", "virginica"),
+    }
+    assert all(o.partition == 1 for o in _on(out, pipeline.topics.labeled))
+    assert _sample(pipeline, "irisflow_live_accuracy", {"model_version": "1"}) == 0.5
+    assert _sample(pipeline, "irisflow_feedback_total", {"outcome": "joined"}) == 2.0
+
+
+def test_unparseable_feedback_is_dead_lettered_with_its_reason(pipeline: Pipeline) -> None:
+    out = pipeline.feedback([Incoming(value=b"nope", key=b"k", partition=0, offset=1)])
+    (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
+    assert letter.source_topic == pipeline.topics.feedback
+    assert letter.original == b"nope"
+    labels = {"source": pipeline.topics.feedback, "reason": "unparseable"}
+    assert _sample(pipeline, "irisflow_dead_letters_total", labels) == 1.0
+
+
+def test_feedback_without_a_prediction_is_dead_lettered_after_the_window(
+    pipeline: Pipeline, clock: Clock
+) -> None:
+    pipeline.feedback([_feedback("ghost", "setosa", 0)])
+    assert not _on(pipeline.sweep(owned={0}), pipeline.topics.dead_letters)
+    clock.now += 61
+    out = pipeline.sweep(owned={0})
+    (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
+    assert "no prediction within 60s" in letter.error
+    assert [(o.key, o.value) for o in _on(out, CHANGELOG)] == [(b"ghost", None)]
+    labels = {"source": pipeline.topics.feedback, "reason": "unmatched_feedback"}
+    assert _sample(pipeline, "irisflow_dead_letters_total", labels) == 1.0
+
+
+def _rows(rng: np.random.Generator, count: int, shift: float = 0.0) -> list[Incoming]:
+    x, _ = iris_xy()
+    records = []
+    for i in rng.integers(len(x), size=count):
+        features = dict(zip(IRIS_FEATURES, x[i].tolist(), strict=True))
+        features["sepal_width"] += shift
+        records.append(_request(f"r{rng.integers(1 << 40)}", features))
+    return records
+
+
+def test_drift_in_one_feature_sends_a_drift_event_naming_that_feature(pipeline: Pipeline) -> None:
+    rng = np.random.default_rng(0)
+    quiet = [o for _ in range(20) for o in pipeline.score(_rows(rng, 50))]
+    assert not _on(quiet, pipeline.topics.drift_events)
+    loud = [o for _ in range(10) for o in pipeline.score(_rows(rng, 50, shift=1.0))]
+    events = [DriftEvent.from_bytes(o.value) for o in _on(loud, pipeline.topics.drift_events)]
+    assert [(e.feature, e.detector, e.model_version) for e in events] == [
+        ("sepal_width", "adwin", 1)
+    ]
+    assert _on(loud, pipeline.topics.drift_events)[0].key == b"sepal_width/adwin"
+    labels = {"feature": "sepal_width", "detector": "adwin"}
+    assert _sample(pipeline, "irisflow_drift_alarms_total", labels) == 1.0
+    assert (_sample(pipeline, "irisflow_drift_statistic", labels) or 0.0) > 1.0
+
+
+def test_a_new_model_version_starts_its_detectors_afresh(pipeline: Pipeline) -> None:
+    rng = np.random.default_rng(1)
+    pipeline.score(_rows(rng, 50))
+    first = pipeline.monitor
+    pipeline.holder.current = _live(2)
+    pipeline.score(_rows(rng, 50))
+    assert first is not None
+    assert pipeline.monitor is not None
+    assert (first.version, pipeline.monitor.version) == (1, 2)
+    assert pipeline.monitor.features[0][1][0].window == 50
