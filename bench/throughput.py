@@ -76,8 +76,8 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario(f"{single}, micro-batched, linger 20 ms", 500, 50_000 // n, linger=0.02),
         Scenario(f"{single}, one row per call", 1, 5_000 // n),
         Scenario("batched messages (100 rows), micro-batched", 500, 5_000 // n, 100),
-        Scenario("latency at 500 msg/s", 500, 10_000 // n, rate=500),
-        Scenario("latency at 2,000 msg/s", 500, 30_000 // n, rate=2000),
+        Scenario("latency at 250 msg/s", 500, 5_000 // n, rate=250),
+        Scenario("latency at 1,000 msg/s", 500, 20_000 // n, rate=1000),
     ]
 
 

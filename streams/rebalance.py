@@ -22,6 +22,7 @@ from typing import Any
 import faust
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 __all__ = ["Rebalances"]
 
@@ -49,24 +50,29 @@ class Rebalances(faust.Sensor):
         task.add_done_callback(self._rewinds.discard)
 
     async def _rewind_uncommitted(self) -> None:
-        assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.topics]
-        if assigned:
-            partitions = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-            await admin.start()
-            try:
-                committed = await admin.list_consumer_group_offsets(
-                    self.app.conf.id, partitions=partitions
-                )
-            finally:
-                await admin.close()
-            fresh = {
-                tp: 0
-                for tp in assigned
-                if getattr(committed.get(TopicPartition(*tp)), "offset", -1) <= 0
-            }
+        try:
+            assigned = [tp for tp in self.app.consumer.assignment() if tp.topic in self.topics]
+            fresh = {tp: 0 for tp in await self._uncommitted(assigned)}
             if fresh:
                 log.info("no committed offset yet, reading from the start: %s", sorted(fresh))
                 # in the consumer's own thread, and resets Faust's read offsets too
                 await self.app.consumer.seek_wait(fresh)
-        self.settled = True
+        except KafkaError as exc:  # the next rebalance tries again; meanwhile keep scoring
+            log.warning("could not check committed offsets after a rebalance: %r", exc)
+        finally:
+            self.settled = True
+
+    async def _uncommitted(self, assigned: list[Any]) -> list[Any]:
+        if not assigned:
+            return []
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(
+                self.app.conf.id, partitions=[TopicPartition(*tp) for tp in assigned]
+            )
+        finally:
+            await admin.close()
+        return [
+            tp for tp in assigned if getattr(committed.get(TopicPartition(*tp)), "offset", -1) <= 0
+        ]

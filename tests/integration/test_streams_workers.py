@@ -91,16 +91,17 @@ class Workers(Stack):
         raise AssertionError(f"workers did not share the partitions: {owned}")
 
 
-def _workers(folder: Path, bootstrap: str, **changes: Any) -> Workers:
+def _workers(folder: Path, bootstrap: str, *, start: bool = True, **changes: Any) -> Workers:
     params = unique_params(folder, bootstrap, **{**CHANGES, **changes})
     settings = load_settings(params, environ={})
     workers = Workers(params=params, settings=settings, logs=folder)
     workers.ports = {role: free_port() for role in WORKERS}
     asyncio.run(ensure_topics(settings.kafka))
     workers.publish(1)
-    for role in WORKERS:
-        workers.start_worker(role)
-    workers.wait_sharing(WORKERS)
+    if start:
+        for role in WORKERS:
+            workers.start_worker(role)
+        workers.wait_sharing(WORKERS)
     return workers
 
 
@@ -340,3 +341,40 @@ def test_a_worker_killed_mid_stream_leaves_no_request_unanswered_nor_unjoined(
     labeled = asyncio.run(_collect(settings, topics.labeled, _answered(ids), timeout=120))
     joined = {r.key for r in labeled} & ids
     assert len(joined) == len(ids), f"{len(ids) - len(joined)} predictions lost from the join"
+
+
+def test_a_worker_joining_mid_stream_takes_partitions_without_losing_a_request(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """Scale out under traffic: the rebalance moves partitions that may have no commit yet."""
+    workers = _workers(tmp_path, kafka_bootstrap, start=False)
+    settings = workers.settings
+    topics = settings.kafka.topics
+    sent = _requests(3000, "join")
+
+    async def stream_and_join() -> None:
+        producer = make_producer(settings.kafka, linger_ms=5)
+        await producer.start()
+        try:
+            for index, (key, value) in enumerate(sent):
+                await producer.send(topics.requests, key=key, value=value)
+                if index % 100 == 99:
+                    await asyncio.sleep(0.1)
+                if index == 0:
+                    workers.start_worker("worker-a")
+                if index == 1500:
+                    workers.start_worker("worker-b")
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    try:
+        asyncio.run(stream_and_join())
+        ids = {key for key, _ in sent}
+        records = asyncio.run(_collect(settings, topics.predictions, _answered(ids), timeout=120))
+        answered = {r.key for r in records} & ids
+        assert len(answered) == len(ids), f"{len(ids) - len(answered)} requests never answered"
+        workers.wait_sharing(WORKERS)
+    finally:
+        for role in list(workers.processes):
+            workers.stop(role)
