@@ -77,7 +77,9 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario(f"{single}, one row per call", 1, 5_000 // n),
         Scenario("batched messages (100 rows), micro-batched", 500, 5_000 // n, 100),
         Scenario("latency at 250 msg/s", 500, 5_000 // n, rate=250),
+        Scenario("latency at 250 msg/s, linger 20 ms", 500, 5_000 // n, rate=250, linger=0.02),
         Scenario("latency at 1,000 msg/s", 500, 20_000 // n, rate=1000),
+        Scenario("latency at 1,000 msg/s, linger 20 ms", 500, 20_000 // n, rate=1000, linger=0.02),
     ]
 
 
