@@ -76,6 +76,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario(f"{single}, micro-batched, linger 20 ms", 500, 50_000 // n, linger=0.02),
         Scenario(f"{single}, one row per call", 1, 5_000 // n),
         Scenario("batched messages (100 rows), micro-batched", 500, 5_000 // n, 100),
+        Scenario("batched messages (1,000 rows), micro-batched", 500, 500 // n, 1000),
         Scenario("latency at 250 msg/s", 500, 5_000 // n, rate=250),
         Scenario("latency at 250 msg/s, linger 20 ms", 500, 5_000 // n, rate=250, linger=0.02),
         Scenario("latency at 1,000 msg/s", 500, 20_000 // n, rate=1000),

@@ -94,6 +94,13 @@ class ScoringSettings(BaseModel):
 
     batch_size: int = Field(default=500, ge=1)
     batch_linger_seconds: float = Field(default=0.005, gt=0.0)
+    """How long a Faust agent's partial batch waits for more (the lane never waits: see below)."""
+    consumer: Literal["lane", "agent"] = "lane"
+    """Who reads requests. ``lane``: one aiokafka consumer hands whole fetches to the scorer
+    (streams/lane.py; several times Faust's per-message throughput). ``agent``: a Faust agent
+    with ``stream.take_events``, the textbook path, kept for comparison and as a fallback."""
+    commit_interval_seconds: float = Field(default=1.0, gt=0.0)
+    """How often the lane commits answered request offsets; bounds the re-answers after a crash."""
 
 
 class TopicNames(BaseModel):

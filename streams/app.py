@@ -4,10 +4,16 @@ Agents stay thin: take a micro-batch of raw records, call :class:`streams.pipeli
 produce what it returns. Raw bytes in and out (``value_serializer="raw"``) so a malformed
 record reaches our own decoder, and is dead-lettered with a reason, instead of crashing Faust's.
 
+Requests are read by the scoring lane (:mod:`streams.lane`, the default) or by a Faust agent
+(``scoring.consumer: agent``). The lane runs inside this app as a task, reads the request
+partitions matching the feedback partitions Faust assigned, and commits its own offsets; it
+exists because Faust's per-message delivery capped single-request scoring at a few thousand
+messages per second on our machines.
+
 Delivery is at-least-once. Records are handed to the producer without waiting for each one
 (a batch of 500 answers costs one round trip, not 500); Faust flushes the producer before it
-commits source offsets, so an offset is committed only once the answers of its batch are on the
-broker. A worker killed before that commit has its partitions re-read by another worker, which
+commits source offsets, and the lane commits an offset only once its answers are acknowledged.
+A worker killed before that commit has its partitions re-read by another worker, which
 answers those requests again: consumers deduplicate by request id (docs/architecture.md).
 
 Agent concurrency stays at 1: faust-streaming can commit past an in-flight message when it is
@@ -28,8 +34,10 @@ from aiokafka import AIOKafkaProducer
 from faust.types import EventT, StreamT
 from prometheus_client import generate_latest
 
+from irisflow.kafka.clients import make_consumer
 from irisflow.kafka.model_topic import ModelFeed
 from irisflow.settings import Settings
+from streams.lane import ScoringLane
 from streams.metrics import WorkerMetrics
 from streams.model_updates import ModelHolder
 from streams.pipeline import Pipeline
@@ -40,7 +48,8 @@ __all__ = ["Sink", "StreamsApp", "build_app"]
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[Sequence[Outgoing]], Awaitable[None]]
+Sink = Callable[[Sequence[Outgoing]], Awaitable[Sequence["asyncio.Future[Any]"]]]
+"""Hands records to the producer; returns their delivery futures (the lane commits on them)."""
 
 _PREBUILT_BATCH = 64
 """Records for one topic-partition from which a prebuilt batch beats ``send()`` per record."""
@@ -68,6 +77,7 @@ class StreamsApp:
     requests: Any
     feedback: Any
     sink: Sink
+    lane: ScoringLane | None
 
 
 def _faust_app(settings: Settings) -> faust.App:
@@ -131,7 +141,7 @@ def _producer_sink(app: faust.App) -> Sink:
             log.error("producing failed, stopping the worker: %r", error)
             crashing.add(asyncio.ensure_future(app.crash(error)))
 
-    async def send(messages: Sequence[Outgoing]) -> None:
+    async def send(messages: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:
         producer = _kafka_producer(app)
         by_partition: dict[tuple[str, int | None], list[Outgoing]] = defaultdict(list)
         for m in messages:
@@ -153,6 +163,7 @@ def _producer_sink(app: faust.App) -> Sink:
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         for future in futures:
             future.add_done_callback(check)
+        return futures
 
     return send
 
@@ -184,20 +195,41 @@ def build_app(settings: Settings) -> StreamsApp:
     app.sensors.add(rebalances)
 
     def owned() -> set[int]:
-        return {tp.partition for tp in app.consumer.assignment() if tp.topic == names.requests}
+        """Partitions whose requests, feedback and join entries this worker owns."""
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == names.feedback}
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_model_updates() -> None:
         """Every worker reads every update: no consumer group, all partitions."""
         await feed.run()
 
-    @app.agent(requests, concurrency=1)
-    async def score(stream: StreamT[bytes]) -> None:
-        await feed.caught_up.wait()  # the first batch is scored by the live model, if any
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            scoring.batch_size, within=scoring.batch_linger_seconds
-        ):
-            await streams.sink(pipeline.score(_incoming(events)))
+    lane: ScoringLane | None = None
+    score: Any = None
+    if scoring.consumer == "lane":
+        lane = _scoring_lane(settings, pipeline, lambda out: streams.sink(out))
+        _follow_assignment(app, lane, owned)
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def score_requests() -> None:
+            assert lane is not None
+            try:
+                await lane.run(ready=feed.caught_up.wait())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never a silent stop: the worker goes down loudly
+                log.exception("scoring lane failed, stopping the worker")
+                await app.crash(exc)
+                raise
+
+    else:
+
+        @app.agent(requests, concurrency=1)
+        async def score(stream: StreamT[bytes]) -> None:
+            await feed.caught_up.wait()  # the first batch is scored by the live model, if any
+            async for events in stream.take_events(  # type: ignore[attr-defined]
+                scoring.batch_size, within=scoring.batch_linger_seconds
+            ):
+                await streams.sink(pipeline.score(_incoming(events)))
 
     @app.agent(feedback, concurrency=1)
     async def join_feedback(stream: StreamT[bytes]) -> None:
@@ -219,6 +251,8 @@ def build_app(settings: Settings) -> StreamsApp:
                 highwater = app.consumer.highwater(tp)
                 if position is not None and highwater is not None:
                     lags.append((tp.topic, tp.partition, max(0, highwater - position)))
+        if lane is not None:
+            lags.extend(await lane.lags())
         metrics.observe_lag(lags)
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode's stub rejects async
@@ -237,7 +271,7 @@ def build_app(settings: Settings) -> StreamsApp:
     async def health(web: Any, request: Any) -> Any:
         """200 once this worker has caught up on models, owns partitions and is not rebalancing."""
         live = holder.current
-        assigned = sorted(owned())
+        assigned = sorted(lane.partitions if lane is not None else owned())
         ready = feed.caught_up.is_set() and bool(assigned) and rebalances.settled
         body = {
             "ready": ready,
@@ -259,5 +293,48 @@ def build_app(settings: Settings) -> StreamsApp:
         requests=requests,
         feedback=feedback,
         sink=_producer_sink(app),
+        lane=lane,
     )
     return streams
+
+
+def _scoring_lane(settings: Settings, pipeline: Pipeline, sink: Sink) -> ScoringLane:
+    kafka = settings.kafka
+
+    def consumer() -> Any:
+        return make_consumer(
+            kafka,
+            group_id=f"{kafka.app_id}-streams-scoring",
+            client_id=f"{kafka.app_id}-scoring-lane",
+            session_timeout_ms=int(settings.streams.session_timeout_seconds * 1000),
+        )
+
+    return ScoringLane(
+        consumer,
+        topic=kafka.topics.requests,
+        score=pipeline.score,
+        send=sink,
+        batch_size=settings.scoring.batch_size,
+        commit_interval_seconds=settings.scoring.commit_interval_seconds,
+    )
+
+
+def _follow_assignment(app: faust.App, lane: ScoringLane, owned: Callable[[], set[int]]) -> None:
+    """Give the lane what Faust gives this worker, and take it away before anyone else gets it.
+
+    Kafka waits for the revoke handler, so the lane's last answers and commit for a partition
+    happen before its next owner reads it. New partitions are handed over only after table
+    recovery, so the join entries the lane writes are never overwritten by recovery.
+    """
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def release_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await lane.release()
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def take_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await lane.assign(owned())
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def finish_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await lane.release()

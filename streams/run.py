@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import faust
@@ -26,6 +27,12 @@ def run_worker(settings: Settings) -> None:
         quiet=True,
         redirect_stdouts=False,
     )
+    # A scored batch allocates a dict or two per row; with the default thresholds the cyclic
+    # collector runs every 700 allocations and re-walks every long-lived object (the loaded
+    # libraries, the join table). Freezing what exists now and collecting less often took
+    # scoring from ~7.4 to ~5.8 µs a row; nothing here builds reference cycles at that rate.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     log.info(
         "worker starting: metrics at http://%s:%d/metrics",
         settings.worker.host,

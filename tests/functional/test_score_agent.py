@@ -27,8 +27,9 @@ class Sent:
     def __init__(self) -> None:
         self.messages: list[Outgoing] = []
 
-    async def __call__(self, messages: Sequence[Outgoing]) -> None:
+    async def __call__(self, messages: Sequence[Outgoing]) -> list[asyncio.Future[None]]:
         self.messages.extend(messages)
+        return []
 
     def on(self, topic: str) -> list[Outgoing]:
         return [m for m in self.messages if m.topic == topic]
@@ -43,7 +44,13 @@ class Sent:
 
 @pytest.fixture
 async def streams(make_settings: SettingsFactory) -> tuple[StreamsApp, Sent]:
-    settings = make_settings(**{"scoring.batch_size": 10, "scoring.batch_linger_seconds": 0.05})
+    settings = make_settings(
+        **{
+            "scoring.batch_size": 10,
+            "scoring.batch_linger_seconds": 0.05,
+            "scoring.consumer": "agent",
+        }
+    )
     app = build_app(settings)
     update = model_update(2)
     app.holder.current = LiveModel(

@@ -15,7 +15,13 @@ from tests.functional.test_score_agent import Sent
 
 @pytest.fixture
 async def streams(make_settings: SettingsFactory) -> tuple[StreamsApp, Sent]:
-    settings = make_settings(**{"scoring.batch_size": 10, "scoring.batch_linger_seconds": 0.05})
+    settings = make_settings(
+        **{
+            "scoring.batch_size": 10,
+            "scoring.batch_linger_seconds": 0.05,
+            "scoring.consumer": "agent",
+        }
+    )
     app = build_app(settings)
     update = model_update(7)
     app.holder.current = LiveModel(

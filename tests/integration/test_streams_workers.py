@@ -311,7 +311,7 @@ def test_a_worker_killed_mid_stream_leaves_no_request_unanswered_nor_unjoined(
     before = _requests(1000, "before")
     asyncio.run(_send(settings, topics.requests, before))
     asyncio.run(_collect(settings, topics.predictions, _answered({k for k, _ in before})))
-    time.sleep(4)  # Faust commits offsets every 2.8 s
+    time.sleep(4)  # offsets are committed every second (the lane) or 2.8 s (Faust)
     during = _requests(2000, "during")
 
     async def stream_and_kill() -> None:
