@@ -63,24 +63,29 @@ class Scenario:
     messages: int
     instances: int = 0  # 0: single-request messages; n: BatchPredictionRequest with n rows
     rate: float | None = None  # messages/s for a latency run; None: drain a backlog
-    linger: float = 0.005
+    linger: float = 0.005  # only the Faust agent lingers; the lane scores what each fetch holds
+    consumer: str = "lane"  # scoring.consumer
     ceiling: bool = False  # Faust alone (bench/faust_ceiling.py), no irisflow worker
 
 
 def scenarios(quick: bool) -> list[Scenario]:
     n = 5 if quick else 1
     single = "single-request messages"
+    agent = "Faust agent (`scoring.consumer: agent`)"
     return [
         Scenario("Faust alone: an agent that only counts", 500, 50_000 // n, ceiling=True),
-        Scenario(f"{single}, micro-batched", 500, 50_000 // n),
-        Scenario(f"{single}, micro-batched, linger 20 ms", 500, 50_000 // n, linger=0.02),
-        Scenario(f"{single}, one row per call", 1, 5_000 // n),
-        Scenario("batched messages (100 rows), micro-batched", 500, 5_000 // n, 100),
-        Scenario("batched messages (1,000 rows), micro-batched", 500, 500 // n, 1000),
-        Scenario("latency at 250 msg/s", 500, 5_000 // n, rate=250),
-        Scenario("latency at 250 msg/s, linger 20 ms", 500, 5_000 // n, rate=250, linger=0.02),
-        Scenario("latency at 1,000 msg/s", 500, 20_000 // n, rate=1000),
-        Scenario("latency at 1,000 msg/s, linger 20 ms", 500, 20_000 // n, rate=1000, linger=0.02),
+        Scenario(f"{single}, scoring lane (default)", 500, 100_000 // n),
+        Scenario(f"{single}, {agent}, linger 5 ms", 500, 50_000 // n, consumer="agent"),
+        Scenario(
+            f"{single}, {agent}, linger 20 ms", 500, 50_000 // n, linger=0.02, consumer="agent"
+        ),
+        Scenario(f"{single}, scoring lane, one row per call", 1, 20_000 // n),
+        Scenario("batched messages (100 rows), scoring lane", 500, 10_000 // n, 100),
+        Scenario("batched messages (1,000 rows), scoring lane", 500, 2_000 // n, 1000),
+        Scenario("latency at 250 msg/s, scoring lane", 500, 5_000 // n, rate=250),
+        Scenario("latency at 1,000 msg/s, scoring lane", 500, 20_000 // n, rate=1000),
+        Scenario("latency at 5,000 msg/s, scoring lane", 500, 50_000 // n, rate=5000),
+        Scenario(f"latency at 1,000 msg/s, {agent}", 500, 20_000 // n, rate=1000, consumer="agent"),
     ]
 
 
@@ -131,6 +136,7 @@ class Run:
         }
         params["scoring"]["batch_size"] = scenario.batch_size
         params["scoring"]["batch_linger_seconds"] = scenario.linger
+        params["scoring"]["consumer"] = scenario.consumer
         params["home"] = str(folder / "home")
         params["log_level"] = "WARNING"
         self.params = folder / f"params-{tag}.yaml"

@@ -306,7 +306,6 @@ def _scoring_lane(settings: Settings, pipeline: Pipeline, sink: Sink) -> Scoring
             kafka,
             group_id=f"{kafka.app_id}-streams-scoring",
             client_id=f"{kafka.app_id}-scoring-lane",
-            session_timeout_ms=int(settings.streams.session_timeout_seconds * 1000),
         )
 
     return ScoringLane(

@@ -156,9 +156,9 @@ class ScoringLane:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            try:
-                position = await consumer.position(tp)
-            except (KafkaError, AssertionError):  # revoked while we asked
+            try:  # the position is unknown until the committed offset is fetched: do not wait
+                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+            except (KafkaError, AssertionError, TimeoutError):  # revoked, or not known yet
                 continue
             lags.append((tp.topic, tp.partition, max(0, highwater - position)))
         return lags
