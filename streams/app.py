@@ -318,6 +318,32 @@ def _scoring_lane(settings: Settings, pipeline: Pipeline, sink: Sink) -> Scoring
     )
 
 
+class _Handover(faust.Sensor):
+    """Hands the lane its partitions once a rebalance has really ended.
+
+    Faust sends ``on_rebalance_complete`` before it checks whether the recovery it finished is
+    already stale (another rebalance began); ``on_rebalance_end`` comes only after that check,
+    so the lane is never handed partitions of a rebalance that is being replaced.
+    """
+
+    def __init__(self, app: faust.App, lane: ScoringLane, owned: Callable[[], set[int]]) -> None:
+        super().__init__()
+        self.app = app
+        self.lane = lane
+        self.owned = owned
+        self._handovers: set[asyncio.Task[None]] = set()
+
+    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self._assign())
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
+
+    async def _assign(self) -> None:
+        if self.app.rebalancing:  # a newer rebalance began; its own end hands over
+            return
+        await self.lane.assign(self.owned())
+
+
 def _follow_assignment(app: faust.App, lane: ScoringLane, owned: Callable[[], set[int]]) -> None:
     """Give the lane what Faust gives this worker, and take it away before anyone else gets it.
 
@@ -330,10 +356,8 @@ def _follow_assignment(app: faust.App, lane: ScoringLane, owned: Callable[[], se
     async def release_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
         await lane.release()
 
-    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
-    async def take_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
-        await lane.assign(owned())
-
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def finish_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
         await lane.release()
+
+    app.sensors.add(_Handover(app, lane, owned))

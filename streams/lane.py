@@ -69,6 +69,7 @@ class ScoringLane:
         batch_size: int,
         commit_interval_seconds: float,
         finish_timeout_seconds: float = 30.0,
+        commit_timeout_seconds: float = 10.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._factory = consumer_factory
@@ -78,6 +79,8 @@ class ScoringLane:
         self._batch_size = batch_size
         self._commit_interval = commit_interval_seconds
         self._finish_timeout = finish_timeout_seconds
+        # aiokafka retries a commit while the coordinator is away; a revoke must not wait on it
+        self._commit_timeout = commit_timeout_seconds
         self._monotonic = monotonic
         self._consumer: AIOKafkaConsumer | None = None
         self._wanted: list[TopicPartition] = []
@@ -127,7 +130,10 @@ class ScoringLane:
         async with self._lock:
             self._wanted = [TopicPartition(self.topic, p) for p in wanted]
             if self._consumer is not None:
+                if self._consumer.assignment() - set(self._wanted):
+                    await self._finish()  # what is let go is committed first, as in release()
                 self._consumer.assign(self._wanted)
+                self._forget_unassigned()
             if wanted:
                 self._active.set()
             else:
@@ -143,8 +149,7 @@ class ScoringLane:
                 return
             await self._finish()
             self._consumer.assign([])
-            self._answered.clear()
-            self._committed.clear()
+            self._forget_unassigned()
 
     async def lags(self) -> list[tuple[str, int, int]]:
         """(topic, partition, records not yet read) for every partition the lane reads."""
@@ -183,22 +188,36 @@ class ScoringLane:
             await self._commit()
 
     def _settle(self) -> None:
-        """Move offsets whose answers are all on the broker to the committable set, in order."""
+        """Move offsets whose answers are all on the broker to the committable set, in order.
+
+        A batch whose answers failed stays at the head and raises again at every call, so no
+        later batch can ever be committed past it (the worker stops; its successor re-reads).
+        """
         while self._in_flight and self._in_flight[0].delivered.done():
-            done = self._in_flight.popleft()
-            done.delivered.result()  # a lost answer must stop the worker, never be skipped
-            self._answered.update(done.offsets)
+            self._in_flight[0].delivered.result()  # a lost answer stops the worker
+            self._answered.update(self._in_flight.popleft().offsets)
+
+    def _forget_unassigned(self) -> None:
+        """Drop bookkeeping of partitions let go; batches still in flight keep their order."""
+        assigned = self._consumer.assignment() if self._consumer is not None else set()
+        self._answered = {tp: o for tp, o in self._answered.items() if tp in assigned}
+        self._committed = {tp: o for tp, o in self._committed.items() if tp in assigned}
 
     async def _commit(self) -> None:
         self._last_commit = self._monotonic()
         if self._consumer is None:
             return
-        due = {tp: o for tp, o in self._answered.items() if self._committed.get(tp) != o}
+        assigned = self._consumer.assignment()
+        due = {
+            tp: o
+            for tp, o in self._answered.items()
+            if tp in assigned and self._committed.get(tp) != o
+        }
         if not due:
             return
         try:
-            await self._consumer.commit(due)
-        except KafkaError as exc:  # retried at the next interval; meanwhile at worst duplicates
+            await asyncio.wait_for(self._consumer.commit(due), self._commit_timeout)
+        except (KafkaError, TimeoutError) as exc:  # retried later; meanwhile at worst duplicates
             log.warning("could not commit request offsets %s: %r", _brief(due), exc)
             return
         self._committed.update(due)

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.clients import make_consumer, make_producer
@@ -158,6 +160,34 @@ def _answered(ids: set[bytes]) -> Callable[[list[Any]], bool]:
     return lambda records: ids <= {r.key for r in records}
 
 
+async def _scoring_offsets(settings: Settings) -> dict[int, int]:
+    """Request offsets committed by the workers' scoring lanes, by partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        topic = settings.kafka.topics.requests
+        committed = await admin.list_consumer_group_offsets(
+            f"{settings.kafka.app_id}-streams-scoring",
+            partitions=[TopicPartition(topic, p) for p in range(settings.kafka.partitions)],
+        )
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+
+
+async def _end_offsets(settings: Settings) -> dict[int, int]:
+    consumer = make_consumer(settings.kafka, group_id=None)
+    await consumer.start()
+    try:
+        topic = settings.kafka.topics.requests
+        ends = await consumer.end_offsets(
+            [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
+        )
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
 def test_two_workers_share_one_stream_and_answer_every_request(workers: Workers) -> None:
     settings = workers.settings
     sent = _requests(400, "share")
@@ -171,6 +201,12 @@ def test_two_workers_share_one_stream_and_answer_every_request(workers: Workers)
     }
     assert all(count > 0 for count in scored.values()), scored
     assert sum(scored.values()) >= len(ids)
+    # the lanes commit what they answered (every scoring.commit_interval_seconds)
+    ends = asyncio.run(_end_offsets(settings))
+    deadline = time.monotonic() + 30
+    while asyncio.run(_scoring_offsets(settings)) != ends and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert asyncio.run(_scoring_offsets(settings)) == ends
 
 
 def test_poison_messages_are_dead_lettered_while_good_ones_flow(workers: Workers) -> None:

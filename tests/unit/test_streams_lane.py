@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import IllegalStateError, KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 
 from streams.lane import ScoringLane
@@ -41,6 +41,7 @@ class FakeConsumer:
         self.assigned: frozenset[TopicPartition] = frozenset()
         self.commits: list[dict[TopicPartition, int]] = []
         self.fail_commits = False
+        self.hang_commits = False
         self.stopped = False
 
     async def start(self) -> None:
@@ -63,8 +64,12 @@ class FakeConsumer:
         return {tp: records for tp, records in fetch.items() if tp in self.assigned}
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if set(offsets) - self.assigned:  # as aiokafka does
+            raise IllegalStateError(f"partitions not assigned: {set(offsets) - self.assigned}")
         if self.fail_commits:
             raise KafkaConnectionError("coordinator gone")
+        if self.hang_commits:
+            await asyncio.Event().wait()  # the coordinator never answers
         self.commits.append(dict(offsets))
 
     def committed(self) -> dict[TopicPartition, int]:
@@ -89,6 +94,7 @@ class Harness:
             batch_size=500,
             commit_interval_seconds=commit_interval,
             finish_timeout_seconds=0.5,
+            commit_timeout_seconds=0.3,
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -253,3 +259,53 @@ async def test_stopping_the_lane_commits_what_was_answered_and_closes_the_consum
     await lane.stop()
     assert lane.consumer.committed() == {TopicPartition(TOPIC, 2): 9}
     assert lane.consumer.stopped
+
+
+async def test_a_failed_batch_blocks_every_later_commit_even_on_the_way_out(
+    harness: Harness,
+) -> None:
+    harness.start()
+    await harness.lane.assign([0])
+    await harness.fetch(0, 0, 1)
+    await harness.until(lambda: len(harness.deliveries) == 1)
+    await harness.fetch(0, 2, 3)
+    await harness.until(lambda: len(harness.deliveries) == 2)
+    harness.deliveries[1].set_result(None)  # the later batch made it...
+    harness.deliveries[0].set_exception(KafkaConnectionError("broker gone"))  # ...this did not
+    assert harness.task is not None
+    with pytest.raises(KafkaConnectionError):
+        await asyncio.wait_for(harness.task, 2)
+    await harness.lane.release()  # Faust's revoke may still come
+    assert harness.consumer.committed() == {}
+
+
+async def test_a_partition_taken_away_is_committed_first_and_never_after(
+    harness: Harness,
+) -> None:
+    harness.start()
+    await harness.lane.assign([0, 1])
+    await harness.fetch(1, 4, 5)
+    await harness.until(lambda: len(harness.deliveries) == 1)
+    reassign = asyncio.ensure_future(harness.lane.assign([0]))
+    await asyncio.sleep(0.1)
+    harness.deliveries[0].set_result(None)
+    await asyncio.wait_for(reassign, 2)
+    assert harness.consumer.committed() == {TopicPartition(TOPIC, 1): 6}
+    assert harness.lane.partitions == {0}
+    await harness.fetch(0, 0)
+    await harness.until(lambda: len(harness.deliveries) == 2)
+    harness.deliveries[1].set_result(None)
+    await harness.until(lambda: TopicPartition(TOPIC, 0) in harness.consumer.committed())
+    assert all(set(commit) <= {TopicPartition(TOPIC, 0)} for commit in harness.consumer.commits[1:])
+
+
+async def test_a_commit_that_never_returns_does_not_hold_up_a_revoke(harness: Harness) -> None:
+    harness.start()
+    await harness.lane.assign([0])
+    await harness.fetch(0, 0)
+    await harness.until(lambda: len(harness.deliveries) == 1)
+    harness.consumer.hang_commits = True
+    harness.deliveries[0].set_result(None)
+    await asyncio.wait_for(harness.lane.release(), 3)
+    assert harness.lane.partitions == set()
+    assert harness.consumer.commits == []
