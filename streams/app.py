@@ -37,7 +37,7 @@ from prometheus_client import generate_latest
 from irisflow.kafka.clients import make_consumer
 from irisflow.kafka.model_topic import ModelFeed
 from irisflow.settings import Settings
-from streams.lane import ScoringLane
+from streams.lane import Handover, ScoringLane
 from streams.metrics import WorkerMetrics
 from streams.model_updates import ModelHolder
 from streams.pipeline import Pipeline
@@ -318,32 +318,6 @@ def _scoring_lane(settings: Settings, pipeline: Pipeline, sink: Sink) -> Scoring
     )
 
 
-class _Handover(faust.Sensor):
-    """Hands the lane its partitions once a rebalance has really ended.
-
-    Faust sends ``on_rebalance_complete`` before it checks whether the recovery it finished is
-    already stale (another rebalance began); ``on_rebalance_end`` comes only after that check,
-    so the lane is never handed partitions of a rebalance that is being replaced.
-    """
-
-    def __init__(self, app: faust.App, lane: ScoringLane, owned: Callable[[], set[int]]) -> None:
-        super().__init__()
-        self.app = app
-        self.lane = lane
-        self.owned = owned
-        self._handovers: set[asyncio.Task[None]] = set()
-
-    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self._assign())
-        self._handovers.add(task)
-        task.add_done_callback(self._handovers.discard)
-
-    async def _assign(self) -> None:
-        if self.app.rebalancing:  # a newer rebalance began; its own end hands over
-            return
-        await self.lane.assign(self.owned())
-
-
 def _follow_assignment(app: faust.App, lane: ScoringLane, owned: Callable[[], set[int]]) -> None:
     """Give the lane what Faust gives this worker, and take it away before anyone else gets it.
 
@@ -351,13 +325,27 @@ def _follow_assignment(app: faust.App, lane: ScoringLane, owned: Callable[[], se
     happen before its next owner reads it. New partitions are handed over only after table
     recovery, so the join entries the lane writes are never overwritten by recovery.
     """
+    handover = Handover(lane, owned)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def release_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
-        await lane.release()
+        await handover.revoked()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
+        handover.assigned()
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def take_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await handover.completed()
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def reconcile_requests() -> None:
+        await handover.reconcile()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def finish_requests(sender: Any, *args: Any, **kwargs: Any) -> None:
-        await lane.release()
-
-    app.sensors.add(_Handover(app, lane, owned))
+        try:
+            await lane.release()
+        except Exception as exc:  # the crash that stops us was reported; stopping must go on
+            log.warning("scoring lane let go without its last commit: %r", exc)

@@ -37,7 +37,7 @@ from aiokafka.errors import KafkaError
 
 from streams.scoring import Incoming, Outgoing
 
-__all__ = ["ScoringLane"]
+__all__ = ["Handover", "ScoringLane"]
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,7 @@ class ScoringLane:
     @property
     def partitions(self) -> set[int]:
         """The request partitions this lane reads now (empty while a rebalance is under way)."""
-        if self._consumer is None:
-            return set()
-        return {tp.partition for tp in self._consumer.assignment()}
+        return {tp.partition for tp in self._wanted}
 
     async def run(self, ready: Awaitable[Any] | None = None) -> None:
         """Start the consumer, then score until cancelled; commit what was answered on the way out.
@@ -147,9 +145,11 @@ class ScoringLane:
             self._wanted = []
             if self._consumer is None:
                 return
-            await self._finish()
-            self._consumer.assign([])
-            self._forget_unassigned()
+            try:
+                await self._finish()
+            finally:  # even when an answer failed: the partitions are gone either way
+                self._consumer.assign([])
+                self._forget_unassigned()
 
     async def lags(self) -> list[tuple[str, int, int]]:
         """(topic, partition, records not yet read) for every partition the lane reads."""
@@ -262,3 +262,40 @@ def _all_of(futures: Sequence[asyncio.Future[Any]]) -> asyncio.Future[Any]:
 
 def _brief(offsets: dict[TopicPartition, int]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(offsets.items()))
+
+
+class Handover:
+    """When the lane may take the partitions Faust assigned, from Faust's rebalance signals.
+
+    Per rebalance Faust signals revoked, then assigned, then (after table recovery) complete.
+    A completion can be stale: Faust sends it before checking whether another rebalance began,
+    and its own end-of-rebalance flags can be cleared by a stale recovery. So this counts
+    revokes itself: a completion hands partitions over only if no revoke came after the last
+    assignment, and :meth:`reconcile` (run every second) repairs a hand-over that was missed.
+    """
+
+    def __init__(self, lane: ScoringLane, owned: Callable[[], set[int]]) -> None:
+        self.lane = lane
+        self.owned = owned
+        self._revokes = 0
+        self._assigned_at = -1
+        self._completed_at = -1
+
+    async def revoked(self) -> None:
+        self._revokes += 1
+        await self.lane.release()
+
+    def assigned(self) -> None:
+        self._assigned_at = self._revokes
+
+    async def completed(self) -> None:
+        if self._assigned_at != self._revokes:  # revoked since: a newer rebalance is under way
+            return
+        self._completed_at = self._revokes
+        await self.lane.assign(self.owned())
+
+    async def reconcile(self) -> None:
+        settled = self._assigned_at == self._completed_at == self._revokes
+        if settled and self.lane.partitions != self.owned():
+            log.warning("scoring lane missed a hand-over; taking %s now", sorted(self.owned()))
+            await self.lane.assign(self.owned())

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 
-from streams.lane import ScoringLane
+from streams.lane import Handover, ScoringLane
 from streams.scoring import Incoming, Outgoing
 
 TOPIC = "requests"
@@ -309,3 +309,56 @@ async def test_a_commit_that_never_returns_does_not_hold_up_a_revoke(harness: Ha
     await asyncio.wait_for(harness.lane.release(), 3)
     assert harness.lane.partitions == set()
     assert harness.consumer.commits == []
+
+
+class Faust:
+    """The partitions Faust says this worker owns, as the Handover reads them."""
+
+    def __init__(self) -> None:
+        self.owned: set[int] = set()
+
+    def __call__(self) -> set[int]:
+        return set(self.owned)
+
+
+async def test_partitions_are_handed_over_when_recovery_completes_not_before(
+    harness: Harness,
+) -> None:
+    faust = Faust()
+    handover = Handover(harness.lane, faust)
+    await handover.revoked()
+    faust.owned = {0, 2}
+    handover.assigned()
+    assert harness.lane.partitions == set()
+    await handover.completed()
+    assert harness.lane.partitions == {0, 2}
+
+
+async def test_a_completion_that_a_newer_rebalance_overtook_hands_nothing_over(
+    harness: Harness,
+) -> None:
+    faust = Faust()
+    handover = Handover(harness.lane, faust)
+    faust.owned = {0, 1}
+    handover.assigned()
+    await handover.revoked()  # rebalance 2 begins before rebalance 1's recovery completes
+    await handover.completed()  # rebalance 1's late completion
+    await handover.reconcile()
+    assert harness.lane.partitions == set()
+    faust.owned = {1}
+    handover.assigned()
+    await handover.completed()
+    assert harness.lane.partitions == {1}
+
+
+async def test_reconcile_repairs_a_missed_hand_over_once_the_rebalance_is_over(
+    harness: Harness,
+) -> None:
+    faust = Faust()
+    handover = Handover(harness.lane, faust)
+    faust.owned = {3}
+    handover.assigned()
+    await handover.completed()
+    faust.owned = {2, 3}  # Faust's view moved on without a completion reaching us
+    await handover.reconcile()
+    assert harness.lane.partitions == {2, 3}
