@@ -173,7 +173,14 @@ def worker(
     ctx: typer.Context,
     port: Annotated[int | None, typer.Option(help="web port for /metrics (default 6066)")] = None,
 ) -> None:
-    """Run a scoring worker (Faust). Start more of them to scale; each needs its own port."""
+    """Run a scoring worker: score requests, join feedback, watch drift, serve /metrics and /health.
+
+    Workers share the partitions (kafka.partitions): start more, each with its own --port.
+
+    A worker that dies, even with kill -9, hands its partitions to the others.
+
+    Requests are read by the scoring lane (scoring.consumer: lane) or a Faust agent (agent).
+    """
     from streams.run import run_worker
 
     settings = _settings(ctx)
