@@ -37,7 +37,7 @@ from prometheus_client import generate_latest
 from irisflow.kafka.clients import make_consumer
 from irisflow.kafka.model_topic import ModelFeed
 from irisflow.settings import Settings
-from streams.lane import Handover, ScoringLane
+from streams.lane import Handover, ScoringLane, partition_lags
 from streams.metrics import WorkerMetrics
 from streams.model_updates import ModelHolder
 from streams.pipeline import Pipeline
@@ -244,13 +244,10 @@ def build_app(settings: Settings) -> StreamsApp:
 
     @app.timer(settings.streams.lag_interval_seconds)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
-        lags = []
-        for tp in app.consumer.assignment():
-            if tp.topic in (names.requests, names.feedback):
-                position = await app.consumer.position(tp)
-                highwater = app.consumer.highwater(tp)
-                if position is not None and highwater is not None:
-                    lags.append((tp.topic, tp.partition, max(0, highwater - position)))
+        streams_tps = [
+            tp for tp in app.consumer.assignment() if tp.topic in (names.requests, names.feedback)
+        ]
+        lags = await partition_lags(app.consumer, streams_tps)
         if lane is not None:
             lags.extend(await lane.lags())
         metrics.observe_lag(lags)

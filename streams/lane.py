@@ -37,7 +37,7 @@ from aiokafka.errors import KafkaError
 
 from streams.scoring import Incoming, Outgoing
 
-__all__ = ["Handover", "ScoringLane"]
+__all__ = ["Handover", "ScoringLane", "partition_lags"]
 
 log = logging.getLogger(__name__)
 
@@ -127,46 +127,29 @@ class ScoringLane:
         wanted = sorted(set(partitions))
         async with self._lock:
             self._wanted = [TopicPartition(self.topic, p) for p in wanted]
-            if self._consumer is not None:
-                if self._consumer.assignment() - set(self._wanted):
-                    await self._finish()  # what is let go is committed first, as in release()
-                self._consumer.assign(self._wanted)
-                self._forget_unassigned()
             if wanted:
                 self._active.set()
             else:
                 self._active.clear()
+            if self._consumer is not None:
+                try:
+                    if self._consumer.assignment() - set(self._wanted):
+                        await self._finish()  # what is let go is committed first
+                finally:  # even when an answer failed: what is let go is gone either way
+                    self._consumer.assign(self._wanted)
+                    self._forget_unassigned()
         log.info("scoring lane reads %s partitions %s", self.topic, wanted)
 
     async def release(self) -> None:
         """Let every partition go: finish the batch in hand, wait for its answers, commit."""
-        self._active.clear()
-        async with self._lock:
-            self._wanted = []
-            if self._consumer is None:
-                return
-            try:
-                await self._finish()
-            finally:  # even when an answer failed: the partitions are gone either way
-                self._consumer.assign([])
-                self._forget_unassigned()
+        self._active.clear()  # no further fetch once the batch in hand is done
+        await self.assign([])
 
     async def lags(self) -> list[tuple[str, int, int]]:
         """(topic, partition, records not yet read) for every partition the lane reads."""
-        consumer = self._consumer
-        if consumer is None:
+        if self._consumer is None:
             return []
-        lags = []
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            try:  # the position is unknown until the committed offset is fetched: do not wait
-                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
-            except (KafkaError, AssertionError, TimeoutError):  # revoked, or not known yet
-                continue
-            lags.append((tp.topic, tp.partition, max(0, highwater - position)))
-        return lags
+        return await partition_lags(self._consumer, self._consumer.assignment())
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
         fetched = await consumer.getmany(timeout_ms=_IDLE_WAIT_MS, max_records=self._batch_size)
@@ -239,15 +222,33 @@ class ScoringLane:
         await self._commit()
 
     async def _shutdown(self, consumer: AIOKafkaConsumer) -> None:
-        self._active.clear()
         try:
-            async with self._lock:
-                await self._finish()
+            await self.release()
         except Exception as exc:  # stopping anyway; the next owner re-reads from the last commit
             log.warning("scoring lane stopped without its last commit: %r", exc)
         finally:
             self._consumer = None
             await consumer.stop()
+
+
+async def partition_lags(consumer: Any, partitions: Iterable[Any]) -> list[tuple[str, int, int]]:
+    """(topic, partition, records not yet read) of a consumer, aiokafka's or Faust's.
+
+    A partition whose position or highwater is not known yet (its committed offset is still
+    being fetched, or it was revoked while we asked) is left out rather than waited for.
+    """
+    lags = []
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+        except (KafkaError, AssertionError, TimeoutError):
+            continue
+        if position is not None:
+            lags.append((tp.topic, tp.partition, max(0, highwater - position)))
+    return lags
 
 
 def _all_of(futures: Sequence[asyncio.Future[Any]]) -> asyncio.Future[Any]:
@@ -295,7 +296,9 @@ class Handover:
         await self.lane.assign(self.owned())
 
     async def reconcile(self) -> None:
-        settled = self._assigned_at == self._completed_at == self._revokes
-        if settled and self.lane.partitions != self.owned():
-            log.warning("scoring lane missed a hand-over; taking %s now", sorted(self.owned()))
-            await self.lane.assign(self.owned())
+        if not self._assigned_at == self._completed_at == self._revokes:
+            return
+        owned = self.owned()
+        if self.lane.partitions != owned:
+            log.warning("scoring lane missed a hand-over; taking %s now", sorted(owned))
+            await self.lane.assign(owned)

@@ -42,8 +42,8 @@ class Sent:
             await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def streams(make_settings: SettingsFactory) -> tuple[StreamsApp, Sent]:
+def agent_app(make_settings: SettingsFactory, *, version: int) -> tuple[StreamsApp, Sent]:
+    """A worker app whose Faust agents read requests, with ``version`` live and a recording sink."""
     settings = make_settings(
         **{
             "scoring.batch_size": 10,
@@ -52,7 +52,7 @@ async def streams(make_settings: SettingsFactory) -> tuple[StreamsApp, Sent]:
         }
     )
     app = build_app(settings)
-    update = model_update(2)
+    update = model_update(version)
     app.holder.current = LiveModel(
         update.metadata(), deserialize_model(update.artifact, sha256=update.sha256)
     )
@@ -60,6 +60,11 @@ async def streams(make_settings: SettingsFactory) -> tuple[StreamsApp, Sent]:
     sent = Sent()
     app.sink = sent
     return app, sent
+
+
+@pytest.fixture
+async def streams(make_settings: SettingsFactory) -> tuple[StreamsApp, Sent]:
+    return agent_app(make_settings, version=2)
 
 
 def _request(request_id: str) -> bytes:

@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from irisflow.registry import deserialize_model
 from irisflow.schemas import DeadLetter, Feedback, LabeledSample, PredictionRequest
-from streams.app import StreamsApp, build_app
-from streams.scoring import LiveModel
+from streams.app import StreamsApp
 from tests.conftest import SettingsFactory
-from tests.factories import SETOSA, model_update
-from tests.functional.test_score_agent import Sent
+from tests.factories import SETOSA
+from tests.functional.test_score_agent import Sent, agent_app
 
 
 @pytest.fixture
 async def streams(make_settings: SettingsFactory) -> tuple[StreamsApp, Sent]:
-    settings = make_settings(
-        **{
-            "scoring.batch_size": 10,
-            "scoring.batch_linger_seconds": 0.05,
-            "scoring.consumer": "agent",
-        }
-    )
-    app = build_app(settings)
-    update = model_update(7)
-    app.holder.current = LiveModel(
-        update.metadata(), deserialize_model(update.artifact, sha256=update.sha256)
-    )
-    app.feed.caught_up.set()
-    sent = Sent()
-    app.sink = sent
-    return app, sent
+    return agent_app(make_settings, version=7)
 
 
 async def test_feedback_meets_its_prediction_in_the_faust_table(

@@ -120,6 +120,13 @@ class Harness:
             {TopicPartition(TOPIC, partition): [_record(partition, o) for o in offsets]}
         )
 
+    async def scored_fetch(self, partition: int, *offsets: int) -> asyncio.Future[None]:
+        """Serve a fetch and wait until its answers are handed to the producer."""
+        sent = len(self.deliveries)
+        await self.fetch(partition, *offsets)
+        await self.until(lambda: len(self.deliveries) == sent + 1)
+        return self.deliveries[-1]
+
     async def until(self, condition: Any, timeout: float = 2.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not condition():
@@ -172,8 +179,7 @@ async def test_offsets_are_committed_only_after_their_answers_are_delivered(
 ) -> None:
     harness.start()
     await harness.lane.assign([0])
-    await harness.fetch(0, 0, 1, 2)
-    await harness.until(lambda: len(harness.deliveries) == 1)
+    await harness.scored_fetch(0, 0, 1, 2)
     await asyncio.sleep(0.3)  # several idle turns of the loop, each one could commit
     assert harness.consumer.commits == []
     harness.deliveries[0].set_result(None)
@@ -186,10 +192,8 @@ async def test_a_later_batch_delivered_first_does_not_commit_past_an_earlier_one
 ) -> None:
     harness.start()
     await harness.lane.assign([0])
-    await harness.fetch(0, 0, 1)
-    await harness.until(lambda: len(harness.deliveries) == 1)
-    await harness.fetch(0, 2, 3)
-    await harness.until(lambda: len(harness.deliveries) == 2)
+    await harness.scored_fetch(0, 0, 1)
+    await harness.scored_fetch(0, 2, 3)
     harness.deliveries[1].set_result(None)
     await asyncio.sleep(0.3)
     assert harness.consumer.committed() == {}
@@ -202,8 +206,7 @@ async def test_release_waits_for_answers_in_flight_commits_them_and_lets_go(
 ) -> None:
     harness.start()
     await harness.lane.assign([0, 1])
-    await harness.fetch(1, 10, 11)
-    await harness.until(lambda: len(harness.deliveries) == 1)
+    await harness.scored_fetch(1, 10, 11)
     release = asyncio.ensure_future(harness.lane.release())
     await asyncio.sleep(0.2)
     assert not release.done()  # the answers are not on the broker yet
@@ -221,8 +224,7 @@ async def test_a_failed_delivery_stops_the_lane_without_committing_past_it(
 ) -> None:
     harness.start()
     await harness.lane.assign([0])
-    await harness.fetch(0, 0, 1)
-    await harness.until(lambda: len(harness.deliveries) == 1)
+    await harness.scored_fetch(0, 0, 1)
     harness.deliveries[0].set_exception(KafkaConnectionError("broker gone"))
     assert harness.task is not None
     with pytest.raises(KafkaConnectionError):
@@ -235,13 +237,11 @@ async def test_a_failed_commit_is_retried_and_scoring_goes_on(harness: Harness) 
     harness.consumer.fail_commits = True
     harness.start()
     await harness.lane.assign([0])
-    await harness.fetch(0, 0)
-    await harness.until(lambda: len(harness.deliveries) == 1)
+    await harness.scored_fetch(0, 0)
     harness.deliveries[0].set_result(None)
     await asyncio.sleep(0.3)
     assert harness.consumer.commits == []
-    await harness.fetch(0, 1)
-    await harness.until(lambda: len(harness.deliveries) == 2)
+    await harness.scored_fetch(0, 1)
     harness.deliveries[1].set_result(None)
     harness.consumer.fail_commits = False
     await harness.until(lambda: harness.consumer.committed() == {TopicPartition(TOPIC, 0): 2})
@@ -251,8 +251,7 @@ async def test_stopping_the_lane_commits_what_was_answered_and_closes_the_consum
     lane = Harness(commit_interval=3600.0)  # only the stop itself may commit
     lane.start()
     await lane.lane.assign([2])
-    await lane.fetch(2, 7, 8)
-    await lane.until(lambda: len(lane.deliveries) == 1)
+    await lane.scored_fetch(2, 7, 8)
     lane.deliveries[0].set_result(None)
     await asyncio.sleep(0.2)
     assert lane.consumer.commits == []
@@ -266,10 +265,8 @@ async def test_a_failed_batch_blocks_every_later_commit_even_on_the_way_out(
 ) -> None:
     harness.start()
     await harness.lane.assign([0])
-    await harness.fetch(0, 0, 1)
-    await harness.until(lambda: len(harness.deliveries) == 1)
-    await harness.fetch(0, 2, 3)
-    await harness.until(lambda: len(harness.deliveries) == 2)
+    await harness.scored_fetch(0, 0, 1)
+    await harness.scored_fetch(0, 2, 3)
     harness.deliveries[1].set_result(None)  # the later batch made it...
     harness.deliveries[0].set_exception(KafkaConnectionError("broker gone"))  # ...this did not
     assert harness.task is not None
@@ -284,16 +281,14 @@ async def test_a_partition_taken_away_is_committed_first_and_never_after(
 ) -> None:
     harness.start()
     await harness.lane.assign([0, 1])
-    await harness.fetch(1, 4, 5)
-    await harness.until(lambda: len(harness.deliveries) == 1)
+    await harness.scored_fetch(1, 4, 5)
     reassign = asyncio.ensure_future(harness.lane.assign([0]))
     await asyncio.sleep(0.1)
     harness.deliveries[0].set_result(None)
     await asyncio.wait_for(reassign, 2)
     assert harness.consumer.committed() == {TopicPartition(TOPIC, 1): 6}
     assert harness.lane.partitions == {0}
-    await harness.fetch(0, 0)
-    await harness.until(lambda: len(harness.deliveries) == 2)
+    await harness.scored_fetch(0, 0)
     harness.deliveries[1].set_result(None)
     await harness.until(lambda: TopicPartition(TOPIC, 0) in harness.consumer.committed())
     assert all(set(commit) <= {TopicPartition(TOPIC, 0)} for commit in harness.consumer.commits[1:])
@@ -302,8 +297,7 @@ async def test_a_partition_taken_away_is_committed_first_and_never_after(
 async def test_a_commit_that_never_returns_does_not_hold_up_a_revoke(harness: Harness) -> None:
     harness.start()
     await harness.lane.assign([0])
-    await harness.fetch(0, 0)
-    await harness.until(lambda: len(harness.deliveries) == 1)
+    await harness.scored_fetch(0, 0)
     harness.consumer.hang_commits = True
     harness.deliveries[0].set_result(None)
     await asyncio.wait_for(harness.lane.release(), 3)
