@@ -50,7 +50,30 @@ class Detector(Protocol):
     def window(self) -> int: ...
 
 
-class MeanShift:
+class _Adwin:
+    """What both ADWIN detectors report: the window's mean, its delta and its width."""
+
+    name = "adwin"
+
+    def __init__(self, delta: float) -> None:
+        self.delta = delta
+        self._adwin: Any = drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
+        self.drift_detected = False
+
+    @property
+    def statistic(self) -> float:
+        return float(self._adwin.estimation)
+
+    @property
+    def threshold(self) -> float:
+        return self.delta
+
+    @property
+    def window(self) -> int:
+        return int(self._adwin.width)
+
+
+class MeanShift(_Adwin):
     """ADWIN on ``(x - mean) / std``: :attr:`statistic` is the window's mean in reference stds.
 
     >>> import numpy as np
@@ -64,14 +87,10 @@ class MeanShift:
     True
     """
 
-    name = "adwin"
-
     def __init__(self, *, mean: float, std: float, delta: float = 0.002) -> None:
+        super().__init__(delta)
         self._mean = mean
         self._scale = std if std > 0 else 1.0
-        self.delta = delta
-        self._adwin = _adwin(delta)
-        self.drift_detected = False
 
     def update(self, x: float) -> None:
         self._adwin.update((x - self._mean) / self._scale)
@@ -85,18 +104,6 @@ class MeanShift:
             update(z)
             found = found or self._adwin.drift_detected
         self.drift_detected = found
-
-    @property
-    def statistic(self) -> float:
-        return float(self._adwin.estimation)
-
-    @property
-    def threshold(self) -> float:
-        return self.delta
-
-    @property
-    def window(self) -> int:
-        return int(self._adwin.width)
 
 
 class DecileKS:
@@ -172,10 +179,6 @@ class DecileKS:
         return self._count
 
 
-def _adwin(delta: float) -> Any:
-    return drift.ADWIN(delta=delta)  # type: ignore[no-untyped-call]
-
-
 def psi(actual: Mapping[str, float], expected: Mapping[str, float]) -> float:
     """Population stability index of two distributions over the same categories."""
     total = 0.0
@@ -228,15 +231,11 @@ class ClassFrequency:
         return len(self._recent)
 
 
-class ErrorRate:
+class ErrorRate(_Adwin):
     """ADWIN over the 0/1 error stream; ``drift_detected`` only when the error rate went up."""
 
-    name = "adwin"
-
     def __init__(self, *, delta: float = 0.002) -> None:
-        self.delta = delta
-        self._adwin = _adwin(delta)
-        self.drift_detected = False
+        super().__init__(delta)
 
     def update(self, error: bool) -> None:
         self.update_many([error])
@@ -249,15 +248,3 @@ class ErrorRate:
             if self._adwin.drift_detected and self._adwin.estimation > before:
                 found = True
         self.drift_detected = found
-
-    @property
-    def statistic(self) -> float:
-        return float(self._adwin.estimation)
-
-    @property
-    def threshold(self) -> float:
-        return self.delta
-
-    @property
-    def window(self) -> int:
-        return int(self._adwin.width)
