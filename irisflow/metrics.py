@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["LATENCY_BUCKETS"]
+from prometheus_client import CollectorRegistry, Counter
+
+__all__ = ["LATENCY_BUCKETS", "dead_letter_counter"]
 
 #: Seconds. A batched prediction costs ~100 µs; a round trip through Kafka a few ms.
 LATENCY_BUCKETS = (
@@ -23,3 +25,14 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+
+
+def dead_letter_counter(registry: CollectorRegistry) -> Counter:
+    """``irisflow_dead_letters_total{topic,reason,consumer}``: the same series in every role, so
+    one dashboard panel and one alert cover every consumer."""
+    return Counter(
+        "irisflow_dead_letters_total",
+        "Records sent to the dead-letter topic, by source topic, reason and refusing consumer",
+        ["topic", "reason", "consumer"],
+        registry=registry,
+    )

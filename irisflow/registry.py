@@ -12,6 +12,7 @@ compacted ``model-updates`` topic is what every worker reads, so no worker needs
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -20,15 +21,19 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import skops.io as sio
 
 from irisflow.errors import ArtifactError, ModelNotFound
 from irisflow.schemas import ModelMetadata, ModelUpdate
+from irisflow.settings import ArtifactSettings
 
 __all__ = [
     "TRUSTED_TYPES",
     "LocalRegistry",
+    "check_contract",
     "deserialize_model",
+    "load_update",
     "serialize_model",
     "sha256_hex",
 ]
@@ -58,13 +63,111 @@ def serialize_model(model: Any) -> bytes:
     return bytes(sio.dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=6))
 
 
-def deserialize_model(artifact: bytes, *, sha256: str) -> Any:
-    """Load a model only if its checksum matches and every type it names is trusted."""
+def _check_archive(artifact: bytes, limits: ArtifactSettings) -> None:
+    """Refuse a zip whose entries would unpack past the limits, before anything is unpacked.
+
+    The sizes come from the zip's central directory; skops then reads through ``zipfile``,
+    which stops at the declared size of each entry, so a lying header cannot get past this.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(artifact)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ArtifactError(f"artifact is not a readable skops (zip) file: {exc}") from exc
+    if len(entries) > limits.max_entries:
+        raise ArtifactError(
+            f"artifact has {len(entries)} files inside; the limit is {limits.max_entries} "
+            "(artifacts.max_entries)"
+        )
+    total = sum(entry.file_size for entry in entries)
+    if total > limits.max_uncompressed_bytes:
+        raise ArtifactError(
+            f"artifact unpacks to {total:,} bytes; the limit is "
+            f"{limits.max_uncompressed_bytes:,} (artifacts.max_uncompressed_bytes)"
+        )
+
+
+def check_contract(estimator: Any, metadata: ModelMetadata) -> None:
+    """Refuse an estimator that would crash or mislead the scorer, before it goes live.
+
+    A worker calls ``predict_proba`` on rows in ``feature_names`` order and reads the columns as
+    ``class_labels``; anything else (a regressor, a model fit on other features, other classes,
+    NaN probabilities) would fail every batch or answer wrongly, so it is refused here.
+    """
+    if not callable(getattr(estimator, "predict_proba", None)):
+        raise ArtifactError(f"{type(estimator).__name__} has no predict_proba: not a classifier")
+    expected = len(metadata.feature_names)
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features != expected:
+        raise ArtifactError(
+            f"the estimator takes {n_features} features; the metadata names {expected} "
+            f"({', '.join(metadata.feature_names)})"
+        )
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and [str(n) for n in names] != list(metadata.feature_names):
+        raise ArtifactError(
+            f"the estimator was fit on features {list(map(str, names))}, the metadata says "
+            f"{metadata.feature_names}"
+        )
+    classes = [str(c) for c in getattr(estimator, "classes_", [])]
+    if classes != list(metadata.class_labels):
+        raise ArtifactError(
+            f"the estimator's classes {classes} are not the metadata's {metadata.class_labels}"
+        )
+    _smoke_test(estimator, metadata)
+
+
+def _smoke_test(estimator: Any, metadata: ModelMetadata) -> None:
+    """Score the training means (and the reference deciles' ends): finite probabilities, one
+    column per class, rows summing to one."""
+    rows = []
+    for pick in ("mean", "low", "high"):
+        row = []
+        for name in metadata.feature_names:
+            stats = metadata.reference_stats.get(name)
+            if stats is None:
+                row.append(0.0)
+            elif pick == "mean" or not stats.quantiles:
+                row.append(stats.mean)
+            else:
+                row.append(stats.quantiles[0] if pick == "low" else stats.quantiles[-1])
+        rows.append(row)
+    try:
+        probabilities = np.asarray(estimator.predict_proba(np.array(rows, dtype=np.float64)))
+    except Exception as exc:
+        raise ArtifactError(f"the estimator failed a smoke prediction: {exc!r}") from exc
+    shape = (len(rows), len(metadata.class_labels))
+    if probabilities.shape != shape:
+        raise ArtifactError(
+            f"a smoke prediction returned shape {probabilities.shape}, expected {shape}"
+        )
+    if not np.isfinite(probabilities).all() or not np.allclose(probabilities.sum(axis=1), 1.0):
+        raise ArtifactError(
+            "a smoke prediction returned probabilities that are not finite or do not sum to one"
+        )
+
+
+def load_update(update: ModelUpdate, limits: ArtifactSettings) -> Any:
+    """The estimator of ``update`` once it passed every check; :class:`ArtifactError` otherwise.
+
+    Checksum, archive limits, type allow-list, load, contract: what every worker, gateway and
+    trainer runs before trusting a version (call it off the event loop: it parses and scores).
+    """
+    estimator = deserialize_model(update.artifact, sha256=update.sha256, limits=limits)
+    check_contract(estimator, update.metadata())
+    return estimator
+
+
+def deserialize_model(
+    artifact: bytes, *, sha256: str, limits: ArtifactSettings | None = None
+) -> Any:
+    """Load a model only if its checksum matches, it fits the limits and every type is trusted."""
     actual = sha256_hex(artifact)
     if actual != sha256:
         raise ArtifactError(
             f"artifact checksum mismatch: expected {sha256[:12]}…, got {actual[:12]}…"
         )
+    _check_archive(artifact, limits or ArtifactSettings())
     try:
         untrusted = sio.get_untrusted_types(data=artifact)
     except Exception as exc:  # skops raises several types for corrupt archives

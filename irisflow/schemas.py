@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal, Self
 
-import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,7 +22,9 @@ from pydantic import (
 from irisflow.errors import SchemaError
 
 __all__ = [
+    "REQUEST_ID_PATTERN",
     "SCHEMA_VERSION",
+    "AnswerError",
     "BatchPrediction",
     "BatchPredictionRequest",
     "DeadLetter",
@@ -39,7 +40,7 @@ __all__ = [
     "PredictionRequest",
     "RetrainRequest",
     "WireMessage",
-    "decode_request",
+    "clip",
     "describe_validation_error",
     "now",
 ]
@@ -48,7 +49,24 @@ SCHEMA_VERSION = 1
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 FeatureVector = dict[str, FiniteFloat]
-RequestId = Annotated[str, Field(min_length=1, max_length=128)]
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+RequestId = Annotated[str, Field(pattern=REQUEST_ID_PATTERN)]
+"""1-128 of ``A-Z a-z 0-9 . _ : -``: safe in a URL path, a log line, a Kafka key and a file name
+(no ``/``, no ``..`` on its own, no control or bidi characters)."""
+Timestamp = Annotated[float, Field(ge=0.0, le=1e10)]
+"""Seconds since the epoch, finite and before the year 2286 (dates stay representable)."""
+Seconds = Annotated[float, Field(ge=0.0)]
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+Text = Annotated[str, Field(max_length=4096)]
+Digest = Annotated[str, Field(min_length=1, max_length=128)]
+MAX_TEXT = 4000
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut (error texts stay bounded)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}… ({len(text) - limit + 40} more characters)"
 
 
 def now() -> float:
@@ -56,13 +74,24 @@ def now() -> float:
     return time.time()
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line naming each bad field, e.g. ``features.petal_width: Input should be a number``."""
+def describe_validation_error(error: ValidationError, *, most: int = 10) -> str:
+    """One line naming each bad field, e.g. ``features.petal_width: Input should be a number``.
+
+    At most ``most`` fields are named, then a count: a record with 50,000 bad fields must not
+    make a 10 MB error message.
+    """
+    items = error.errors()
     parts = []
-    for item in error.errors():
+    for item in items[:most]:
         where = ".".join(str(p) for p in item["loc"]) or "body"
         parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+    if len(items) > most:
+        parts.append(f"and {len(items) - most} more")
+    return clip("; ".join(parts))
+
+
+AnswerError = Literal["no_model", "invalid_request", "schema_mismatch", "out_of_domain"]
+"""Why a request was answered with an error instead of a label (HTTP 503, 422, 422, 422)."""
 
 
 class WireMessage(BaseModel):
@@ -75,6 +104,7 @@ class WireMessage(BaseModel):
         protected_namespaces=(),
         ser_json_bytes="base64",
         val_json_bytes="base64",
+        allow_inf_nan=False,
     )
 
     schema_version: int = SCHEMA_VERSION
@@ -97,9 +127,12 @@ class PredictionRequest(WireMessage):
 
     request_id: RequestId
     features: FeatureVector
-    sent_at: float = Field(default_factory=now)
-    reply_to: str | None = None
+    sent_at: Timestamp = Field(default_factory=now)
+    reply_to: Name | None = None
     """Which gateway replica waits for the answer (informational; replies are matched by id)."""
+    input_digest: Digest | None = None
+    """A digest of the input, echoed in the answer: a gateway accepts only the answer to what it
+    sent, even if two requests share an id."""
 
 
 class Prediction(WireMessage):
@@ -110,14 +143,15 @@ class Prediction(WireMessage):
     """
 
     request_id: RequestId
-    label: str | None = None
+    label: Name | None = None
     probabilities: dict[str, float] = Field(default_factory=dict)
-    model_version: int | None = None
-    latency_seconds: float = 0.0
-    scored_at: float = Field(default_factory=now)
-    error: str | None = None
-    error_code: Literal["no_model", "invalid_request", "schema_mismatch"] | None = None
-    reply_to: str | None = None
+    model_version: int | None = Field(default=None, ge=1)
+    latency_seconds: Seconds = 0.0
+    scored_at: Timestamp = Field(default_factory=now)
+    error: Text | None = None
+    error_code: AnswerError | None = None
+    reply_to: Name | None = None
+    input_digest: Digest | None = None
 
     @property
     def ok(self) -> bool:
@@ -133,16 +167,17 @@ class BatchPredictionRequest(WireMessage):
 
     request_id: RequestId
     instances: list[FeatureVector] = Field(min_length=1)
-    sent_at: float = Field(default_factory=now)
-    reply_to: str | None = None
+    sent_at: Timestamp = Field(default_factory=now)
+    reply_to: Name | None = None
+    input_digest: Digest | None = None
 
 
 class InstancePrediction(BaseModel):
     """One row's answer inside a :class:`BatchPrediction`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    label: str
+    label: Name
     probabilities: dict[str, float]
 
 
@@ -152,42 +187,21 @@ class BatchPrediction(WireMessage):
 
     request_id: RequestId
     predictions: list[InstancePrediction] = Field(default_factory=list)
-    model_version: int | None = None
-    latency_seconds: float = 0.0
-    scored_at: float = Field(default_factory=now)
-    error: str | None = None
-    error_code: Literal["no_model", "invalid_request", "schema_mismatch"] | None = None
-    reply_to: str | None = None
-
-
-def decode_request(raw: bytes | str | None) -> PredictionRequest | BatchPredictionRequest:
-    """Decode a value of the requests topic, which carries both shapes.
-
-    The JSON decides: an object with ``instances`` is a :class:`BatchPredictionRequest`, anything
-    else must be a :class:`PredictionRequest`. Failures raise :class:`SchemaError` like
-    :meth:`WireMessage.from_bytes`, naming the shape that was expected.
-    """
-    if raw is None:
-        raise SchemaError("PredictionRequest: empty message (tombstone or null value)")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SchemaError(f"PredictionRequest: not a JSON document ({exc})") from exc
-    shape: type[PredictionRequest] | type[BatchPredictionRequest] = PredictionRequest
-    if isinstance(body, dict) and "instances" in body:
-        shape = BatchPredictionRequest
-    try:
-        return shape.model_validate(body)
-    except ValidationError as exc:
-        raise SchemaError(f"{shape.__name__}: {describe_validation_error(exc)}") from exc
+    model_version: int | None = Field(default=None, ge=1)
+    latency_seconds: Seconds = 0.0
+    scored_at: Timestamp = Field(default_factory=now)
+    error: Text | None = None
+    error_code: AnswerError | None = None
+    reply_to: Name | None = None
+    input_digest: Digest | None = None
 
 
 class Feedback(WireMessage):
     """``irisflow.feedback``, keyed by request_id: the true label, possibly minutes later."""
 
     request_id: RequestId
-    label: str = Field(min_length=1)
-    labeled_at: float = Field(default_factory=now)
+    label: Name
+    labeled_at: Timestamp = Field(default_factory=now)
 
 
 class LabeledSample(WireMessage):
@@ -195,16 +209,16 @@ class LabeledSample(WireMessage):
 
     request_id: RequestId
     features: FeatureVector
-    true_label: str
-    predicted_label: str | None = None
-    model_version: int | None = None
-    labeled_at: float = Field(default_factory=now)
+    true_label: Name
+    predicted_label: Name | None = None
+    model_version: int | None = Field(default=None, ge=1)
+    labeled_at: Timestamp = Field(default_factory=now)
 
 
 class FeatureStats(BaseModel):
     """Reference statistics of one feature in the training data, for drift detection."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     mean: float
     std: float
@@ -217,12 +231,12 @@ class FeatureStats(BaseModel):
 class ModelMetadata(WireMessage):
     """Everything about a model version except its bytes: what registries and dashboards show."""
 
-    model_name: str
+    model_name: Name
     version: int = Field(ge=1)
-    created_at: float = Field(default_factory=now)
-    algorithm: str
-    feature_names: list[str]
-    class_labels: list[str]
+    created_at: Timestamp = Field(default_factory=now)
+    algorithm: Name
+    feature_names: list[Name] = Field(min_length=1)
+    class_labels: list[Name] = Field(min_length=2)
     metrics: dict[str, float] = Field(default_factory=dict)
     reference_stats: dict[str, FeatureStats] = Field(default_factory=dict)
     class_prior: dict[str, float] = Field(default_factory=dict)
@@ -249,31 +263,42 @@ class ModelUpdate(ModelMetadata):
 class DriftEvent(WireMessage):
     """``irisflow.drift-events``, keyed by feature/detector: an alarm, not every reading."""
 
-    model_name: str
-    model_version: int | None = None
-    feature: str
-    detector: str
+    model_name: Name
+    model_version: int | None = Field(default=None, ge=1)
+    feature: Name
+    detector: Name
     statistic: float
     threshold: float
-    window: int
-    detected_at: float = Field(default_factory=now)
+    window: int = Field(ge=0)
+    detected_at: Timestamp = Field(default_factory=now)
 
 
 class RetrainRequest(WireMessage):
     """``irisflow.retrain-requests``, keyed by model name: manual and drift triggers."""
 
-    model_name: str
-    reason: str
-    requested_by: str = "cli"
-    requested_at: float = Field(default_factory=now)
+    model_name: Name
+    reason: Text
+    requested_by: Name = "cli"
+    requested_at: Timestamp = Field(default_factory=now)
 
 
 class DeadLetter(WireMessage):
-    """``irisflow.dead-letters``, keyed by the original key: nothing is dropped silently."""
+    """``irisflow.dead-letters``, keyed by the original key: nothing is dropped silently.
 
-    source_topic: str
+    ``reason`` is one word from :class:`irisflow.topics.Reason` (for filters, metrics and
+    alerts); ``error`` says in a sentence what was wrong. ``original`` is the record's value as
+    it was, so ``irisflow dlq replay`` can publish it again once the cause is fixed.
+    """
+
+    source_topic: Name
     partition: int | None = None
     offset: int | None = None
     original: bytes
-    error: str
-    first_seen: float = Field(default_factory=now)
+    original_size: int | None = None
+    """Bytes of the original value; larger than ``len(original)`` only when it was truncated to
+    fit the dead-letter topic."""
+    error: Text
+    reason: Name = "invalid"
+    consumer: Name = "unknown"
+    """Which consumer refused the record (``streams.scoring``, ``trainer``, ``gateway.audit``…)."""
+    first_seen: Timestamp = Field(default_factory=now)

@@ -20,8 +20,10 @@ from irisflow.errors import ConfigError
 
 __all__ = [
     "ENV_OVERRIDES",
+    "ArtifactSettings",
     "DataSettings",
     "DriftSettings",
+    "FeatureSettings",
     "GatewaySettings",
     "KafkaSettings",
     "PrometheusSettings",
@@ -191,6 +193,30 @@ class WorkerSettings(BaseModel):
     port: int = 6066
 
 
+class FeatureSettings(BaseModel):
+    """What feature values the gateway, the workers and the trainer accept."""
+
+    model_config = _FROZEN
+
+    max_reference_std: float | None = Field(default=100.0, gt=0.0)
+    """Refuse (HTTP 422, dead letter ``out_of_domain``) values farther than this many training
+    standard deviations from the training mean: a model's answer there is extrapolation, and
+    such a value in a labeled sample can break retraining. Values beyond float32 are always
+    refused (tree models compute in float32). ``null`` keeps only the float32 check."""
+
+
+class ArtifactSettings(BaseModel):
+    """Limits a model artifact must meet before a worker, gateway or trainer loads it."""
+
+    model_config = _FROZEN
+
+    max_uncompressed_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    """Sum of the sizes inside the skops zip, checked before anything is read: a 500 KB zip can
+    unpack to gigabytes."""
+    max_entries: int = Field(default=10000, ge=10)
+    """Files inside the skops zip."""
+
+
 class PrometheusSettings(BaseModel):
     """The local Prometheus ``irisflow up`` runs when the ``prometheus`` binary is installed."""
 
@@ -260,6 +286,8 @@ class Settings(BaseModel):
     streams: StreamsSettings = StreamsSettings()
     drift: DriftSettings = DriftSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    features: FeatureSettings = FeatureSettings()
+    artifacts: ArtifactSettings = ArtifactSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -32,8 +32,8 @@ from irisflow.schemas import (
     DeadLetter,
     ModelMetadata,
     PredictionRequest,
-    decode_request,
 )
+from irisflow.topics import decode_request
 
 __all__ = ["NO_MODEL", "BatchResult", "Incoming", "LiveModel", "Outgoing", "Scored", "score_batch"]
 

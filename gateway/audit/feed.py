@@ -30,10 +30,10 @@ from irisflow.schemas import (
     DriftEvent,
     Feedback,
     Prediction,
-    decode_request,
     describe_validation_error,
 )
 from irisflow.settings import KafkaSettings
+from irisflow.topics import decode_request
 
 __all__ = [
     "AuditFeed",
