@@ -69,7 +69,7 @@ class RetrainingService:
         self._base = load_dataset(settings.data, base_dir=settings.params_path.parent)
         self.ready = asyncio.Event()
 
-    async def _on_model(self, update: ModelUpdate) -> None:
+    async def _on_model(self, update: ModelUpdate) -> bool:
         try:
             model = await asyncio.to_thread(
                 deserialize_model, update.artifact, sha256=update.sha256
@@ -78,9 +78,10 @@ class RetrainingService:
             log.error(
                 "trainer: live version %d cannot be loaded as champion: %s", update.version, exc
             )
-            return
+            return False
         self._champion = (update, model)
         self.metrics.live_version.set(update.version)
+        return True
 
     async def run(self) -> None:
         topics = self.settings.kafka.topics

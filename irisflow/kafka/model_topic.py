@@ -1,9 +1,16 @@
 """The compacted ``model-updates`` topic: publish a version; read what is live and each change.
 
-Every scoring worker and every gateway replica must see every update, so this reader uses no
+Every scoring worker, gateway replica and trainer must see every update, so this reader uses no
 consumer group: it assigns itself all partitions and reads from the beginning. On start it
-catches up to the end and hands over only the last update per model name (the live one), so a
-worker does not load every historical version.
+catches up to the end and offers the newest update to ``accept``; if that one is refused (bad
+checksum, too large, untrusted types, wrong estimator contract) it offers the one before, and so
+on, so a fresh worker serves the newest version that loads instead of nothing. After catch-up
+each new update is offered as it comes; a refused one leaves the current version serving.
+
+Records go through the topic's codec. One that cannot be decoded, or whose key is not its model
+name, is logged and counted; if it arrives live (after catch-up) it is also dead-lettered, once
+per follower, with the follower's name. During catch-up it is not (every restart would repeat
+the letter; it was dead-lettered when it arrived).
 """
 
 from __future__ import annotations
@@ -11,20 +18,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from irisflow.errors import KafkaUnavailable, SchemaError
-from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.errors import KafkaUnavailable
+from irisflow.kafka.clients import make_consumer, make_producer, send
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import KafkaSettings
+from irisflow.topics import DeadLetters, Incoming, Reason, Refused, Topics
 
-__all__ = ["ModelFeed", "publish_update", "read_live_update"]
+__all__ = ["CATCH_UP_CANDIDATES", "ModelFeed", "publish_update", "read_live_update"]
 
 log = logging.getLogger(__name__)
 
-UpdateHandler = Callable[[ModelUpdate], Awaitable[object]]
+Accept = Callable[[ModelUpdate], Awaitable[bool]]
+"""Make an update live; ``False`` when it is refused (the feed then tries an older one)."""
+
+CATCH_UP_CANDIDATES = 8
+"""Newest updates kept during catch-up to fall back on (each holds an artifact in memory)."""
 
 
 async def _assign_all(
@@ -56,63 +70,136 @@ async def _behind(
     return False
 
 
-def _decode(raw: bytes | None, where: str) -> ModelUpdate | None:
-    try:
-        return ModelUpdate.from_bytes(raw)
-    except SchemaError as exc:
-        log.error("model-updates %s: skipped an unreadable update: %s", where, exc)
-        return None
-
-
 class ModelFeed:
-    """Calls ``on_update`` with the live update after catch-up, then with each new one."""
+    """Offers ``accept`` the newest loadable update after catch-up, then each new one."""
 
-    def __init__(self, kafka: KafkaSettings, model_name: str, on_update: UpdateHandler) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        model_name: str,
+        accept: Accept,
+        *,
+        consumer: str = "model-feed",
+        on_seen: Callable[[ModelUpdate], None] | None = None,
+        on_letter: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         self._kafka = kafka
+        self._topic = Topics.of(kafka).model_updates
         self._model_name = model_name
-        self._on_update = on_update
+        self._accept = accept
+        self._on_seen = on_seen or (lambda update: None)
+        self._letters = DeadLetters(
+            kafka.topics.dead_letters,
+            consumer,
+            max_message_bytes=kafka.max_message_bytes,
+            on_letter=on_letter,
+        )
+        self.consumer_name = consumer
+        self.refused_records = 0
         self.caught_up = asyncio.Event()
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ModelUpdate | Refused | None:
+        """The update if it is ours; the refusal if it is unreadable; ``None`` if another
+        model's."""
+        try:
+            update = self._topic.decode(record.value, record.key)
+        except Refused as exc:
+            self.refused_records += 1
+            log.error(
+                "%s[%d] offset %d: unreadable model update (%s): %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc.reason,
+                exc,
+            )
+            return exc
+        return update if update.model_name == self._model_name else None
 
     async def run(self) -> None:
         topic = self._kafka.topics.model_updates
         consumer = make_consumer(self._kafka, group_id=None)
         await consumer.start()
+        producer: AIOKafkaProducer | None = None
         try:
             tps = await _assign_all(consumer, topic, timeout=30.0)
             end = await consumer.end_offsets(tps)
-            latest = await self._catch_up(consumer, tps, end)
-            if latest is not None:
-                await self._on_update(latest)
+            candidates = await self._catch_up(consumer, tps, end)
+            for update in reversed(candidates):
+                if await self._accept(update):
+                    break
+                log.warning(
+                    "%s: version %d refused; falling back to the one before it",
+                    self.consumer_name,
+                    update.version,
+                )
             self.caught_up.set()
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 for records in batches.values():
                     for record in records:
-                        if record.key is not None and record.key.decode() != self._model_name:
-                            continue
-                        where = f"[{record.partition}] offset {record.offset}"
-                        update = _decode(record.value, where)
-                        if update is not None:
-                            await self._on_update(update)
+                        found = self._decode(record)
+                        if isinstance(found, Refused):
+                            producer = producer or await _started(make_producer(self._kafka))
+                            await self._dead_letter(producer, record, found)
+                        elif found is not None:
+                            self._on_seen(found)
+                            await self._accept(found)
         finally:
             await consumer.stop()
+            if producer is not None:
+                await producer.stop()
+
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], refusal: Refused
+    ) -> None:
+        incoming = Incoming(record.value, record.key, record.partition, record.offset, record.topic)
+        letter = self._letters.letter(
+            incoming, source_topic=record.topic, reason=refusal.reason, error=str(refusal)
+        )
+        try:
+            await send(producer, letter)
+        except Exception as exc:  # a letter that cannot be sent must not stop the feed
+            log.error(
+                "%s: could not dead-letter offset %d: %r", self.consumer_name, record.offset, exc
+            )
+
+    async def refuse(self, update: ModelUpdate, reason: str) -> None:
+        """Dead-letter an update that decoded but could not be loaded (called by ``accept``'s
+        owner for live updates, so a refused version is visible in ``irisflow dlq``)."""
+        producer = await _started(make_producer(self._kafka))
+        try:
+            letter = self._letters.letter(
+                Incoming(update.to_bytes(), update.model_name.encode()),
+                source_topic=self._kafka.topics.model_updates,
+                reason=Reason.REFUSED_MODEL,
+                error=f"version {update.version}: {reason}",
+            )
+            await send(producer, letter)
+        finally:
+            await producer.stop()
 
     async def _catch_up(
         self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int]
-    ) -> ModelUpdate | None:
-        latest: tuple[float, ModelUpdate] | None = None
+    ) -> list[ModelUpdate]:
+        """The newest updates of this model up to the end offsets, oldest first."""
+        candidates: deque[ModelUpdate] = deque(maxlen=CATCH_UP_CANDIDATES)
         while await _behind(consumer, tps, end):
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
                 for record in records:
                     if record.offset >= end[TopicPartition(record.topic, record.partition)]:
                         continue  # arrived after catch-up began: will be seen live
-                    if record.key is not None and record.key.decode() != self._model_name:
-                        continue
-                    update = _decode(record.value, f"[{record.partition}] offset {record.offset}")
-                    if update is not None and (latest is None or record.timestamp >= latest[0]):
-                        latest = (record.timestamp, update)
-        return latest[1] if latest else None
+                    found = self._decode(record)
+                    if isinstance(found, ModelUpdate):
+                        self._on_seen(found)
+                        candidates.append(found)
+        return list(candidates)
+
+
+async def _started(producer: AIOKafkaProducer) -> AIOKafkaProducer:
+    await producer.start()
+    return producer
 
 
 async def read_live_update(
@@ -121,8 +208,9 @@ async def read_live_update(
     """The update that is live now (``None`` when nothing was ever published)."""
     found: list[ModelUpdate] = []
 
-    async def keep(update: ModelUpdate) -> None:
+    async def keep(update: ModelUpdate) -> bool:
         found.append(update)
+        return True
 
     feed = ModelFeed(kafka, model_name, keep)
     task = asyncio.create_task(feed.run())
@@ -147,7 +235,7 @@ async def read_live_update(
 
 async def publish_update(kafka: KafkaSettings, update: ModelUpdate) -> None:
     """Send one version to the compacted topic and wait until every in-sync replica has it."""
-    producer = make_producer(kafka, acks="all", compression_type="gzip")
+    producer = make_producer(kafka, compression_type="gzip")
     await producer.start()
     try:
         await producer.send_and_wait(
