@@ -154,6 +154,10 @@ class GatewaySettings(BaseModel):
     """SQLAlchemy URL of the audit store; ``None`` means ``sqlite:///<home>/audit.db``."""
     answer_cache_size: int = Field(default=10000, ge=0)
     """Answered request ids a gateway remembers, so a repeated request_id is not scored again."""
+    answer_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Bytes those remembered answers may take (a 1,000-instance answer is ~650 KB)."""
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    """Largest HTTP request body; larger ones get 413 before any parsing."""
 
 
 class RetrainingSettings(BaseModel):
