@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from irisflow.metrics import dead_letter_counter
+
 __all__ = ["TrainerMetrics"]
 
 
@@ -19,6 +21,7 @@ class TrainerMetrics:
     live_version: Gauge
     labels_seen: Counter
     pending_labels: Gauge
+    dead_letters: Counter
 
     @classmethod
     def create(cls) -> TrainerMetrics:
@@ -64,4 +67,5 @@ class TrainerMetrics:
                 "Labeled samples since the last retraining",
                 registry=registry,
             ),
+            dead_letters=dead_letter_counter(registry),
         )

@@ -4,21 +4,27 @@ Order matters for "no partial artifact ever published": the version is written c
 the registry first (metadata last), and only then sent to ``model-updates``; the send waits for
 the broker's acknowledgement. A crash in between leaves a registry version that was never live,
 which the next publish skips past (versions are numbered from both the registry and the topic).
+
+Before either, the serialized update goes through the same :func:`~irisflow.registry.load_update`
+every worker runs (checksum, archive limits, type allow-list, estimator contract, a smoke
+prediction): an artifact the workers would refuse is never saved or published, and the
+retraining that made it is a ``failed`` decision instead of a version nobody serves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from irisflow.kafka.model_topic import publish_update, read_live_update
-from irisflow.registry import LocalRegistry, serialize_model, sha256_hex
+from irisflow.registry import LocalRegistry, load_update, serialize_model, sha256_hex
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 from trainer.card import confusion_matrix_png, render_model_card
 from trainer.training import TrainingOutcome
 
-__all__ = ["build_update", "next_version", "save_and_publish"]
+__all__ = ["build_update", "next_version", "save_and_publish", "verified_update"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,23 @@ def build_update(
     )
 
 
+def verified_update(
+    outcome: TrainingOutcome,
+    *,
+    settings: Settings,
+    version: int,
+    parent: int | None,
+    trigger: str,
+) -> ModelUpdate:
+    """The update for ``outcome``, once its own bytes load and score as a worker would load them;
+    :class:`~irisflow.errors.ArtifactError` otherwise."""
+    update = build_update(
+        outcome, model_name=settings.model_name, version=version, parent=parent, trigger=trigger
+    )
+    load_update(update, settings.artifacts)
+    return update
+
+
 async def next_version(settings: Settings) -> tuple[int, int | None]:
     """(new version number, live parent version) from both the registry and the topic."""
     live = await read_live_update(settings.kafka, settings.model_name)
@@ -57,8 +80,13 @@ async def save_and_publish(
     settings: Settings, outcome: TrainingOutcome, *, trigger: str
 ) -> ModelUpdate:
     version, parent = await next_version(settings)
-    update = build_update(
-        outcome, model_name=settings.model_name, version=version, parent=parent, trigger=trigger
+    update = await asyncio.to_thread(
+        verified_update,
+        outcome,
+        settings=settings,
+        version=version,
+        parent=parent,
+        trigger=trigger,
     )
     card = render_model_card(
         outcome,

@@ -1,15 +1,23 @@
 """``irisflow trainer``: retrain when labels, drift or a person ask for it; publish if not worse.
 
-Offsets are committed only after a retraining decision, so a trainer that dies (even mid-way
-through training) re-reads the same labels on restart and decides again; a version is published
-only after it is completely written to the registry, so nothing partial ever goes live.
+Offsets are committed only after a retraining decision (or when no label is waiting for one), so
+a trainer that dies (even mid-way through training) re-reads the same labels on restart and
+decides again; a version is published only after it is completely written to the registry, so
+nothing partial ever goes live.
+
+No record and no retraining can stop the service. A record that fails its codec, its key or the
+model's feature schema, or whose handling raises, is dead-lettered (consumer ``trainer``) and
+its offset committed with the rest. A retraining that raises is a ``failed`` decision: the
+labeled samples it was about to learn from are dead-lettered (``training_failed``, replayable
+with ``irisflow dlq replay`` once the cause is fixed) and dropped from the window, so the next
+retraining does not trip over them again. Only Kafka itself failing stops the service: then
+nothing can be recorded, and a restart re-reads the uncommitted labels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -19,33 +27,42 @@ from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
 
-from irisflow.errors import ArtifactError, SchemaError
+from irisflow.errors import ArtifactError, KafkaUnavailable
 from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.kafka.model_topic import ModelFeed
-from irisflow.registry import deserialize_model
-from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, ModelUpdate, RetrainRequest
+from irisflow.registry import load_update
+from irisflow.schemas import LabeledSample, ModelUpdate, RetrainRequest
 from irisflow.settings import Settings
+from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
 from trainer.data import Dataset, combine, load_dataset
+from trainer.decisions import Decision, DecisionLog
 from trainer.gate import GateDecision, judge, split_recent
+from trainer.inputs import TrainerInput
 from trainer.metrics import TrainerMetrics
 from trainer.publish import save_and_publish
 from trainer.training import TrainingOutcome, train_on
 
-__all__ = ["Decision", "RetrainingService"]
+__all__ = ["CONSUMER", "Decision", "RetrainingService"]
 
 log = logging.getLogger(__name__)
 
+CONSUMER = "trainer"
+"""The name the trainer signs its dead letters with."""
+
 TrainFn = Callable[[Dataset], TrainingOutcome]
+
+_INFRASTRUCTURE = (KafkaError, KafkaUnavailable)
+"""Errors that say Kafka is unreachable: no decision could be recorded, so let them crash."""
 
 
 @dataclass(frozen=True)
-class Decision:
-    trigger: str
-    gate: GateDecision
-    version: int | None
-    algorithm: str
-    seconds: float
+class _Labeled:
+    """A sample in the window, with the record it came from (its dead letter needs the bytes)."""
+
+    sample: LabeledSample
+    record: Incoming
 
 
 class RetrainingService:
@@ -62,36 +79,57 @@ class RetrainingService:
         self.metrics = metrics or TrainerMetrics.create()
         self.decisions: list[Decision] = []
         self._train = train or (lambda data: train_on(data, settings.training, show_progress=False))
-        self._window: deque[LabeledSample] = deque(maxlen=settings.retraining.window_size)
+        self._window: deque[_Labeled] = deque(maxlen=settings.retraining.window_size)
         self._pending = 0
         self._champion: tuple[ModelUpdate, Any] | None = None
         self._last_drift_retrain = float("-inf")
         self._base = load_dataset(settings.data, base_dir=settings.params_path.parent)
+        self._topics = Topics.of(settings.kafka)
+        self._input = TrainerInput(
+            self._topics, self._base, max_reference_std=settings.features.max_reference_std
+        )
+        self._letters = DeadLetters(
+            self._topics.dead_letters.name,
+            CONSUMER,
+            max_message_bytes=settings.kafka.max_message_bytes,
+            on_letter=self._letters_counted,
+        )
+        self._outbox: list[Outgoing] = []
+        self._log = DecisionLog(settings.registry_dir, self.metrics)
+        self._feed: ModelFeed | None = None
         self.ready = asyncio.Event()
 
     async def _on_model(self, update: ModelUpdate) -> bool:
         try:
-            model = await asyncio.to_thread(
-                deserialize_model, update.artifact, sha256=update.sha256
-            )
+            model = await asyncio.to_thread(load_update, update, self.settings.artifacts)
         except ArtifactError as exc:
             log.error(
                 "trainer: live version %d cannot be loaded as champion: %s", update.version, exc
             )
+            if self._feed is not None and self._feed.caught_up.is_set():
+                await self._feed.refuse(update, str(exc))
             return False
         self._champion = (update, model)
+        self._input.follow(update)
         self.metrics.live_version.set(update.version)
         return True
 
     async def run(self) -> None:
-        topics = self.settings.kafka.topics
-        feed = ModelFeed(self.settings.kafka, self.settings.model_name, self._on_model)
+        topics = self._topics
+        feed = ModelFeed(
+            self.settings.kafka,
+            self.settings.model_name,
+            self._on_model,
+            consumer=CONSUMER,
+            on_letter=self._letters_counted,
+        )
+        self._feed = feed
         follow = asyncio.create_task(feed.run(), name="trainer-model-feed")
         consumer = make_consumer(
             self.settings.kafka,
-            topics.labeled,
-            topics.drift_events,
-            topics.retrain_requests,
+            topics.labeled.name,
+            topics.drift_events.name,
+            topics.retrain_requests.name,
             group_id=f"{self.settings.kafka.app_id}-trainer",
         )
         producer = make_producer(self.settings.kafka)
@@ -112,83 +150,122 @@ class RetrainingService:
             await consumer.stop()
             await producer.stop()
 
+    def _letters_counted(self, topic: str, reason: str, consumer: str) -> None:
+        self.metrics.dead_letters.labels(topic, reason, consumer).inc()
+
     async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-            triggers: list[str] = []
-            for records in batches.values():
-                for record in records:
-                    trigger = await self._handle(record, producer)
-                    if trigger:
-                        triggers.append(trigger)
+            records = [record for batch in batches.values() for record in batch]
+            triggers = [trigger for record in records if (trigger := self._take(record))]
             if self._pending >= self.settings.retraining.min_new_labels:
                 triggers.append("labels")
             if triggers:
-                trigger = "manual" if "manual" in triggers else triggers[0]
-                await self.retrain(trigger)
+                await self.retrain("manual" if "manual" in triggers else triggers[0])
+            await self.flush_letters(producer)
+            # With no label waiting for a decision, every offset read stands for finished work.
+            if triggers or (records and self._pending == 0):
                 await consumer.commit()
 
-    async def _handle(
-        self, record: ConsumerRecord[bytes, bytes], producer: AIOKafkaProducer
-    ) -> str | None:
-        topics = self.settings.kafka.topics
+    def _take(self, record: ConsumerRecord[bytes, bytes]) -> str | None:
+        return self.take(
+            Incoming(record.value, record.key, record.partition, record.offset, record.topic)
+        )
+
+    def take(self, record: Incoming) -> str | None:
+        """Use one record; the retraining trigger it asks for, if any. Never raises for a bad
+        record: it is dead-lettered (see :meth:`flush_letters`) with its reason."""
         try:
-            if record.topic == topics.labeled:
-                sample = LabeledSample.from_bytes(record.value)
-                missing = set(self._base.feature_names) - set(sample.features)
-                if missing:
-                    raise SchemaError(
-                        f"LabeledSample: missing features {', '.join(sorted(missing))}"
-                    )
-                self._window.append(sample)
-                self._pending += 1
-                self.metrics.labels_seen.inc()
-                self.metrics.pending_labels.set(self._pending)
-                return None
-            if record.topic == topics.retrain_requests:
-                request = RetrainRequest.from_bytes(record.value)
-                if request.model_name != self.settings.model_name:
-                    return None
-                log.info("retraining requested by %s: %s", request.requested_by, request.reason)
-                return "manual"
-            event = DriftEvent.from_bytes(record.value)
-        except SchemaError as exc:
-            log.warning(
-                "%s[%d] offset %d dead-lettered: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                exc,
-            )
-            letter = DeadLetter(
-                source_topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                original=record.value or b"",
-                error=str(exc),
-            )
-            await producer.send(topics.dead_letters, key=record.key, value=letter.to_bytes())
+            return self._use(record)
+        except Refused as exc:
+            self._refuse(record, exc.reason, str(exc))
+        except Exception as exc:
+            log.debug("trainer: handling %s failed", record.topic, exc_info=True)
+            self._refuse(record, Reason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}")
+        return None
+
+    def _use(self, record: Incoming) -> str | None:
+        message = self._input.decode(record)
+        if isinstance(message, LabeledSample):
+            self._window.append(_Labeled(message, record))
+            self._pending += 1
+            self.metrics.labels_seen.inc()
+            self.metrics.pending_labels.set(self._pending)
             return None
-        cooldown = self.settings.retraining.drift_cooldown_seconds
-        if (
-            event.model_name != self.settings.model_name
-            or time.monotonic() - self._last_drift_retrain < cooldown
+        if message.model_name != self.settings.model_name:
+            return None
+        if isinstance(message, RetrainRequest):
+            log.info("retraining requested by %s: %s", message.requested_by, message.reason)
+            return "manual"
+        if time.monotonic() - self._last_drift_retrain < (
+            self.settings.retraining.drift_cooldown_seconds
         ):
             return None
         log.info(
             "drift alarm on %s (%s %.3f > %.3f): retraining",
-            event.feature,
-            event.detector,
-            event.statistic,
-            event.threshold,
+            message.feature,
+            message.detector,
+            message.statistic,
+            message.threshold,
         )
         self._last_drift_retrain = time.monotonic()
         return "drift"
 
+    def _refuse(self, record: Incoming, reason: Reason, error: str) -> None:
+        log.warning(
+            "%s[%s] offset %s dead-lettered (%s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            error,
+        )
+        self._outbox.append(
+            self._letters.letter(record, source_topic=record.topic, reason=reason, error=error)
+        )
+
+    def drain_letters(self) -> list[Outgoing]:
+        """The dead letters not sent yet (and forget them)."""
+        letters, self._outbox = self._outbox, []
+        return letters
+
+    async def flush_letters(self, producer: AIOKafkaProducer) -> None:
+        """Send every pending dead letter and wait for the broker, before offsets are committed."""
+        sent = [
+            await producer.send(
+                letter.topic,
+                value=letter.value,
+                key=letter.key,
+                partition=letter.partition,
+                headers=list(letter.headers) or None,
+            )
+            for letter in self.drain_letters()
+        ]
+        await asyncio.gather(*sent)
+
     async def retrain(self, trigger: str) -> Decision:
-        """Train a challenger on base data + recent labels, gate it, publish it if it wins."""
+        """Train a challenger on base data + recent labels, gate it, publish it if it wins.
+
+        Never raises for a failed training (that is a ``failed`` decision); Kafka errors and
+        cancellation propagate, leaving the labels uncommitted for the next start.
+        """
         started = time.perf_counter()
-        samples = list(self._window)
+        outcome: TrainingOutcome | None = None
+        try:
+            decision, outcome = await self._attempt(trigger, started)
+        except _INFRASTRUCTURE:
+            raise
+        except Exception as exc:
+            decision = self._failed(trigger, started, exc)
+        parent = self._champion[0].version if self._champion else None
+        self._log.record(decision, outcome, parent_version=parent)
+        self.decisions.append(decision)
+        self._pending = 0
+        self.metrics.pending_labels.set(0)
+        return decision
+
+    async def _attempt(self, trigger: str, started: float) -> tuple[Decision, TrainingOutcome]:
+        samples = [entry.sample for entry in self._window]
         names = self._base.feature_names
         x = np.array([[s.features[n] for n in names] for s in samples], dtype=np.float64).reshape(
             -1, len(names)
@@ -214,45 +291,25 @@ class RetrainingService:
         if gate.promoted:
             update = await save_and_publish(self.settings, outcome, trigger=trigger)
             version = update.version
-        decision = Decision(
-            trigger, gate, version, outcome.algorithm, time.perf_counter() - started
-        )
-        self._record(decision, outcome)
-        self._pending = 0
-        self.metrics.pending_labels.set(0)
-        return decision
+        seconds = time.perf_counter() - started
+        return Decision(trigger, gate, version, outcome.algorithm, seconds), outcome
 
-    def _record(self, decision: Decision, outcome: TrainingOutcome) -> None:
-        outcome_label = "promoted" if decision.gate.promoted else "rejected"
-        self.metrics.retrains.labels(decision.trigger, outcome_label).inc()
-        self.metrics.duration.observe(decision.seconds)
-        for score in outcome.candidates:
-            self.metrics.candidate_score.labels(score.name).set(score.mean)
-        for role, value in (
-            ("challenger", decision.gate.challenger_score),
-            ("champion", decision.gate.champion_score),
-        ):
-            if value is not None:
-                self.metrics.gate_score.labels(role).set(value)
-        self.decisions.append(decision)
-        entry = {
-            "at": time.time(),
-            "trigger": decision.trigger,
-            "outcome": outcome_label,
-            "version": decision.version,
-            "algorithm": decision.algorithm,
-            "seconds": round(decision.seconds, 3),
-            **decision.gate.as_dict(),
-            "parent_version": self._champion[0].version if self._champion else None,
-        }
-        folder = self.settings.registry_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / "decisions.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
-        log.info(
-            "retraining (%s): %s — %s%s",
-            decision.trigger,
-            outcome_label,
-            decision.gate.reason,
-            f"; published version {decision.version}" if decision.version else "",
+    def _failed(self, trigger: str, started: float, exc: Exception) -> Decision:
+        """Dead-letter the samples this retraining was the first to use and drop them."""
+        error = f"{type(exc).__name__}: {exc}"
+        log.debug("retraining (%s) failed", trigger, exc_info=True)
+        pending = [self._window.pop() for _ in range(min(self._pending, len(self._window)))]
+        for entry in reversed(pending):
+            self._refuse_quietly(entry.record, f"retraining ({trigger}) failed: {error}")
+        gate = GateDecision(
+            False, f"training failed: {error}", None, None, self.settings.retraining.tolerance, 0
+        )
+        seconds = time.perf_counter() - started
+        return Decision(trigger, gate, None, None, seconds, error=error, dead_lettered=len(pending))
+
+    def _refuse_quietly(self, record: Incoming, error: str) -> None:
+        self._outbox.append(
+            self._letters.letter(
+                record, source_topic=record.topic, reason=Reason.TRAINING_FAILED, error=error
+            )
         )

@@ -173,7 +173,9 @@ def test_a_manual_retrain_request_is_acted_on_without_new_labels(stack: Stack) -
                 model_name=stack.settings.model_name, reason="test", requested_by="pytest"
             )
             await producer.send_and_wait(
-                stack.settings.kafka.topics.retrain_requests, value=request.to_bytes()
+                stack.settings.kafka.topics.retrain_requests,
+                key=request.model_name.encode(),  # keyed by model name, or dead-lettered
+                value=request.to_bytes(),
             )
             await producer.stop()
             return await _next_decision(service, 0)

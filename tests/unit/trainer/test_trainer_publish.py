@@ -1,0 +1,106 @@
+"""The trainer loads and scores its own artifact exactly as a worker would, before saving it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from irisflow.errors import ArtifactError
+from irisflow.registry import LocalRegistry
+from irisflow.schemas import ModelUpdate
+from irisflow.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.factories import iris_xy
+from trainer import publish
+from trainer.data import load_dataset
+from trainer.training import TrainingOutcome, train_on
+
+
+@pytest.fixture(scope="module")
+def outcome() -> TrainingOutcome:
+    from irisflow.settings import DataSettings, TrainingSettings
+
+    training = TrainingSettings(candidates={"naive_bayes": {}}, cv_folds=3)
+    return train_on(load_dataset(DataSettings()), training, show_progress=False)
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings()
+
+
+def test_a_sound_outcome_becomes_an_update_that_loads(
+    outcome: TrainingOutcome, settings: Settings
+) -> None:
+    update = publish.verified_update(
+        outcome, settings=settings, version=3, parent=2, trigger="labels"
+    )
+    assert (update.version, update.parent_version, update.trigger) == (3, 2, "labels")
+    assert update.algorithm == outcome.algorithm
+
+
+def _regressor() -> LinearRegression:
+    x, y = iris_xy()
+    return LinearRegression().fit(x, (y == "setosa").astype(float))
+
+
+def _three_features() -> LogisticRegression:
+    x, y = iris_xy()
+    return LogisticRegression(max_iter=300).fit(x[:, :3], y)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"class_labels": ["a", "b", "c"]}, "classes"),
+        ({"model": _regressor()}, "predict_proba"),
+        ({"model": _three_features()}, "takes 3 features"),
+    ],
+)
+def test_an_artifact_a_worker_would_refuse_is_refused_before_it_is_saved(
+    outcome: TrainingOutcome,
+    settings: Settings,
+    change: dict[str, object],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published: list[ModelUpdate] = []
+
+    async def no_live_version(settings: Settings) -> tuple[int, int | None]:
+        return 1, None
+
+    async def publish_update(kafka: object, update: ModelUpdate) -> None:
+        published.append(update)
+
+    monkeypatch.setattr(publish, "next_version", no_live_version)
+    monkeypatch.setattr(publish, "publish_update", publish_update)
+    broken = dataclasses.replace(outcome, **change)  # type: ignore[arg-type]
+
+    with pytest.raises(ArtifactError, match=message):
+        asyncio.run(publish.save_and_publish(settings, broken, trigger="labels"))
+
+    assert LocalRegistry(settings.registry_dir).versions() == []
+    assert published == []
+
+
+def test_a_sound_outcome_is_saved_then_published(
+    outcome: TrainingOutcome, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[ModelUpdate] = []
+
+    async def no_live_version(settings: Settings) -> tuple[int, int | None]:
+        return 1, None
+
+    async def publish_update(kafka: object, update: ModelUpdate) -> None:
+        assert LocalRegistry(settings.registry_dir).versions() == [1]  # saved first
+        published.append(update)
+
+    monkeypatch.setattr(publish, "next_version", no_live_version)
+    monkeypatch.setattr(publish, "publish_update", publish_update)
+
+    update = asyncio.run(publish.save_and_publish(settings, outcome, trigger="labels"))
+
+    assert [p.version for p in published] == [update.version] == [1]

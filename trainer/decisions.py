@@ -1,0 +1,103 @@
+"""Every retraining ends in one decision, recorded three ways: ``decisions.jsonl`` in the
+registry folder (the audit trail), ``irisflow_retrains_total{trigger,outcome}`` (the alert) and
+one log line (the operator's first look).
+
+A retraining that raised is a decision too (outcome ``failed``, with its error): a trainer that
+only crashed would re-read the same labels on restart and crash again, and nobody would see why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.gate import GateDecision
+from trainer.metrics import TrainerMetrics
+from trainer.training import TrainingOutcome
+
+__all__ = ["Decision", "DecisionLog"]
+
+log = logging.getLogger("trainer.service")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``error`` is set only for a failed retraining; ``dead_lettered`` counts the labeled
+    samples it sent to the dead-letter topic (reason ``training_failed``)."""
+
+    trigger: str
+    gate: GateDecision
+    version: int | None
+    algorithm: str | None
+    seconds: float
+    error: str | None = None
+    dead_lettered: int = 0
+
+    @property
+    def outcome(self) -> str:
+        if self.error is not None:
+            return "failed"
+        return "promoted" if self.gate.promoted else "rejected"
+
+
+class DecisionLog:
+    """Writes each decision to the registry folder, the metrics and the log."""
+
+    def __init__(self, folder: Path, metrics: TrainerMetrics) -> None:
+        self.folder = folder
+        self.metrics = metrics
+
+    def record(
+        self,
+        decision: Decision,
+        outcome: TrainingOutcome | None,
+        *,
+        parent_version: int | None,
+    ) -> None:
+        self.metrics.retrains.labels(decision.trigger, decision.outcome).inc()
+        self.metrics.duration.observe(decision.seconds)
+        for score in outcome.candidates if outcome else ():
+            self.metrics.candidate_score.labels(score.name).set(score.mean)
+        for role, value in (
+            ("challenger", decision.gate.challenger_score),
+            ("champion", decision.gate.champion_score),
+        ):
+            if value is not None:
+                self.metrics.gate_score.labels(role).set(value)
+        entry = {
+            "at": time.time(),
+            "trigger": decision.trigger,
+            "outcome": decision.outcome,
+            "version": decision.version,
+            "algorithm": decision.algorithm,
+            "seconds": round(decision.seconds, 3),
+            **decision.gate.as_dict(),
+            "parent_version": parent_version,
+        }
+        if decision.error is not None:
+            entry.update(error=decision.error, dead_lettered=decision.dead_lettered)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / "decisions.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        self._log(decision)
+
+    def _log(self, decision: Decision) -> None:
+        if decision.error is not None:
+            log.error(
+                "retraining (%s): failed — %s; %d labeled samples dead-lettered "
+                "(training_failed), the live version keeps serving",
+                decision.trigger,
+                decision.error,
+                decision.dead_lettered,
+            )
+            return
+        log.info(
+            "retraining (%s): %s — %s%s",
+            decision.trigger,
+            decision.outcome,
+            decision.gate.reason,
+            f"; published version {decision.version}" if decision.version else "",
+        )
