@@ -36,6 +36,7 @@ from prometheus_client import generate_latest
 
 from irisflow.kafka.clients import make_consumer
 from irisflow.kafka.model_topic import ModelFeed
+from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 from streams.lane import Handover, ScoringLane, partition_lags
 from streams.metrics import WorkerMetrics
@@ -102,6 +103,10 @@ def _faust_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_linger=0.001,
         web_enabled=True,
+        # Faust's own pages would expose join entries (features, labels) and routing: off.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
         web_host=settings.worker.host,
         web_port=settings.worker.port,
         web_in_thread=False,
@@ -150,15 +155,19 @@ def _producer_sink(app: faust.App) -> Sink:
         for (topic, partition), records in by_partition.items():
             if partition is None or len(records) < _PREBUILT_BATCH:
                 for m in records:
-                    futures.append(await producer.send(topic, m.value, m.key, partition))
+                    headers = list(m.headers) or None
+                    futures.append(
+                        await producer.send(topic, m.value, m.key, partition, headers=headers)
+                    )
                 continue
             batch = producer.create_batch()
             for m in records:
-                if batch.append(key=m.key, value=m.value, timestamp=None) is None:
+                headers = list(m.headers)
+                if batch.append(key=m.key, value=m.value, timestamp=None, headers=headers) is None:
                     batch.close()
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
-                    batch.append(key=m.key, value=m.value, timestamp=None)
+                    batch.append(key=m.key, value=m.value, timestamp=None, headers=headers)
             batch.close()
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         for future in futures:
@@ -179,8 +188,12 @@ def build_app(settings: Settings) -> StreamsApp:
     # the pipeline writes each entry's changelog record to the partition of its request.
     table = app.Table("join", partitions=partitions, key_type=bytes, value_type=bytes)
     metrics = WorkerMetrics.create()
-    holder = ModelHolder(on_swap=metrics.on_swap)
-    feed = ModelFeed(settings.kafka, settings.model_name, holder.apply)
+    holder = ModelHolder(
+        on_swap=metrics.on_swap,
+        artifacts=settings.artifacts,
+        max_reference_std=settings.features.max_reference_std,
+    )
+    feed = _model_feed(settings, holder, metrics)
     pipeline = Pipeline(
         settings,
         holder=holder,
@@ -293,6 +306,26 @@ def build_app(settings: Settings) -> StreamsApp:
         lane=lane,
     )
     return streams
+
+
+def _model_feed(settings: Settings, holder: ModelHolder, metrics: WorkerMetrics) -> ModelFeed:
+    """Every worker reads every update; a live update it refuses is dead-lettered with why."""
+
+    async def accept(update: ModelUpdate) -> bool:
+        if await holder.apply(update):
+            return True
+        if feed.caught_up.is_set():
+            await feed.refuse(update, holder.refused[-1][1])
+        return False
+
+    feed = ModelFeed(
+        settings.kafka,
+        settings.model_name,
+        accept,
+        consumer="streams.model-feed",
+        on_letter=metrics.on_letter,
+    )
+    return feed
 
 
 def _scoring_lane(settings: Settings, pipeline: Pipeline, sink: Sink) -> ScoringLane:

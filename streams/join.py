@@ -19,6 +19,7 @@ whatever the event being processed, and a worker expires only the partitions it 
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Collection, MutableMapping
 from dataclasses import dataclass, field
@@ -26,9 +27,13 @@ from typing import Any, Literal
 
 import orjson
 
-from irisflow.schemas import DeadLetter, Feedback, LabeledSample
+from irisflow.schemas import Feedback, LabeledSample
 
 __all__ = ["Expired", "FeedbackOutcome", "JoinWindow"]
+
+log = logging.getLogger(__name__)
+
+_KINDS = frozenset({"prediction", "feedback", "joined"})
 
 Changelog = Callable[[bytes, bytes | None, int], None]
 """``(key, value or None for a delete, partition)``: mirror a local change to the changelog."""
@@ -45,8 +50,9 @@ class Expired:
     predictions: int = 0
     """Predictions that never got feedback (normal: most requests are never labeled)."""
     joined: int = 0
-    dead_letters: list[tuple[bytes, int, DeadLetter]] = field(default_factory=list)
-    """(key, partition, letter) for feedback that never found its prediction."""
+    unmatched: list[tuple[bytes, int, int | None, bytes, str]] = field(default_factory=list)
+    """(key, partition, offset, original feedback bytes, why) for feedback that never found its
+    prediction: the caller dead-letters them."""
 
 
 class JoinWindow:
@@ -70,8 +76,30 @@ class JoinWindow:
         return len(self._data)
 
     def _entry(self, key: bytes) -> dict[str, Any] | None:
+        """The entry for ``key``; an unreadable one (a changelog written by a broken or older
+        worker) is dropped rather than allowed to fail every event for that id."""
         raw = self._data.get(key)
-        return orjson.loads(raw) if raw is not None else None
+        if raw is None:
+            return None
+        try:
+            entry = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            entry = None
+        if (
+            not isinstance(entry, dict)
+            or entry.get("k") not in _KINDS
+            or not isinstance(entry.get("p"), int)
+            or not isinstance(entry.get("t"), int | float)
+        ):
+            log.warning("join entry for %r is unreadable; dropped", key[:80])
+            self._data.pop(key, None)
+            return None
+        return entry
+
+    def drop(self, key: bytes, partition: int) -> None:
+        """Forget ``key`` (its entry could not be used), here and in the changelog."""
+        if key in self._data:
+            self._delete(key, partition)
 
     def _put(self, key: bytes, entry: dict[str, Any], now: float) -> None:
         entry["t"] = now
@@ -149,30 +177,27 @@ class JoinWindow:
             elif entry["k"] == "joined":
                 expired.joined += 1
             else:
-                expired.dead_letters.append((key, entry["p"], self._letter(key, entry)))
+                raw = str(entry.get("raw", "")).encode()
+                expired.unmatched.append((key, entry["p"], entry.get("o"), raw, self._why(key)))
         return expired
 
     def rescan(self, *, owned: Collection[int]) -> None:
         """After a rebalance: forget partitions now owned elsewhere, schedule recovered entries."""
         deadlines = []
-        for key, raw in list(self._data.items()):
-            entry = orjson.loads(raw)
+        for key in list(self._data):
+            entry = self._entry(key)
+            if entry is None:
+                continue
             if entry["p"] in owned:
                 deadlines.append((entry["t"] + self.window_seconds, key))
             else:
                 del self._data[key]  # local only: the new owner has it from the changelog
         self._deadlines = deque(sorted(deadlines))
 
-    def _letter(self, key: bytes, entry: dict[str, Any]) -> DeadLetter:
-        return DeadLetter(
-            source_topic=self._feedback_topic,
-            partition=entry["p"],
-            offset=entry.get("o"),
-            original=entry["raw"].encode(),
-            error=(
-                f"feedback for request {key.decode(errors='replace')} found no prediction within "
-                f"{self.window_seconds:g}s (unknown request id, or the prediction expired)"
-            ),
+    def _why(self, key: bytes) -> str:
+        return (
+            f"feedback for request {key.decode(errors='replace')} found no prediction within "
+            f"{self.window_seconds:g}s (unknown request id, or the prediction expired)"
         )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from irisflow.metrics import LATENCY_BUCKETS
+from irisflow.metrics import LATENCY_BUCKETS, dead_letter_counter
 from streams.monitor import Alarm, Reading
 from streams.quality import RollingScore
 from streams.scoring import BatchResult, LiveModel
@@ -69,12 +69,7 @@ class WorkerMetrics:
                 ["reason"],
                 registry=r,
             ),
-            dead_letters=Counter(
-                "irisflow_dead_letters_total",
-                "Records sent to the dead-letter topic, by source topic and reason",
-                ["source", "reason"],
-                registry=r,
-            ),
+            dead_letters=dead_letter_counter(r),
             batch_size=Histogram(
                 "irisflow_scoring_batch_size",
                 "Rows per predict_proba call",
@@ -182,7 +177,11 @@ class WorkerMetrics:
         for label, share in model.metadata.class_prior.items():
             self.class_prior.labels(str(model.version), label).set(share)
 
-    def observe(self, result: BatchResult, *, source: str) -> None:
+    def on_letter(self, topic: str, reason: str, consumer: str) -> None:
+        """Count one dead letter (the hook :class:`~irisflow.topics.DeadLetters` calls)."""
+        self.dead_letters.labels(topic, reason, consumer).inc()
+
+    def observe(self, result: BatchResult) -> None:
         """Count one scored micro-batch."""
         if result.labels:
             version = str(result.model_version)
@@ -197,8 +196,6 @@ class WorkerMetrics:
             self.latency.observe(latency)
         for reason, count in result.rejected.items():
             self.rejected.labels(reason).inc(count)
-            if reason != "no_model":  # answered with an error AND dead-lettered
-                self.dead_letters.labels(source, reason).inc(count)
 
     def reset_drift(self) -> None:
         """A new model version: its detectors start afresh, the old readings go."""

@@ -3,18 +3,22 @@
 The score agent reads :attr:`ModelHolder.current` once per batch, so a swap lands between
 batches and a batch is never scored by two models. Loading (checksum, allow-list, skops parse)
 runs in a thread so the event loop keeps scoring meanwhile; a version that fails to load is
-refused and the current model keeps serving.
+refused and the current model keeps serving. "Fails to load" includes the archive limits and
+the estimator contract (:func:`irisflow.registry.load_update`): a model that would crash or
+exhaust the worker is refused before it is swapped in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from irisflow.errors import ArtifactError
-from irisflow.registry import deserialize_model
+from irisflow.registry import load_update
 from irisflow.schemas import ModelUpdate
+from irisflow.settings import ArtifactSettings
 from streams.scoring import LiveModel
 
 __all__ = ["ModelHolder"]
@@ -25,17 +29,23 @@ log = logging.getLogger(__name__)
 class ModelHolder:
     """The model this worker scores with, replaced atomically by :meth:`apply`."""
 
-    def __init__(self, *, on_swap: Callable[[LiveModel], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        on_swap: Callable[[LiveModel], None] | None = None,
+        artifacts: ArtifactSettings | None = None,
+        max_reference_std: float | None = None,
+    ) -> None:
         self.current: LiveModel | None = None
-        self.refused: list[tuple[int, str]] = []
+        self.refused: deque[tuple[int, str]] = deque(maxlen=20)
         self._on_swap = on_swap
+        self._artifacts = artifacts or ArtifactSettings()
+        self._max_reference_std = max_reference_std
 
     async def apply(self, update: ModelUpdate) -> bool:
         """Load ``update`` off the event loop and make it live; ``False`` if it was refused."""
         try:
-            estimator = await asyncio.to_thread(
-                deserialize_model, update.artifact, sha256=update.sha256
-            )
+            estimator = await asyncio.to_thread(load_update, update, self._artifacts)
         except ArtifactError as exc:
             self.refused.append((update.version, str(exc)))
             serving = self.current.version if self.current else None
@@ -48,7 +58,11 @@ class ModelHolder:
             )
             return False
         previous = self.current.version if self.current else None
-        self.current = LiveModel(metadata=update.metadata(), estimator=estimator)
+        self.current = LiveModel(
+            metadata=update.metadata(),
+            estimator=estimator,
+            max_reference_std=self._max_reference_std,
+        )
         log.info(
             "now serving %s version %d (%s, trigger=%s; was %s)",
             update.model_name,

@@ -12,19 +12,22 @@ import logging
 import time
 from collections.abc import Callable, Collection, MutableMapping, Sequence
 
-from irisflow.errors import SchemaError
-from irisflow.schemas import DeadLetter, DriftEvent, Feedback, LabeledSample
+from irisflow.schemas import DriftEvent, LabeledSample
 from irisflow.settings import Settings
+from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
 from streams.join import JoinWindow
 from streams.metrics import WorkerMetrics
 from streams.model_updates import ModelHolder
 from streams.monitor import Alarm, DriftMonitor
 from streams.quality import LiveQuality
-from streams.scoring import Incoming, LiveModel, Outgoing, score_batch
+from streams.scoring import CONSUMER as SCORING
+from streams.scoring import LiveModel, Scored, score_batch
 
 __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
+
+JOIN = "streams.join"
 
 
 class Pipeline:
@@ -43,6 +46,17 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.topics = settings.kafka.topics
+        self.typed = Topics(self.topics)
+        size = settings.kafka.max_message_bytes
+        self._letters = {
+            consumer: DeadLetters(
+                self.topics.dead_letters,
+                consumer,
+                max_message_bytes=size,
+                on_letter=metrics.on_letter,
+            )
+            for consumer in (SCORING, JOIN)
+        }
         self.holder = holder
         self.metrics = metrics
         self.clock = clock
@@ -82,16 +96,28 @@ class Pipeline:
             records,
             source_topic=self.topics.requests,
             answers_topic=self.topics.predictions,
-            dead_letters_topic=self.topics.dead_letters,
+            letters=self._letters[SCORING],
             clock=self.clock,
         )
         self._out.extend(result.answers)
         self._out.extend(result.dead_letters)
-        self.metrics.observe(result, source=self.topics.requests)
+        self.metrics.observe(result)
         if model is None or not result.labels:
             return self._drain()
         now = self.clock()
         for scored in result.singles:
+            self._join_prediction(scored, model, now)
+        monitor = self._monitor_for(model)
+        if monitor is not None:
+            alarms = monitor.update_features(result.rows)
+            alarms += monitor.update_predictions(result.labels)
+            self._alarms(monitor, alarms)
+        return self._drain()
+
+    def _join_prediction(self, scored: Scored, model: LiveModel, now: float) -> None:
+        """Remember a scored request for its feedback; a join entry that cannot be read (or a
+        sample that cannot be built from it) costs that entry, never the batch."""
+        try:
             sample = self.join.on_prediction(
                 scored.key,
                 features=scored.features,
@@ -102,49 +128,73 @@ class Pipeline:
             )
             if sample is not None:
                 self._labeled(sample, scored.partition)
-        monitor = self._monitor_for(model)
-        if monitor is not None:
-            alarms = monitor.update_features(result.rows)
-            alarms += monitor.update_predictions(result.labels)
-            self._alarms(monitor, alarms)
-        return self._drain()
+        except Exception as exc:
+            log.exception("join of request %r failed; its entry is dropped", scored.key)
+            self.join.drop(scored.key, scored.partition or 0)
+            record = Incoming(None, scored.key, scored.partition, None, self.topics.requests)
+            self._dead_letter(
+                JOIN,
+                record,
+                self.topics.requests,
+                f"joining the prediction failed: {exc!r}",
+                Reason.PROCESSING_FAILED,
+            )
 
     def feedback(self, records: Sequence[Incoming]) -> list[Outgoing]:
-        """Join feedback with waiting predictions; hold what comes before its prediction."""
+        """Join feedback with waiting predictions; hold what comes before its prediction.
+
+        Each record is handled on its own: one that cannot be decoded, or whose handling
+        raises, is dead-lettered and the rest of the batch goes on.
+        """
         now = self.clock()
         for record in records:
             try:
-                feedback = Feedback.from_bytes(record.value)
-            except SchemaError as exc:
+                self._one_feedback(record, now)
+            except Refused as exc:
                 self.metrics.feedback.labels("invalid").inc()
-                self._dead_letter(record, self.topics.feedback, str(exc), "unparseable")
-                continue
-            outcome = self.join.on_feedback(
-                feedback,
-                raw=record.value or b"",
-                partition=record.partition or 0,
-                offset=record.offset,
-                now=now,
-            )
-            self.metrics.feedback.labels(outcome.kind).inc()
-            if outcome.sample is not None:
-                self._labeled(outcome.sample, record.partition)
+                self._dead_letter(JOIN, record, self.topics.feedback, str(exc), exc.reason)
+            except Exception as exc:
+                log.exception("feedback at offset %s failed", record.offset)
+                self.metrics.feedback.labels("failed").inc()
+                if record.key is not None:
+                    self.join.drop(record.key, record.partition or 0)
+                self._dead_letter(
+                    JOIN,
+                    record,
+                    self.topics.feedback,
+                    f"joining failed: {exc!r}",
+                    Reason.PROCESSING_FAILED,
+                )
         return self._drain()
+
+    def _one_feedback(self, record: Incoming, now: float) -> None:
+        feedback = self.typed.feedback.decode(record.value, record.key)
+        outcome = self.join.on_feedback(
+            feedback,
+            raw=record.value or b"",
+            partition=record.partition or 0,
+            offset=record.offset,
+            now=now,
+        )
+        self.metrics.feedback.labels(outcome.kind).inc()
+        if outcome.sample is not None:
+            self._labeled(outcome.sample, record.partition)
 
     def sweep(self, *, owned: Collection[int]) -> list[Outgoing]:
         """Expire old join entries; dead-letter feedback that never met its prediction."""
         expired = self.join.expire(self.clock(), owned=owned)
         self.metrics.join_expired.labels("prediction").inc(expired.predictions)
         self.metrics.join_expired.labels("joined").inc(expired.joined)
-        self.metrics.join_expired.labels("feedback").inc(len(expired.dead_letters))
-        for key, partition, letter in expired.dead_letters:
-            self.metrics.dead_letters.labels(self.topics.feedback, "unmatched_feedback").inc()
-            self._out.append(Outgoing(self.topics.dead_letters, key, letter.to_bytes(), partition))
+        self.metrics.join_expired.labels("feedback").inc(len(expired.unmatched))
+        for key, partition, offset, raw, error in expired.unmatched:
+            record = Incoming(raw, key, partition, offset, self.topics.feedback)
+            self._dead_letter(
+                JOIN, record, self.topics.feedback, error, Reason.UNMATCHED_FEEDBACK, quiet=True
+            )
         return self._drain()
 
     def _labeled(self, sample: LabeledSample, partition: int | None) -> None:
-        key = sample.request_id.encode()
-        self._out.append(Outgoing(self.topics.labeled, key, sample.to_bytes(), partition))
+        self._out.append(self.typed.labeled.record(sample, partition=partition))
         if sample.model_version is None or sample.predicted_label is None:
             return
         dropped = self.quality.update(
@@ -178,21 +228,26 @@ class Pipeline:
                 threshold=alarm.threshold,
                 window=alarm.window,
             )
-            key = f"{alarm.feature}/{alarm.detector}".encode()
-            self._out.append(Outgoing(self.topics.drift_events, key, event.to_bytes()))
+            self._out.append(self.typed.drift_events.record(event))
 
-    def _dead_letter(self, record: Incoming, topic: str, error: str, reason: str) -> None:
-        log.warning(
-            "dead-lettered %s[%s] offset %s: %s", topic, record.partition, record.offset, error
-        )
-        letter = DeadLetter(
-            source_topic=topic,
-            partition=record.partition,
-            offset=record.offset,
-            original=record.value or b"",
-            error=error,
-        )
-        self.metrics.dead_letters.labels(topic, reason).inc()
-        self._out.append(
-            Outgoing(self.topics.dead_letters, record.key, letter.to_bytes(), record.partition)
-        )
+    def _dead_letter(
+        self,
+        consumer: str,
+        record: Incoming,
+        topic: str,
+        error: str,
+        reason: Reason,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        if not quiet:
+            log.warning(
+                "dead-lettered %s[%s] offset %s (%s): %s",
+                topic,
+                record.partition,
+                record.offset,
+                reason,
+                error[:500],
+            )
+        letters = self._letters[consumer]
+        self._out.append(letters.letter(record, source_topic=topic, reason=reason, error=error))

@@ -15,32 +15,53 @@ from __future__ import annotations
 
 import logging
 import operator
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
 import sklearn
 
-from irisflow.errors import SchemaError
+from irisflow.features import FeatureSchema
 from irisflow.schemas import (
+    REQUEST_ID_PATTERN,
     SCHEMA_VERSION,
+    AnswerError,
     BatchPredictionRequest,
-    DeadLetter,
     ModelMetadata,
     PredictionRequest,
+    clip,
 )
-from irisflow.topics import decode_request
+from irisflow.topics import (
+    DeadLetters,
+    Incoming,
+    Outgoing,
+    Reason,
+    Refused,
+    Topic,
+    decode_request,
+)
 
-__all__ = ["NO_MODEL", "BatchResult", "Incoming", "LiveModel", "Outgoing", "Scored", "score_batch"]
+__all__ = [
+    "NO_MODEL",
+    "BatchResult",
+    "Incoming",
+    "LiveModel",
+    "Outgoing",
+    "Scored",
+    "score_batch",
+]
 
-ErrorCode = Literal["no_model", "invalid_request", "schema_mismatch"]
 Request = PredictionRequest | BatchPredictionRequest
 log = logging.getLogger(__name__)
 NO_MODEL = "no model is live yet: train one with `irisflow train` (or wait for the trainer)"
+CONSUMER = "streams.scoring"
+_VALID_ID = re.compile(REQUEST_ID_PATTERN.encode())
+_DEFAULT_MESSAGE_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +70,7 @@ class LiveModel:
 
     metadata: ModelMetadata
     estimator: Any
+    max_reference_std: float | None = None
 
     @property
     def version(self) -> int:
@@ -59,8 +81,13 @@ class LiveModel:
         return [str(c) for c in self.estimator.classes_]
 
     @cached_property
-    def feature_set(self) -> frozenset[str]:
-        return frozenset(self.metadata.feature_names)
+    def schema(self) -> FeatureSchema:
+        """Names and value domain the model takes (the same rule the gateway applies)."""
+        return FeatureSchema(
+            self.metadata.feature_names,
+            self.metadata.reference_stats,
+            max_reference_std=self.max_reference_std,
+        )
 
     @cached_property
     def row(self) -> Callable[[dict[str, float]], tuple[float, ...]]:
@@ -69,26 +96,6 @@ class LiveModel:
         if len(names) == 1:
             return lambda features: (features[names[0]],)
         return operator.itemgetter(*names)
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """One record as it came off a topic, before any decoding."""
-
-    value: bytes | None
-    key: bytes | None = None
-    partition: int | None = None
-    offset: int | None = None
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One record to produce. ``value=None`` is a tombstone (table changelogs)."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    partition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,7 @@ class BatchResult:
     answers: list[Outgoing] = field(default_factory=list)
     dead_letters: list[Outgoing] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
-    """Requests answered with an error instead of a label, by reason."""
+    """Requests answered with an error (or dead-lettered) instead of a label, by reason."""
     model_version: int | None = None
     rows: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     """Every scored row, columns in the model's feature order (drift detectors read them)."""
@@ -122,29 +129,14 @@ class BatchResult:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
 
-def _feature_error(
-    features: dict[str, float], expected: Sequence[str], expected_set: frozenset[str]
-) -> str | None:
-    if features.keys() == expected_set:
-        return None
-    missing = [name for name in expected if name not in features]
-    extra = sorted(set(features) - set(expected))
-    parts = []
-    if missing:
-        parts.append("missing features: " + ", ".join(missing))
-    if extra:
-        parts.append("unknown features: " + ", ".join(extra))
-    return "; ".join(parts) + f" (the model expects {', '.join(expected)})"
-
-
 def _request_error(request: Request, model: LiveModel) -> str | None:
-    expected, expected_set = model.metadata.feature_names, model.feature_set
+    schema = model.schema
     if isinstance(request, PredictionRequest):
-        return _feature_error(request.features, expected, expected_set)
+        return schema.describe(schema.name_problems(request.features, "features")) or None
     for index, instance in enumerate(request.instances):
-        problem = _feature_error(instance, expected, expected_set)
-        if problem:
-            return f"instances[{index}]: {problem}"
+        problems = schema.name_problems(instance, f"instances.{index}")
+        if problems:
+            return schema.describe(problems)
     return None
 
 
@@ -155,30 +147,43 @@ def _encode(body: dict[str, Any]) -> bytes:
 def _error_body(
     request_id: str,
     error: str,
-    code: ErrorCode,
+    code: AnswerError,
     *,
     version: int | None,
     latency: float,
     stamp: float,
+    request: Request | None = None,
 ) -> dict[str, Any]:
     return {
         "request_id": request_id,
         "model_version": version,
         "latency_seconds": latency,
         "scored_at": stamp,
-        "error": error,
+        "error": clip(error),
         "error_code": code,
+        "reply_to": request.reply_to if request is not None else None,
+        "input_digest": request.input_digest if request is not None else None,
     }
+
+
+def _size(request: Request) -> int:
+    return 1 if isinstance(request, PredictionRequest) else len(request.instances)
 
 
 class _Batch:
     """Accumulates one micro-batch; a helper of :func:`score_batch`."""
 
-    def __init__(self, model: LiveModel | None, topic: str, answers_topic: str, letters: str):
+    def __init__(
+        self,
+        model: LiveModel | None,
+        topic: Topic[Request],
+        answers_topic: str,
+        letters: DeadLetters,
+    ) -> None:
         self.model = model
         self.topic = topic
         self.answers_topic = answers_topic
-        self.letters_topic = letters
+        self.letters = letters
         self.result = BatchResult(model_version=model.version if model else None)
         self.valid: list[tuple[Incoming, Request]] = []
 
@@ -188,48 +193,61 @@ class _Batch:
             Outgoing(self.answers_topic, key, _encode(body), record.partition)
         )
 
-    def dead_letter(self, record: Incoming, error: str) -> None:
+    def dead_letter(self, record: Incoming, reason: Reason, error: str) -> None:
         log.warning(
-            "dead-lettered %s[%s] offset %s: %s", self.topic, record.partition, record.offset, error
-        )
-        letter = DeadLetter(
-            source_topic=self.topic,
-            partition=record.partition,
-            offset=record.offset,
-            original=record.value or b"",
-            error=error,
+            "dead-lettered %s[%s] offset %s (%s): %s",
+            self.topic.name,
+            record.partition,
+            record.offset,
+            reason,
+            error[:500],
         )
         self.result.dead_letters.append(
-            Outgoing(self.letters_topic, record.key, letter.to_bytes(), record.partition)
+            self.letters.letter(record, source_topic=self.topic.name, reason=reason, error=error)
         )
 
     def refuse(
-        self, record: Incoming, request: Request, error: str, code: ErrorCode, now: float
+        self,
+        record: Incoming,
+        request: Request,
+        error: str,
+        code: AnswerError,
+        now: float,
+        *,
+        reason: Reason | None = None,
     ) -> None:
+        """Answer ``request`` with an error (and dead-letter it, unless there is no model)."""
+        if reason is not None:
+            self.dead_letter(record, reason, error)
         version = self.model.version if self.model and code != "no_model" else None
+        latency = max(0.0, now - request.sent_at)
         body = _error_body(
             request.request_id,
             error,
             code,
             version=version,
-            latency=max(0.0, now - request.sent_at),
+            latency=latency,
             stamp=now,
+            request=request,
         )
-        body["reply_to"] = request.reply_to
         self.answer(record, body)
-        self.result.reject(code)
+        self.result.reject(str(reason) if reason is not None else code)
 
     def admit(self, record: Incoming, now: float) -> None:
         try:
-            request = decode_request(record.value)
-        except SchemaError as exc:
-            self.dead_letter(record, str(exc))
-            self.result.reject("unparseable")
-            if record.key:  # the key still names the request: its caller gets an answer too
-                rid = record.key.decode(errors="replace")[:128]
-                error = f"invalid request: {exc}"
+            request = self.topic.decode(record.value, record.key)
+        except Refused as exc:
+            self.dead_letter(record, exc.reason, str(exc))
+            self.result.reject(str(exc.reason))
+            if record.key and _VALID_ID.fullmatch(record.key):
+                # The key still names the request: its caller gets an answer too.
                 body = _error_body(
-                    rid, error, "invalid_request", version=None, latency=0.0, stamp=now
+                    record.key.decode(),
+                    f"invalid request: {exc}",
+                    "invalid_request",
+                    version=None,
+                    latency=0.0,
+                    stamp=now,
                 )
                 self.answer(record, body, key=record.key)
             return
@@ -238,10 +256,15 @@ class _Batch:
             return
         problem = _request_error(request, self.model)
         if problem:
-            self.dead_letter(record, problem)
-            self.refuse(record, request, problem, "schema_mismatch", now)
+            self.refuse(
+                record, request, problem, "schema_mismatch", now, reason=Reason.SCHEMA_MISMATCH
+            )
             return
         self.valid.append((record, request))
+
+
+def _requests_topic(name: str) -> Topic[Request]:
+    return Topic(name, decode_request, lambda request: request.request_id)
 
 
 def score_batch(
@@ -251,22 +274,35 @@ def score_batch(
     source_topic: str,
     answers_topic: str = "predictions",
     dead_letters_topic: str = "dead-letters",
+    letters: DeadLetters | None = None,
     clock: Callable[[], float] = time.time,
 ) -> BatchResult:
-    """Decode, validate against the model's feature schema, predict once, answer every request.
+    """Decode, validate against the model's features and domain, predict once, answer all.
 
     Every answer lands in the partition its request came from (co-partitioned by request id).
-    A record that cannot be decoded is dead-lettered, and answered with an error too when its
-    key still names the request; a request that does not fit the model is answered with an error
-    and dead-lettered; with no model live every request gets an explicit ``no_model`` answer
-    (callers learn at once why, instead of timing out, and nothing is dropped).
+    A record that cannot be decoded (or whose key is not its request id) is dead-lettered, and
+    answered with an error too when its key is a valid request id; a request that does not fit
+    the model (names, values outside its domain, an output that is not finite) is answered with
+    an error and dead-lettered; with no model live every request gets an explicit ``no_model``
+    answer (callers learn at once why, instead of timing out, and nothing is dropped). If the
+    model raises on the batch, requests are scored one by one so that only the ones it cannot
+    take are refused: one record never costs the others their answer.
     """
-    batch = _Batch(model, source_topic, answers_topic, dead_letters_topic)
+    letters = letters or DeadLetters(
+        dead_letters_topic, CONSUMER, max_message_bytes=_DEFAULT_MESSAGE_BYTES
+    )
+    batch = _Batch(model, _requests_topic(source_topic), answers_topic, letters)
     now = clock()
     for record in records:
         batch.admit(record, now)
     if batch.valid and model is not None:
-        _predict(model, batch, clock)
+        matrix = _matrix(model, batch.valid)
+        domain = _domain_error(model)
+        bad = model.schema.out_of_domain(matrix)
+        if _refuse_rows(batch, matrix, bad, now, Reason.OUT_OF_DOMAIN, "out_of_domain", domain):
+            matrix = _matrix(model, batch.valid)
+        if batch.valid:
+            _predict(model, batch, matrix, clock)
     return batch.result
 
 
@@ -288,34 +324,121 @@ def _probabilities(model: LiveModel, matrix: np.ndarray) -> np.ndarray:
     return result
 
 
-def _refuse_unscorable(batch: _Batch, probabilities: np.ndarray, now: float) -> None:
-    """Answer requests whose rows scored NaN/inf (finite but huge inputs overflow the scaler)."""
-    finite = np.isfinite(probabilities).all(axis=1)
+Describe = Callable[[Request, list[int], np.ndarray], str]
+
+
+def _domain_error(model: LiveModel) -> Describe:
+    def describe(request: Request, bad: list[int], rows: np.ndarray) -> str:
+        if isinstance(request, PredictionRequest):
+            return model.schema.row_problem(rows[0], "features")
+        first = model.schema.row_problem(rows[bad[0]], f"instances.{bad[0]}")
+        more = f" (instances {bad[:10]} are outside the model's domain)" if len(bad) > 1 else ""
+        return first + more
+
+    return describe
+
+
+def _unscorable(request: Request, bad: list[int], rows: np.ndarray) -> str:
+    where = "" if isinstance(request, PredictionRequest) else f" (instances {bad[:10]})"
+    return f"features too large to score: the model's output is not finite{where}"
+
+
+def _refuse_rows(
+    batch: _Batch,
+    matrix: np.ndarray,
+    bad_rows: np.ndarray,
+    now: float,
+    reason: Reason,
+    code: AnswerError,
+    describe: Describe,
+) -> bool:
+    """Refuse every request with a bad row; keep the rest. ``True`` if any was refused."""
+    if not bad_rows.any():
+        return False
     kept: list[tuple[Incoming, Request]] = []
     start = 0
     for record, request in batch.valid:
-        size = 1 if isinstance(request, PredictionRequest) else len(request.instances)
-        bad = np.flatnonzero(~finite[start : start + size]).tolist()
+        size = _size(request)
+        bad = np.flatnonzero(bad_rows[start : start + size]).tolist()
+        rows = matrix[start : start + size]
         start += size
-        if not bad:
+        if bad:
+            batch.refuse(record, request, describe(request, bad, rows), code, now, reason=reason)
+        else:
             kept.append((record, request))
-            continue
-        where = "" if isinstance(request, PredictionRequest) else f" (instances {bad[:10]})"
-        error = f"features too large to score: the model's output is not finite{where}"
-        batch.dead_letter(record, error)
-        batch.refuse(record, request, error, "invalid_request", now)
+    batch.valid = kept
+    return True
+
+
+def _isolate_failures(model: LiveModel, batch: _Batch, now: float) -> None:
+    """The model raised on the whole batch: score request by request and refuse only those it
+    raises on (a model that passed its contract checks should never get here)."""
+    kept: list[tuple[Incoming, Request]] = []
+    for record, request in batch.valid:
+        try:
+            _probabilities(model, _matrix(model, [(record, request)]))
+        except Exception as exc:
+            error = f"the model raised while scoring this request: {exc!r}"
+            batch.refuse(
+                record, request, error, "invalid_request", now, reason=Reason.PROCESSING_FAILED
+            )
+        else:
+            kept.append((record, request))
     batch.valid = kept
 
 
-def _predict(model: LiveModel, batch: _Batch, clock: Callable[[], float]) -> None:
+def _guarded_probabilities(
+    model: LiveModel, batch: _Batch, matrix: np.ndarray, clock: Callable[[], float]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(matrix, probabilities)`` of the requests the model can score, or ``None``."""
+    try:
+        return matrix, _probabilities(model, matrix)
+    except Exception as exc:
+        log.error(
+            "model version %d raised on a batch of %d requests: %r; scoring them one by one",
+            model.version,
+            len(batch.valid),
+            exc,
+        )
+    _isolate_failures(model, batch, clock())
+    if not batch.valid:
+        return None
     matrix = _matrix(model, batch.valid)
-    probabilities = _probabilities(model, matrix)
+    try:
+        return matrix, _probabilities(model, matrix)
+    except Exception as exc:  # fails together but not alone: refuse what is left
+        for record, request in batch.valid:
+            error = f"the model raised while scoring this batch: {exc!r}"
+            batch.refuse(
+                record,
+                request,
+                error,
+                "invalid_request",
+                clock(),
+                reason=Reason.PROCESSING_FAILED,
+            )
+        batch.valid = []
+        return None
+
+
+def _predict(
+    model: LiveModel, batch: _Batch, matrix: np.ndarray, clock: Callable[[], float]
+) -> None:
+    scored = _guarded_probabilities(model, batch, matrix, clock)
+    if scored is None:
+        return
+    matrix, probabilities = scored
     if not np.isfinite(probabilities).all():  # rare: score again without the offending rows
-        _refuse_unscorable(batch, probabilities, clock())
+        finite = np.isfinite(probabilities).all(axis=1)
+        _refuse_rows(
+            batch, matrix, ~finite, clock(), Reason.UNSCORABLE, "invalid_request", _unscorable
+        )
         if not batch.valid:
             return
-        matrix = _matrix(model, batch.valid)
-        probabilities = _probabilities(model, matrix)
+        scored = _guarded_probabilities(model, batch, _matrix(model, batch.valid), clock)
+        if scored is None:
+            return
+        matrix, probabilities = scored
     classes = model.classes
     winners = probabilities.argmax(axis=1).tolist()
     best = probabilities.max(axis=1).tolist()
@@ -337,6 +460,7 @@ def _predict(model: LiveModel, batch: _Batch, clock: Callable[[], float]) -> Non
             "error": None,
             "error_code": None,
             "reply_to": request.reply_to,
+            "input_digest": request.input_digest,
         }
         if isinstance(request, PredictionRequest):
             label = result.labels[start]

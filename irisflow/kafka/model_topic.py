@@ -167,15 +167,20 @@ class ModelFeed:
     async def refuse(self, update: ModelUpdate, reason: str) -> None:
         """Dead-letter an update that decoded but could not be loaded (called by ``accept``'s
         owner for live updates, so a refused version is visible in ``irisflow dlq``)."""
-        producer = await _started(make_producer(self._kafka))
+        letter = self._letters.letter(
+            Incoming(update.to_bytes(), update.model_name.encode()),
+            source_topic=self._kafka.topics.model_updates,
+            reason=Reason.REFUSED_MODEL,
+            error=f"version {update.version}: {reason}",
+        )
+        producer = make_producer(self._kafka)
         try:
-            letter = self._letters.letter(
-                Incoming(update.to_bytes(), update.model_name.encode()),
-                source_topic=self._kafka.topics.model_updates,
-                reason=Reason.REFUSED_MODEL,
-                error=f"version {update.version}: {reason}",
-            )
+            await producer.start()
             await send(producer, letter)
+        except Exception as exc:  # the refusal is logged already; the feed must go on
+            log.error(
+                "%s: could not dead-letter version %d: %r", self.consumer_name, update.version, exc
+            )
         finally:
             await producer.stop()
 

@@ -132,7 +132,11 @@ async def test_a_poison_message_is_dead_lettered_and_the_agent_keeps_going(
     }
     assert by_id["after"].label == "setosa"
     assert by_id["p"].error_code == "invalid_request"
-    labels = {"source": app.requests.get_topic_name(), "reason": "unparseable"}
+    labels = {
+        "topic": app.requests.get_topic_name(),
+        "reason": "undecodable",
+        "consumer": "streams.scoring",
+    }
     assert app.metrics.registry.get_sample_value("irisflow_dead_letters_total", labels) == 1.0
 
 

@@ -100,7 +100,7 @@ def test_a_batch_with_one_instance_that_does_not_fit_is_refused_whole(live: Live
     answer = BatchPrediction.from_bytes(result.answers[0].value)
     assert answer.error_code == "schema_mismatch"
     assert answer.predictions == []
-    assert "instances[1]: missing features: petal_width" in (answer.error or "")
+    assert "instances.1.petal_width: Field required" in (answer.error or "")
     assert len(result.dead_letters) == 1
 
 
@@ -123,8 +123,8 @@ def test_a_request_that_does_not_fit_the_model_is_answered_and_dead_lettered(
     by_id = _answers(result)
     assert by_id["good"].label == "setosa"
     assert by_id["bad"].error_code == "schema_mismatch"
-    assert "missing features: sepal_width" in (by_id["bad"].error or "")
-    assert "unknown features: colour" in (by_id["bad"].error or "")
+    assert "features.sepal_width: Field required" in (by_id["bad"].error or "")
+    assert "features.colour: Unknown feature" in (by_id["bad"].error or "")
     (out,) = result.dead_letters
     (letter,) = _letters(result)
     assert out.key == b"bad"
@@ -161,7 +161,7 @@ def test_unparseable_bytes_are_dead_lettered_with_the_original_and_answered_by_k
         "p1": "invalid_request",
         "ok": None,
     }
-    assert result.rejected == {"unparseable": 2}
+    assert result.rejected == {"undecodable": 2}
 
 
 def test_latency_runs_from_sent_at_to_scored(live: LiveModel) -> None:
@@ -173,7 +173,7 @@ def test_latency_runs_from_sent_at_to_scored(live: LiveModel) -> None:
     assert _answers(result)["t"].latency_seconds == pytest.approx(0.25)
 
 
-def test_finite_but_huge_features_are_refused_and_the_rest_of_the_batch_is_scored(
+def test_values_beyond_float32_are_refused_as_out_of_domain_and_the_rest_is_scored(
     live: LiveModel,
 ) -> None:
     huge = {**SETOSA, "sepal_width": -1.7976931348623155e308, "petal_width": -6.4e16}
@@ -181,7 +181,97 @@ def test_finite_but_huge_features_are_refused_and_the_rest_of_the_batch_is_score
         live, [_record("huge", huge, 1), _record("fine", SETOSA, 2)], source_topic="t"
     )
     answers = _answers(result)
-    assert answers["huge"].error_code == "invalid_request"
-    assert "not finite" in (answers["huge"].error or "")
+    assert answers["huge"].error_code == "out_of_domain"
+    assert "features.sepal_width" in (answers["huge"].error or "")
+    assert "float32" in (answers["huge"].error or "")
     assert answers["fine"].label == "setosa"
-    assert [letter.offset for letter in _letters(result)] == [1]
+    ((offset, reason),) = [(letter.offset, letter.reason) for letter in _letters(result)]
+    assert (offset, reason) == (1, "out_of_domain")
+
+
+def test_values_far_from_the_training_data_are_refused_when_a_limit_is_set() -> None:
+    update = model_update(5)
+    model = LiveModel(
+        update.metadata(),
+        deserialize_model(update.artifact, sha256=update.sha256),
+        max_reference_std=100.0,
+    )
+    far = {**SETOSA, "sepal_length": 1e6}
+    near = {**SETOSA, "sepal_length": SETOSA["sepal_length"] + 4.0}  # drift, not nonsense
+    result = score_batch(
+        model, [_record("far", far, 1), _record("near", near, 2)], source_topic="t"
+    )
+    answers = _answers(result)
+    assert answers["far"].error_code == "out_of_domain"
+    assert "100 training standard deviations" in (answers["far"].error or "")
+    assert answers["near"].label is not None
+
+
+def test_rows_whose_output_is_not_finite_are_refused_and_the_rest_is_scored(
+    live: LiveModel,
+) -> None:
+    real = live.estimator.predict_proba
+
+    def nan_for_first_row(matrix: Any) -> Any:
+        out = real(matrix)
+        if len(out) > 1:
+            out[0, :] = float("nan")
+        return out
+
+    with patch.object(live.estimator, "predict_proba", side_effect=nan_for_first_row):
+        result = score_batch(
+            live, [_record("nan", SETOSA, 1), _record("fine", SETOSA, 2)], source_topic="t"
+        )
+    answers = _answers(result)
+    assert answers["nan"].error_code == "invalid_request"
+    assert "not finite" in (answers["nan"].error or "")
+    assert answers["fine"].label == "setosa"
+    assert [(letter.offset, letter.reason) for letter in _letters(result)] == [(1, "unscorable")]
+
+
+def test_a_model_that_raises_on_one_request_costs_only_that_request(live: LiveModel) -> None:
+    real = live.estimator.predict_proba
+
+    def raise_on_poison(matrix: Any) -> Any:
+        if (matrix[:, 0] == 7.25).any():
+            raise ValueError("cannot score 7.25")
+        return real(matrix)
+
+    poison = {**SETOSA, "sepal_length": 7.25}
+    with patch.object(live.estimator, "predict_proba", side_effect=raise_on_poison):
+        result = score_batch(
+            live,
+            [_record("a", SETOSA, 1), _record("poison", poison, 2), _record("b", SETOSA, 3)],
+            source_topic="t",
+        )
+    answers = _answers(result)
+    assert (answers["a"].label, answers["b"].label) == ("setosa", "setosa")
+    assert answers["poison"].error_code == "invalid_request"
+    assert [(letter.offset, letter.reason) for letter in _letters(result)] == [
+        (2, "processing_failed")
+    ]
+
+
+def test_a_record_whose_key_is_not_its_request_id_is_dead_lettered(live: LiveModel) -> None:
+    raw = PredictionRequest(request_id="real", features=SETOSA).to_bytes()
+    result = score_batch(live, [Incoming(value=raw, key=b"other", offset=9)], source_topic="t")
+    ((reason, original),) = [(letter.reason, letter.original) for letter in _letters(result)]
+    assert (reason, original) == ("bad_key", raw)
+    assert _answers(result)["other"].error_code == "invalid_request"
+
+
+def test_answers_echo_the_input_digest_of_their_request(live: LiveModel) -> None:
+    raw = PredictionRequest(request_id="d", features=SETOSA, input_digest="single:abc").to_bytes()
+    result = score_batch(live, [Incoming(value=raw, key=b"d")], source_topic="t")
+    assert _answers(result)["d"].input_digest == "single:abc"
+
+
+def test_dead_letters_say_who_refused_and_carry_headers(live: LiveModel) -> None:
+    result = score_batch(
+        live, [Incoming(value=b"{", key=b"h", partition=1, offset=4)], source_topic="t"
+    )
+    (out,) = result.dead_letters
+    headers = dict(out.headers)
+    assert headers["irisflow-reason"] == b"undecodable"
+    assert headers["irisflow-consumer"] == b"streams.scoring"
+    assert (headers["irisflow-source-topic"], headers["irisflow-source-offset"]) == (b"t", b"4")

@@ -84,7 +84,7 @@ def test_expired_predictions_leave_quietly(window: JoinWindow) -> None:
     _predict(window, "old", now=0.0)
     _predict(window, "new", now=30.0)
     expired = window.expire(WINDOW + 1, owned={1})
-    assert (expired.predictions, expired.dead_letters) == (1, [])
+    assert (expired.predictions, expired.unmatched) == (1, [])
     assert len(window) == 1
     assert window.expire(WINDOW + 31, owned={1}).predictions == 1
     assert len(window) == 0
@@ -94,14 +94,30 @@ def test_feedback_that_never_finds_its_prediction_is_dead_lettered_at_expiry(
     window: JoinWindow,
 ) -> None:
     _feedback(window, "ghost", now=5.0)
-    assert window.expire(WINDOW + 4, owned={1}).dead_letters == []
-    ((key, partition, letter),) = window.expire(WINDOW + 6, owned={1}).dead_letters
-    assert (key, partition) == (b"ghost", 1)
-    assert letter.source_topic == "fb"
-    assert letter.offset == 9
-    assert Feedback.from_bytes(letter.original).request_id == "ghost"
-    assert "no prediction within 60s" in letter.error
+    assert window.expire(WINDOW + 4, owned={1}).unmatched == []
+    ((key, partition, offset, original, why),) = window.expire(WINDOW + 6, owned={1}).unmatched
+    assert (key, partition, offset) == (b"ghost", 1, 9)
+    assert Feedback.from_bytes(original).request_id == "ghost"
+    assert "no prediction within 60s" in why
     assert len(window) == 0
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"{not json", b"[]", b'{"k": "feedback"}', b'{"k": "nonsense", "p": 1, "t": 0}'],
+)
+def test_an_unreadable_entry_is_dropped_instead_of_failing_its_request(
+    window: JoinWindow, stored: bytes
+) -> None:
+    window._data[b"broken"] = stored
+    assert (
+        window.on_prediction(
+            b"broken", features={"x": 1.0}, label="a", version=1, partition=1, now=1.0
+        )
+        is None
+    )
+    assert b"broken" in window._data  # replaced by a fresh, readable prediction entry
+    window.rescan(owned={1})  # and a rescan over a broken entry does not raise either
 
 
 def test_a_worker_expires_only_the_partitions_it_owns(window: JoinWindow) -> None:

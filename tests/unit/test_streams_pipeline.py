@@ -114,7 +114,12 @@ def test_unparseable_feedback_is_dead_lettered_with_its_reason(pipeline: Pipelin
     (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
     assert letter.source_topic == pipeline.topics.feedback
     assert letter.original == b"nope"
-    labels = {"source": pipeline.topics.feedback, "reason": "unparseable"}
+    assert letter.reason == "undecodable"
+    labels = {
+        "topic": pipeline.topics.feedback,
+        "reason": "undecodable",
+        "consumer": "streams.join",
+    }
     assert _sample(pipeline, "irisflow_dead_letters_total", labels) == 1.0
 
 
@@ -128,7 +133,11 @@ def test_feedback_without_a_prediction_is_dead_lettered_after_the_window(
     (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
     assert "no prediction within 60s" in letter.error
     assert [(o.key, o.value) for o in _on(out, CHANGELOG)] == [(b"ghost", None)]
-    labels = {"source": pipeline.topics.feedback, "reason": "unmatched_feedback"}
+    labels = {
+        "topic": pipeline.topics.feedback,
+        "reason": "unmatched_feedback",
+        "consumer": "streams.join",
+    }
     assert _sample(pipeline, "irisflow_dead_letters_total", labels) == 1.0
 
 
