@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from functools import cache
 from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -63,3 +65,43 @@ def model_update(
         artifact=data,
         trigger="test",
     )
+
+
+@cache
+def zip_bomb(unpacked_bytes: int = 300 * 1024 * 1024) -> bytes:
+    """A small zip (about 1/1000 of ``unpacked_bytes``) that unpacks to ``unpacked_bytes``."""
+    buffer = io.BytesIO()
+    chunk = bytes(1024 * 1024)
+    with (
+        zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("schema.json", "w", force_zip64=True) as member,
+    ):
+        for _ in range(unpacked_bytes // len(chunk)):
+            member.write(chunk)
+    return buffer.getvalue()
+
+
+def forged_update(version: int, how: str) -> ModelUpdate:
+    """A version every reader must refuse: ``checksum``, ``zip_bomb``, ``wrong_features``
+    (a classifier fit on 3 of the 4 features), ``regressor`` (no predict_proba) or
+    ``wrong_classes``."""
+    good = model_update(version)
+    if how == "checksum":
+        return model_update(version, sha256="0" * 64)
+    if how == "zip_bomb":
+        return model_update(version, artifact=zip_bomb())
+    x, y = iris_xy()
+    if how == "wrong_features":
+        model: Any = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
+            x[:, :3], y
+        )
+    elif how == "regressor":
+        model = LinearRegression().fit(x, (y == "setosa").astype(float))
+    elif how == "wrong_classes":
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
+            x, np.where(y == "setosa", "a", "b")
+        )
+    else:
+        raise ValueError(how)
+    data = serialize_model(model)
+    return good.model_copy(update={"artifact": data, "sha256": sha256_hex(data)})

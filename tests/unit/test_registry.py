@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -10,8 +12,15 @@ import numpy as np
 import pytest
 
 from irisflow.errors import ArtifactError, ModelNotFound
-from irisflow.registry import LocalRegistry, deserialize_model, serialize_model, sha256_hex
-from tests.factories import fitted_pipeline, iris_xy, model_update
+from irisflow.registry import (
+    LocalRegistry,
+    deserialize_model,
+    load_update,
+    serialize_model,
+    sha256_hex,
+)
+from irisflow.settings import ArtifactSettings
+from tests.factories import fitted_pipeline, forged_update, iris_xy, model_update
 
 
 def test_a_model_round_trips_with_identical_probabilities() -> None:
@@ -82,3 +91,47 @@ def test_a_registry_artifact_changed_on_disk_is_refused(tmp_path: Path) -> None:
     (folder / "model.skops").write_bytes(b"changed")
     with pytest.raises(ArtifactError, match="checksum"):
         registry.get(1)
+
+
+@pytest.mark.parametrize(
+    ("how", "why"),
+    [
+        ("wrong_features", "takes 3 features"),
+        ("regressor", "no predict_proba"),
+        ("wrong_classes", "classes"),
+        ("checksum", "checksum"),
+    ],
+)
+def test_a_version_that_would_crash_or_mislead_the_scorer_is_refused(how: str, why: str) -> None:
+    with pytest.raises(ArtifactError, match=why):
+        load_update(forged_update(2, how), ArtifactSettings())
+
+
+def test_a_good_version_passes_every_check_and_scores() -> None:
+    estimator = load_update(model_update(1), ArtifactSettings())
+    assert estimator.predict_proba(np.array([[5.1, 3.5, 1.4, 0.2]])).shape == (1, 3)
+
+
+def test_a_zip_bomb_is_refused_from_its_directory_without_unpacking_it() -> None:
+    bomb = forged_update(3, "zip_bomb")
+    assert len(bomb.artifact) < 2 * 1024 * 1024  # ~300 MB once unpacked
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ArtifactError, match="unpacks to"):
+            load_update(bomb, ArtifactSettings())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 1.0
+    assert peak < 20 * 1024 * 1024
+
+
+def test_an_archive_with_too_many_entries_is_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(11):
+            archive.writestr(f"f{i}", b"")
+    data = buffer.getvalue()
+    with pytest.raises(ArtifactError, match="11 files"):
+        deserialize_model(data, sha256=sha256_hex(data), limits=ArtifactSettings(max_entries=10))
