@@ -23,6 +23,7 @@ from gateway.audit.feed import AuditFeed
 from gateway.audit.store import AuditStore, audit_url
 from gateway.bridge import KafkaBridge
 from gateway.errors import install_error_handlers
+from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import live_openapi
 from gateway.routes import dashboard, feedback, health, models, predict, predictions, stats
@@ -176,6 +177,8 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (predict, predictions, feedback, models, stats, health, dashboard):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    # Inside ``measure`` (added after it), so refused bodies are counted by route and status.
+    app.add_middleware(BodyLimit, max_bytes=settings.gateway.max_body_bytes)
 
     @app.middleware("http")
     async def measure(

@@ -3,6 +3,10 @@
 ``{"error": {"status", "code", "message", "fields": [{"field", "message"}]}}``, whatever went
 wrong: a bad body, an unknown route, a missing API key, Kafka down, a timeout. Nothing a client
 can send reaches the catch-all 500.
+
+An error body is bounded whatever the input: at most :data:`MOST_FIELDS` fields are listed, then
+one entry saying how many more there were, and the message is clipped. A body with 50,000 bad
+names must cost its sender a few kilobytes of answer, not the gateway megabytes of JSON.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from irisflow.errors import (
     PredictionTimeout,
     SchemaError,
 )
+from irisflow.schemas import clip
 
 __all__ = [
+    "MAX_MESSAGE",
+    "MOST_FIELDS",
     "AdminDisabled",
     "FeatureMismatch",
     "Forbidden",
@@ -36,6 +43,7 @@ __all__ = [
     "TooManyInstances",
     "Unauthorized",
     "UnreadableAnswer",
+    "capped",
     "error_response",
     "install_error_handlers",
     "status_of",
@@ -109,8 +117,25 @@ _STATUS: list[tuple[type[IrisflowError], int, str]] = [
     (UnreadableAnswer, 502, "bad_answer"),
     (ArtifactError, 409, "artifact_invalid"),
 ]
+MOST_FIELDS = 20
+"""Fields listed in one error body; the rest are counted in one more entry."""
+MAX_MESSAGE = 4000
+"""Characters of an error message (the fields carry the detail)."""
+
 _FAILED_STATUS = {"no_model": 503, "schema_mismatch": 422, "invalid_request": 422}
+_UNNAMED_LOCATIONS = ("body", "path")
+"""A body field or a path parameter is named by itself (``request_id``, ``features.x``)."""
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def capped(fields: list[FieldError], *, more: int = 0) -> list[FieldError]:
+    """The first :data:`MOST_FIELDS` fields, then one entry counting the others (``more`` counts
+    those the caller left out before building them)."""
+    hidden = max(0, len(fields) - MOST_FIELDS) + more
+    shown = fields[:MOST_FIELDS]
+    if hidden:
+        shown.append(FieldError(field="body", message=f"and {hidden} more"))
+    return shown
 
 
 def error_response(
@@ -121,10 +146,15 @@ def error_response(
     *,
     limit: int | None = None,
     headers: Mapping[str, str] | None = None,
+    more_fields: int = 0,
 ) -> JSONResponse:
     body = ErrorBody(
         error=ErrorDetail(
-            status=status, code=code, message=message, fields=fields or [], limit=limit
+            status=status,
+            code=code,
+            message=clip(message, MAX_MESSAGE),
+            fields=capped(fields or [], more=more_fields),
+            limit=limit,
         )
     )
     return JSONResponse(
@@ -145,21 +175,28 @@ async def _on_irisflow_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, IrisflowError)
     status, code = status_of(exc)
     fields = exc.fields if isinstance(exc, FeatureMismatch) else None
+    message = str(exc)
+    if fields is not None:
+        message = "; ".join(f"{f.field}: {f.message}" for f in capped(fields))
     limit = exc.limit if isinstance(exc, TooManyInstances) else None
     if isinstance(exc, TooManyInstances):
         fields = [FieldError(field="instances", message=f"at most {exc.limit} instances")]
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
-    return error_response(status, code, str(exc), fields, limit=limit, headers=headers)
+    return error_response(status, code, message, fields, limit=limit, headers=headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    items = exc.errors()
     fields = []
-    for item in exc.errors():
-        loc = [str(p) for p in item.get("loc", ()) if p != "body"]
+    for item in items[:MOST_FIELDS]:
+        loc = [str(p) for p in item.get("loc", ())]
+        if loc and loc[0] in _UNNAMED_LOCATIONS:
+            loc = loc[1:]
         fields.append(FieldError(field=".".join(loc) or "body", message=str(item.get("msg"))))
-    message = "; ".join(f"{f.field}: {f.message}" for f in fields)
-    return error_response(422, "invalid_request", message, fields)
+    more = len(items) - len(fields)
+    message = "; ".join(f"{f.field}: {f.message}" for f in capped(fields, more=more))
+    return error_response(422, "invalid_request", message, fields, more_fields=more)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from irisflow.schemas import FeatureStats, FeatureVector
+from irisflow.schemas import REQUEST_ID_PATTERN, FeatureStats, FeatureVector
 
 __all__ = [
+    "REQUEST_ID_DESCRIPTION",
     "Accepted",
     "BatchPredictBody",
     "BatchPredictionPublic",
@@ -41,13 +42,16 @@ _VIRGINICA: dict[str, Any] = {
     "petal_width": 2.2,
 }
 
+REQUEST_ID_DESCRIPTION = (
+    "1-128 of A-Z a-z 0-9 . _ : - (safe in a URL, a log line and a Kafka key). "
+)
 ClientRequestId = Annotated[
     str | None,
     Field(
         default=None,
-        min_length=1,
-        max_length=128,
-        description="Your own id: repeating it returns the first answer and scores nothing again",
+        pattern=REQUEST_ID_PATTERN,
+        description=REQUEST_ID_DESCRIPTION
+        + "Your own id: repeating it returns the first answer and scores nothing again",
     ),
 ]
 
@@ -114,7 +118,9 @@ class FeedbackBody(BaseModel):
         json_schema_extra={"examples": [{"request_id": "client-42", "label": "setosa"}]},
     )
 
-    request_id: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(
+        pattern=REQUEST_ID_PATTERN, description=REQUEST_ID_DESCRIPTION + "The prediction's id"
+    )
     label: str = Field(min_length=1, max_length=128, description="One of the live model's classes")
 
 
@@ -157,7 +163,9 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     fields: list[FieldError] = Field(default_factory=list)
-    limit: int | None = Field(default=None, description="For 413: the most instances allowed")
+    limit: int | None = Field(
+        default=None, description="For 413: the most instances, or body bytes, allowed"
+    )
 
 
 class ErrorBody(BaseModel):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.answers import AnswerBook
 from gateway.audit.store import AuditStore
 from gateway.bridge import KafkaBridge
-from gateway.errors import FeatureMismatch, NoModelLive
+from gateway.errors import MOST_FIELDS, FeatureMismatch, NoModelLive
 from gateway.models import FieldError
 from gateway.versions import ModelHistory
 from irisflow.errors import KafkaUnavailable
+from irisflow.features import FeatureProblem, FeatureSchema
 from irisflow.schemas import ModelMetadata
 from irisflow.settings import Settings
 
@@ -30,6 +32,7 @@ class GatewayState:
     kafka_ready: bool = False
     kafka_error: str | None = "not connected yet"
     started_at: float = field(default=0.0)
+    _schema: tuple[ModelMetadata | None, FeatureSchema] | None = field(default=None, repr=False)
 
     @property
     def live(self) -> ModelMetadata | None:
@@ -49,38 +52,38 @@ class GatewayState:
             return list(self.live.feature_names)
         return list(self.settings.data.feature_columns)
 
-    def _problems(self, features: dict[str, float], prefix: str) -> list[FieldError]:
-        expected = self.expected_features()
-        if not expected:
-            return []
-        problems = [
-            FieldError(field=f"{prefix}.{name}", message="Field required")
-            for name in expected
-            if name not in features
-        ]
-        problems += [
-            FieldError(
-                field=f"{prefix}.{name}",
-                message=f"Unknown feature; the model expects {', '.join(expected)}",
+    def feature_schema(self) -> FeatureSchema:
+        """The live model's names and value domain (the rule the workers apply too), rebuilt
+        only when the live version changes."""
+        live = self.live
+        if self._schema is None or self._schema[0] is not live:
+            reference = live.reference_stats if live is not None else None
+            schema = FeatureSchema(
+                self.expected_features(),
+                reference,
+                max_reference_std=self.settings.features.max_reference_std,
             )
-            for name in sorted(set(features) - set(expected))
-        ]
-        return problems
+            self._schema = (live, schema)
+        return self._schema[1]
 
     def check_features(self, features: dict[str, float]) -> None:
-        """Reject feature names that cannot fit, naming each, before anything reaches Kafka."""
-        problems = self._problems(features, "features")
-        if problems:
-            raise FeatureMismatch(problems)
+        """Refuse names and values the live model cannot take, naming each, before Kafka."""
+        self._refuse(self.feature_schema().problems(features, "features"))
 
     def check_instances(self, instances: list[dict[str, float]]) -> None:
-        problems = []
+        schema = self.feature_schema()
+        problems: list[FeatureProblem] = []
         for i, features in enumerate(instances):
-            problems += self._problems(features, f"instances.{i}")
-            if len(problems) >= 20:  # enough to fix the client; a 1000-row list is not echoed
+            problems += schema.problems(features, f"instances.{i}")
+            if len(problems) > MOST_FIELDS:  # enough to fix the client; later rows unread
                 break
-        if problems:
-            raise FeatureMismatch(problems)
+        self._refuse(problems)
+
+    @staticmethod
+    def _refuse(problems: Iterable[FeatureProblem]) -> None:
+        fields = [FieldError(field=p.field, message=p.message) for p in problems]
+        if fields:
+            raise FeatureMismatch(fields)
 
     def check_label(self, label: str) -> None:
         """Feedback must name one of the live model's classes."""

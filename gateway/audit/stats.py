@@ -3,10 +3,15 @@
 Drift here is a picture for people, not the alarm: per feature and bucket, how far the inputs'
 mean moved from the training mean, in training standard deviations. The workers' detectors
 (ADWIN, KS, PSI) raise the alarms; the dashboard lists those from the drift-events topic.
+
+Both inputs are bounded by the store (rows without features; features on an instance budget),
+and a value that is not a finite number (a row stored before the feed refused NaN and Infinity)
+is left out rather than allowed to fail the whole window.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -15,13 +20,15 @@ import numpy as np
 from gateway.audit.records import DriftAlarm, Stats, Totals
 from irisflow.schemas import FeatureStats
 
-__all__ = ["StatsRow", "compute_stats"]
+__all__ = ["Inputs", "StatsRow", "compute_stats"]
+
+Inputs = tuple[float, Any]
+"""``(at, features)``: when a request was sent, and its instance (a dict) or instances (a list)."""
 
 
 class StatsRow(Protocol):
     kind: str
     at: float
-    features: Any
     n_instances: int
     label: str | None
     latency_seconds: float | None
@@ -43,7 +50,7 @@ class _Series:
         self.errors = 0
 
     def index(self, t: float | None) -> int | None:
-        if t is None:
+        if t is None or not math.isfinite(t):
             return None
         i = int((t - self.start) // self.width)
         return i if 0 <= i < self.count else None
@@ -54,16 +61,21 @@ class _Series:
             self.errors += 1
         elif scored is not None:
             self.answered[scored] += row.n_instances
-            if row.latency_seconds is not None:
-                self.latencies[scored].append(row.latency_seconds)
+            latency = row.latency_seconds
+            if latency is not None and math.isfinite(latency):
+                self.latencies[scored].append(latency)
         labeled = self.index(row.labeled_at)
         if labeled is not None and row.kind == "single" and row.label is not None:
             self.judged[labeled][0] += int(row.label == row.true_label)
             self.judged[labeled][1] += 1
-        sent = self.index(row.at)
-        if sent is not None:
-            for instance in _instances(row):
-                for name, value in instance.items():
+
+    def add_inputs(self, at: float, features: Any) -> None:
+        sent = self.index(at)
+        if sent is None:
+            return
+        for instance in _instances(features):
+            for name, value in instance.items():
+                if _finite(value):
                     self.inputs[sent].setdefault(name, []).append(value)
 
     def totals(self) -> Totals:
@@ -78,11 +90,15 @@ class _Series:
         )
 
 
-def _instances(row: StatsRow) -> Iterable[Mapping[str, float]]:
-    if isinstance(row.features, dict):
-        return [row.features]
-    if isinstance(row.features, list):
-        return [f for f in row.features if isinstance(f, dict)]
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _instances(features: Any) -> Iterable[Mapping[str, float]]:
+    if isinstance(features, dict):
+        return [features]
+    if isinstance(features, list):
+        return [f for f in features if isinstance(f, dict)]
     return []
 
 
@@ -109,6 +125,7 @@ def _drift(
 def compute_stats(
     rows: Sequence[StatsRow],
     *,
+    inputs: Iterable[Inputs] = (),
     now: float,
     window_seconds: float,
     buckets: int,
@@ -120,6 +137,8 @@ def compute_stats(
     series = _Series(now - window_seconds, window_seconds / buckets, buckets)
     for row in rows:
         series.add(row)
+    for at, features in inputs:
+        series.add_inputs(at, features)
     width = series.width
     return Stats(
         now=now,

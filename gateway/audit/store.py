@@ -11,6 +11,7 @@ Calls are blocking: the gateway runs them in a worker thread.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     make_url,
     or_,
     select,
@@ -126,6 +128,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
 def _last_per_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """PostgreSQL refuses to touch one row twice in a statement: keep the last per id."""
     return list({row["request_id"]: row for row in rows}.values())
+
+
+def _finite(*values: float | None) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
 
 
 def _status(row: Row[Any]) -> Literal["pending", "answered", "failed"]:
@@ -232,13 +238,16 @@ class AuditStore:
         return [_to_record(row) for row in rows]
 
     def window(self, since: float, *, limit: int = 20000) -> Sequence[Any]:
-        """Recent rows for the dashboard's statistics (newest first, bounded)."""
+        """Recent rows for the dashboard's counts, newest first, at most ``limit``.
+
+        No features here: a row of a 1,000-instance batch carries ~100 KB of them, and
+        ``limit`` such rows would be gigabytes. :meth:`recent_inputs` reads them on a budget.
+        """
         c = records.c
         query = (
             select(
                 c.kind,
                 c.at,
-                c.features,
                 c.n_instances,
                 c.label,
                 c.latency_seconds,
@@ -254,6 +263,33 @@ class AuditStore:
         with self.engine.connect() as conn:
             return conn.execute(query).all()
 
+    def recent_inputs(
+        self, since: float, *, max_instances: int = 20000
+    ) -> Sequence[tuple[float, Any]]:
+        """``(at, features)`` of the newest requests since ``since``, as many as fit in
+        ``max_instances`` instances in all (the database adds them up, newest first), so the
+        dashboard's drift picture costs a bounded read whatever the batches' sizes."""
+        c = records.c
+        running = (
+            select(
+                c.request_id,
+                func.sum(c.n_instances)
+                .over(order_by=(c.at.desc(), c.request_id))
+                .label("instances"),
+            )
+            .where(c.at >= since, c.features.is_not(None))
+            .subquery()
+        )
+        # the features column stays out of the sort: only the rows within budget are read
+        query = (
+            select(c.at, c.features)
+            .join(running, running.c.request_id == c.request_id)
+            .where(running.c.instances <= max_instances)
+            .order_by(c.at.desc())
+        )
+        with self.engine.connect() as conn:
+            return [(row.at, row.features) for row in conn.execute(query)]
+
     def drift_alarms(self, since: float, *, limit: int = 50) -> list[DriftAlarm]:
         c = drift_events.c
         query = (
@@ -264,6 +300,8 @@ class AuditStore:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
+        # rows stored before the feed refused NaN and Infinity must not break the dashboard
+        finite = (r for r in rows if _finite(r.statistic, r.threshold, r.detected_at))
         return [
             DriftAlarm(
                 feature=row.feature,
@@ -273,5 +311,5 @@ class AuditStore:
                 model_version=row.model_version,
                 detected_at=row.detected_at,
             )
-            for row in rows
+            for row in finite
         ]

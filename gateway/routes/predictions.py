@@ -6,15 +6,17 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from gateway.audit.records import AuditPage, AuditRecord
 from gateway.deps import State
 from gateway.errors import PredictionNotFound
-from gateway.models import ErrorBody
+from gateway.models import REQUEST_ID_DESCRIPTION, ErrorBody
+from irisflow.schemas import REQUEST_ID_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
+RequestIdPath = Annotated[str, Path(pattern=REQUEST_ID_PATTERN, description=REQUEST_ID_DESCRIPTION)]
 Instant = Annotated[
     datetime | None,
     Query(description="ISO 8601 (UTC if no offset) or Unix seconds"),
@@ -34,7 +36,7 @@ def _seconds(moment: datetime | None) -> float | None:
     response_model=AuditRecord,
     responses={404: {"model": ErrorBody, "description": "No request with this id is known"}},
 )
-async def get_prediction(request_id: str, state: State) -> AuditRecord:
+async def get_prediction(request_id: RequestIdPath, state: State) -> AuditRecord:
     """A request, its prediction and, once it came, its feedback (from the audit store)."""
     record = await asyncio.to_thread(state.audit.get, request_id)
     if record is None:

@@ -21,6 +21,7 @@ def _stats(state: State, window: float, buckets: int) -> Stats:
     live = state.live
     return compute_stats(
         state.audit.window(since),
+        inputs=state.audit.recent_inputs(since),
         now=now,
         window_seconds=window,
         buckets=buckets,

@@ -156,3 +156,26 @@ def test_gateways_sharing_a_database_share_a_group_and_others_do_not() -> None:
     assert shared == audit_group_id("irisflow", "postgresql://bob:other@db/audit")
     assert shared != audit_group_id("irisflow", "postgresql://alice:pw@db2/audit")
     assert "pw" not in shared
+
+
+def test_the_dashboards_inputs_are_read_on_an_instance_budget_newest_first(
+    store: AuditStore,
+) -> None:
+    """Finding 6: big batches must not make ``/v1/stats`` read gigabytes of features."""
+    batches = [
+        BatchPredictionRequest(request_id=f"b{i}", instances=[SETOSA] * 1000, sent_at=100.0 + i)
+        for i in range(30)
+    ]
+    store.write(AuditBatch(requests=[request_row(b.to_bytes()) for b in batches]))
+    store.write(AuditBatch(requests=[_sent("single", 200.0, VIRGINICA)]))
+    inputs = store.recent_inputs(0.0, max_instances=3001)
+    assert [at for at, _ in inputs] == [200.0, 129.0, 128.0, 127.0]
+    assert inputs[0][1] == VIRGINICA
+    assert len(inputs[1][1]) == 1000
+
+
+def test_the_dashboards_counts_do_not_carry_features(store: AuditStore) -> None:
+    store.write(AuditBatch(requests=[_sent("r1", 10.0)], predictions=[_answered("r1", 11.0)]))
+    (row,) = store.window(0.0)
+    assert not hasattr(row, "features")
+    assert (row.at, row.scored_at, row.label) == (10.0, 11.0, "setosa")

@@ -20,7 +20,6 @@ class Row:
     at: float
     scored_at: float | None = None
     kind: str = "single"
-    features: Any = None
     n_instances: int = 1
     label: str | None = "a"
     latency_seconds: float | None = 0.01
@@ -83,12 +82,12 @@ def test_accuracy_is_bucketed_by_when_the_feedback_came() -> None:
 
 
 def test_drift_is_the_mean_shift_in_reference_standard_deviations() -> None:
-    rows = [
-        Row(at=NOW - 90, features={"x": 10.0}),
-        Row(at=NOW - 10, features={"x": 13.0}),
-        Row(at=NOW - 10, kind="batch", features=[{"x": 15.0}, {"x": 16.0}]),
+    inputs = [
+        (NOW - 90, {"x": 10.0}),
+        (NOW - 10, {"x": 13.0}),
+        (NOW - 10, [{"x": 15.0}, {"x": 16.0}]),
     ]
-    stats = _stats(rows)
+    stats = _stats([], inputs=inputs)
     assert stats.drift["x"] == [0.0, None, None, pytest.approx((44 / 3 - 10) / 2)]
 
 
