@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from irisflow.kafka.admin import ensure_topics
+from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.kafka.model_topic import ModelFeed, publish_update, read_live_update
-from irisflow.schemas import ModelUpdate
+from irisflow.schemas import DeadLetter, ModelUpdate
+from irisflow.settings import Settings
+from streams.model_updates import ModelHolder
 from tests.conftest import SettingsFactory
-from tests.factories import model_update
+from tests.factories import forged_update, model_update
 
 pytestmark = pytest.mark.kafka
 
@@ -42,8 +47,9 @@ def test_the_last_published_version_is_live_and_later_ones_arrive_live(
 
         seen: list[int] = []
 
-        async def on_update(update: ModelUpdate) -> None:
+        async def on_update(update: ModelUpdate) -> bool:
             seen.append(update.version)
+            return True
 
         feed = ModelFeed(settings.kafka, settings.model_name, on_update)
         task = asyncio.create_task(feed.run())
@@ -63,3 +69,135 @@ def test_the_last_published_version_is_live_and_later_ones_arrive_live(
                 await task
 
     asyncio.run(check())
+
+
+async def _following(
+    settings: Settings, accept: Callable[[ModelUpdate], Awaitable[bool]], **options: Any
+) -> tuple[ModelFeed, asyncio.Task[None]]:
+    feed = ModelFeed(settings.kafka, settings.model_name, accept, **options)
+    task = asyncio.create_task(feed.run())
+    await asyncio.wait_for(feed.caught_up.wait(), 30)
+    return feed, task
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("broken", ["checksum", "zip_bomb", "wrong_features"])
+def test_a_fresh_reader_falls_back_to_the_newest_version_that_loads(
+    kafka_settings: SettingsFactory, broken: str
+) -> None:
+    """[v1 good, v2 broken] in the topic: a worker started now serves v1, not nothing."""
+    settings = kafka_settings()
+
+    async def check() -> None:
+        await ensure_topics(settings.kafka)
+        await publish_update(settings.kafka, model_update(1))
+        await publish_update(settings.kafka, forged_update(2, broken))
+        holder = ModelHolder(artifacts=settings.artifacts)
+        _, task = await _following(settings, holder.apply)
+        try:
+            assert holder.current is not None
+            assert holder.current.version == 1
+            assert [version for version, _ in holder.refused] == [2]
+        finally:
+            await _stop(task)
+
+    asyncio.run(check())
+
+
+def test_a_live_update_that_is_refused_keeps_the_current_version_and_is_dead_lettered(
+    kafka_settings: SettingsFactory,
+) -> None:
+    settings = kafka_settings()
+
+    async def check() -> None:
+        await ensure_topics(settings.kafka)
+        await publish_update(settings.kafka, model_update(1))
+        holder = ModelHolder(artifacts=settings.artifacts)
+
+        async def accept(update: ModelUpdate) -> bool:
+            if await holder.apply(update):
+                return True
+            await feed.refuse(update, holder.refused[-1][1])
+            return False
+
+        feed, task = await _following(settings, accept, consumer="test.model-feed")
+        try:
+            await publish_update(settings.kafka, forged_update(2, "regressor"))
+            letters = await _dead_letters(settings, 1)
+            assert holder.current is not None
+            assert holder.current.version == 1
+            (letter,) = letters
+            assert (letter.reason, letter.consumer) == ("refused_model", "test.model-feed")
+            assert "version 2" in letter.error
+            assert "predict_proba" in letter.error
+        finally:
+            await _stop(task)
+
+    asyncio.run(check())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"\xff\xfe", None, "undecodable"),
+        (b"\xff\xfe", b"{}", "invalid"),
+        (b"iris", b"\x00\x01 not json", "undecodable"),
+        (b"\xc3\x28", "good", "bad_key"),
+    ],
+)
+def test_an_unreadable_record_does_not_stop_the_feed_and_is_dead_lettered_when_live(
+    kafka_settings: SettingsFactory, key: bytes, value: bytes | str | None, reason: str
+) -> None:
+    """A non-UTF-8 key used to kill the feed task: now it costs one dead letter."""
+    settings = kafka_settings()
+
+    async def check() -> None:
+        await ensure_topics(settings.kafka)
+        await publish_update(settings.kafka, model_update(1))
+        seen: list[int] = []
+
+        async def accept(update: ModelUpdate) -> bool:
+            seen.append(update.version)
+            return True
+
+        feed, task = await _following(settings, accept, consumer="test.model-feed")
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        try:
+            raw = model_update(2).to_bytes() if value == "good" else value
+            await producer.send_and_wait(settings.kafka.topics.model_updates, raw, key=key)
+            (letter,) = await _dead_letters(settings, 1)
+            assert letter.reason == reason
+            await publish_update(settings.kafka, model_update(3))
+            for _ in range(100):
+                if seen[-1:] == [3]:
+                    break
+                await asyncio.sleep(0.1)
+            assert seen == [1, 3]
+            assert not task.done()
+            assert feed.refused_records == 1
+        finally:
+            await producer.stop()
+            await _stop(task)
+
+    asyncio.run(check())
+
+
+async def _dead_letters(settings: Settings, count: int, timeout: float = 20.0) -> list[DeadLetter]:
+    consumer = make_consumer(settings.kafka, settings.kafka.topics.dead_letters, group_id=None)
+    await consumer.start()
+    found: list[DeadLetter] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(found) < count and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [DeadLetter.from_bytes(r.value) for r in records]
+    finally:
+        await consumer.stop()
+    assert len(found) == count, found
+    return found
