@@ -11,12 +11,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from irisflow.errors import IrisflowError
 from irisflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from irisflow.dlq import LetterFilter
 
 __all__ = ["app", "main"]
 
@@ -36,8 +39,24 @@ kafka_app = typer.Typer(
 models_app = typer.Typer(
     help="Model versions in the registry: list, show, promote (rollback).", no_args_is_help=True
 )
+dlq_app = typer.Typer(
+    help=(
+        "Dead letters: records a consumer refused, with why and where they came from.\n\n"
+        "Every refused record lands on the dead-letter topic (kafka.topics.dead_letters) with "
+        "its original bytes and key, its source topic, partition and offset, a reason "
+        "(undecodable, invalid, bad_key, schema_mismatch, out_of_domain, unscorable, "
+        "unmatched_feedback, processing_failed, training_failed, refused_model) and the "
+        "consumer that refused it. Reading never moves any consumer group's offsets.\n\n"
+        "Examples:\n\n"
+        "  irisflow dlq list --reason out_of_domain --since 2024-06-10T08:00Z\n\n"
+        "  irisflow dlq show 0:17\n\n"
+        "  irisflow dlq replay --reason training_failed --dry-run"
+    ),
+    no_args_is_help=True,
+)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(models_app, name="models")
+app.add_typer(dlq_app, name="dlq")
 
 log = logging.getLogger("irisflow")
 
@@ -314,27 +333,24 @@ def retrain(
     reason: Annotated[str, typer.Option(help="recorded with the decision")] = "manual request",
 ) -> None:
     """Ask the running trainer service to retrain now (publishes a retrain request)."""
-    from irisflow.kafka.clients import make_producer
+    from irisflow.kafka.clients import make_producer, send
     from irisflow.schemas import RetrainRequest
+    from irisflow.topics import Topics
 
     settings = _settings(ctx)
 
-    async def send() -> None:
+    async def request_retraining() -> None:
         producer = make_producer(settings.kafka)
         await producer.start()
         try:
             request = RetrainRequest(
                 model_name=settings.model_name, reason=reason, requested_by="cli"
             )
-            await producer.send_and_wait(
-                settings.kafka.topics.retrain_requests,
-                key=settings.model_name.encode(),
-                value=request.to_bytes(),
-            )
+            await send(producer, Topics.of(settings.kafka).retrain_requests.record(request))
         finally:
             await producer.stop()
 
-    asyncio.run(send())
+    asyncio.run(request_retraining())
     typer.echo(f"retrain requested for {settings.model_name}; `irisflow trainer` acts on it")
 
 
@@ -345,6 +361,216 @@ def models_promote(ctx: typer.Context, version: int) -> None:
 
     update = promote(_settings(ctx), version)
     typer.echo(f"{update.model_name} version {update.version} republished; workers swap to it now")
+
+
+# ------------------------------------------------------------------------------------ dlq
+
+TopicOption = Annotated[
+    str | None, typer.Option("--topic", help="only letters from this source topic")
+]
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="only this reason (e.g. out_of_domain)")
+]
+ConsumerOption = Annotated[
+    str | None, typer.Option("--consumer", help="only letters refused by this consumer")
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="first seen at or after: ISO 8601 (UTC unless zoned) or Unix s"),
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="first seen at or before (same formats as --since)")
+]
+LimitOption = Annotated[
+    int | None, typer.Option("--limit", min=1, help="at most N letters, oldest first")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _letter_filter(
+    topic: str | None,
+    reason: str | None,
+    consumer: str | None,
+    since: str | None,
+    until: str | None,
+) -> LetterFilter:
+    from irisflow.dlq import DlqError, LetterFilter, parse_time
+    from irisflow.topics import Reason
+
+    known = [str(r) for r in Reason]
+    if reason is not None and reason not in known:
+        raise DlqError(f"unknown reason {reason!r}: use one of {', '.join(known)}")
+    return LetterFilter(
+        topic=topic,
+        reason=reason,
+        consumer=consumer,
+        since=parse_time(since) if since is not None else None,
+        until=parse_time(until) if until is not None else None,
+    )
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@dlq_app.command(
+    "list",
+    help=(
+        "A table of dead letters: position, first seen, origin, reason, consumer, error.\n\n"
+        "POSITION is PARTITION:OFFSET on the dead-letter topic; give it to `show` or `replay`. "
+        "Filters combine; times are ISO 8601 (UTC unless zoned) or Unix seconds.\n\n"
+        "Examples:\n\n"
+        "  irisflow dlq list\n\n"
+        "  irisflow dlq list --topic irisflow.labeled --reason out_of_domain "
+        "--since 2024-06-10T08:00Z --limit 20\n\n"
+        "  irisflow dlq list --consumer trainer --json"
+    ),
+)
+def dlq_list(
+    ctx: typer.Context,
+    topic: TopicOption = None,
+    reason: ReasonOption = None,
+    consumer: ConsumerOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: LimitOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tables for people, ``--json`` for scripts; the count goes to stderr so pipes stay clean."""
+    from irisflow.dlq import read_letters
+
+    settings = _settings(ctx)
+    where = _letter_filter(topic, reason, consumer, since, until)
+    reading = asyncio.run(read_letters(settings.kafka, where, limit=limit))
+    if as_json:
+        typer.echo(json.dumps([letter.summary() for letter in reading.letters], indent=2))
+        return
+    rows = [
+        (s.position, s.summary()["first_seen"], s.origin, s.letter.reason, s.letter.consumer)
+        for s in reading.letters
+    ]
+    header = ("POSITION", "FIRST SEEN", "SOURCE", "REASON", "CONSUMER")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  ERROR")
+    for row, stored in zip(rows, reading.letters, strict=True):
+        cells = "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        typer.echo(f"{cells}  {_one_line(stored.letter.error, 100)}")
+    unreadable = f"; {reading.unreadable} records there are not dead letters" * bool(
+        reading.unreadable
+    )
+    typer.echo(
+        f"{len(reading.letters)} letters shown of {reading.scanned} read from "
+        f"{settings.kafka.topics.dead_letters}{unreadable}",
+        err=True,
+    )
+
+
+@dlq_app.command(
+    "show",
+    help=(
+        "One dead letter in full: origin, reason, consumer, error, key and the original bytes "
+        "(as text when they are UTF-8, else base64).\n\n"
+        "Examples:\n\n"
+        "  irisflow dlq show 0:17\n\n"
+        "  irisflow dlq show 17 --json   (a bare offset is fine when one partition has it)"
+    ),
+)
+def dlq_show(
+    ctx: typer.Context,
+    position: Annotated[str, typer.Argument(help="PARTITION:OFFSET (or OFFSET) from `list`")],
+    as_json: JsonOption = False,
+) -> None:
+    """Reads just the one record (a seek, not a scan of the whole topic)."""
+    from irisflow.dlq import parse_position, read_letters
+
+    settings = _settings(ctx)
+    reading = asyncio.run(
+        read_letters(settings.kafka, positions=[parse_position(position)], progress=False)
+    )
+    if not reading.letters:
+        raise IrisflowError(
+            f"the record at {position} on {settings.kafka.topics.dead_letters} is not a dead "
+            "letter (it does not decode as one)"
+        )
+    body = reading.letters[0].full()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    for name in ("position", "first_seen", "reason", "consumer", "error"):
+        typer.echo(f"{name.replace('_', ' '):<12}{body[name]}")
+    typer.echo(f"{'source':<12}{reading.letters[0].origin}")
+    for name in ("key", "original"):
+        shown = body[name]
+        kind = "base64" if "base64" in shown else "UTF-8"
+        typer.echo(f"{name:<12}({kind}) {shown.get('text', shown.get('base64'))}")
+    if body["truncated"]:
+        typer.echo(f"{'':<12}cut from {body['original_size']:,} bytes: cannot be replayed")
+
+
+@dlq_app.command(
+    "replay",
+    help=(
+        "Publish letters' original bytes, with their original keys, to their source topic "
+        "again (or to --to TOPIC).\n\n"
+        "Fix the cause first: a record that fails again is dead-lettered again. Choose letters "
+        "by position, by the same filters as `list`, or --all. Letters whose original was cut "
+        "to fit the dead-letter topic are refused (exit code 1). Every replayed record carries "
+        "an irisflow-replay-of header naming its letter.\n\n"
+        "Examples:\n\n"
+        "  irisflow dlq replay 0:17 1:4\n\n"
+        "  irisflow dlq replay --reason training_failed --dry-run\n\n"
+        "  irisflow dlq replay --topic irisflow.feedback --to irisflow.feedback-retry --json"
+    ),
+)
+def dlq_replay(
+    ctx: typer.Context,
+    positions: Annotated[
+        list[str] | None,
+        typer.Argument(help="PARTITION:OFFSET (or OFFSET) of letters to replay, from `list`"),
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="publish to this topic instead of the source")
+    ] = None,
+    topic: TopicOption = None,
+    reason: ReasonOption = None,
+    consumer: ConsumerOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: LimitOption = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="replay every letter (no filter needed)")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what would be sent; send nothing")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Refuses to run with no selection at all: replaying everything should be asked for."""
+    from irisflow.dlq import DlqError, parse_position, read_letters, replay
+
+    settings = _settings(ctx)
+    where = _letter_filter(topic, reason, consumer, since, until)
+    chosen = [parse_position(p) for p in positions or []]
+    if not (chosen or everything or any((topic, reason, consumer, since, until))):
+        raise DlqError(
+            "say which letters to replay: positions (0:17), a filter (--topic, --reason, "
+            "--consumer, --since, --until) or --all"
+        )
+    reading = asyncio.run(read_letters(settings.kafka, where, positions=chosen, limit=limit))
+    report = asyncio.run(replay(settings.kafka, reading.letters, to=to, dry_run=dry_run))
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        verb = "would send" if dry_run else "sent"
+        for stored, target in report.sent:
+            size = len(stored.letter.original)
+            typer.echo(f"{verb} {stored.position} -> {target} ({size:,} bytes, {stored.origin})")
+        for stored, why in report.refused:
+            typer.echo(f"refused {stored.position}: {why}")
+        typer.echo(f"{verb} {len(report.sent)}, refused {len(report.refused)}")
+    if report.refused:
+        raise typer.Exit(1)
 
 
 def main() -> NoReturn:

@@ -1,0 +1,393 @@
+"""The dead-letter topic, readable and replayable: what ``irisflow dlq`` does, without the CLI.
+
+Dead letters are only worth keeping if someone can find the one that matters and send it back
+once its cause is fixed. The topic is read with no consumer group (reading it never moves anyone's
+offsets and never competes with another reader), from the beginning up to the end offsets taken
+when the read starts, so a read always finishes even while letters keep arriving.
+
+A replay publishes the original bytes with the original key (a dead letter is keyed by the
+record's key), to the original topic or another one, with the same delivery guarantees as every
+other irisflow producer; each replayed record carries an ``irisflow-replay-of`` header naming the
+letter it came from. A letter whose original was cut to fit the topic cannot be replayed whole,
+so it is refused rather than sent half.
+
+Imports no role package: the gateway or the trainer could offer the same views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from tqdm import tqdm
+
+from irisflow.errors import IrisflowError
+from irisflow.kafka.admin import wait_for_kafka
+from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.schemas import DeadLetter
+from irisflow.settings import KafkaSettings
+from irisflow.topics import HEADER_PREFIX, Refused, Topic, Topics
+
+__all__ = [
+    "REPLAY_HEADER",
+    "DlqError",
+    "LetterFilter",
+    "Reading",
+    "ReplayReport",
+    "StoredLetter",
+    "parse_position",
+    "parse_time",
+    "read_letters",
+    "replay",
+]
+
+REPLAY_HEADER = HEADER_PREFIX + "replay-of"
+"""Names the dead letter a replayed record came from (``<dead-letter topic>[partition:offset]``)."""
+
+_PATIENCE = 15
+"""Empty one-second polls in a row after which a read that should go on gives up."""
+
+
+class DlqError(IrisflowError):
+    """A dead-letter command cannot do what was asked; the message says what to do instead."""
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds from ``1718000000`` or ISO 8601 (``2024-06-10T08:00``, UTC unless zoned)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise DlqError(
+            f"{text!r} is not a time: give ISO 8601 (2024-06-10T08:00:00Z) or Unix seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def parse_position(text: str) -> tuple[int | None, int]:
+    """``PARTITION:OFFSET`` or a bare ``OFFSET`` (any partition that has it)."""
+    partition, _, offset = text.rpartition(":")
+    try:
+        return (int(partition) if partition else None), int(offset)
+    except ValueError:
+        raise DlqError(
+            f"{text!r} is not a dead-letter position: give OFFSET or PARTITION:OFFSET as "
+            "`irisflow dlq list` shows it (e.g. 0:17)"
+        ) from None
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _text_or_base64(data: bytes | None) -> dict[str, str | None]:
+    if data is None:
+        return {"text": None}
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode()}
+
+
+@dataclass(frozen=True)
+class StoredLetter:
+    """One dead letter and where it sits on the dead-letter topic."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    letter: DeadLetter
+
+    @property
+    def position(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def origin(self) -> str:
+        letter = self.letter
+        where = "?" if letter.partition is None else letter.partition
+        at = "?" if letter.offset is None else letter.offset
+        return f"{letter.source_topic}[{where}]@{at}"
+
+    @property
+    def truncated(self) -> bool:
+        size = self.letter.original_size
+        return size is not None and size > len(self.letter.original)
+
+    def summary(self) -> dict[str, Any]:
+        letter = self.letter
+        return {
+            "position": self.position,
+            "partition": self.partition,
+            "offset": self.offset,
+            "first_seen": _when(letter.first_seen),
+            "source_topic": letter.source_topic,
+            "source_partition": letter.partition,
+            "source_offset": letter.offset,
+            "reason": letter.reason,
+            "consumer": letter.consumer,
+            "error": letter.error,
+        }
+
+    def full(self) -> dict[str, Any]:
+        """Everything, the bytes as UTF-8 text when they are, else base64."""
+        letter = self.letter
+        return {
+            **self.summary(),
+            "first_seen_unix": letter.first_seen,
+            "key": _text_or_base64(self.key),
+            "original": _text_or_base64(letter.original),
+            "original_size": letter.original_size,
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(frozen=True)
+class LetterFilter:
+    """Which letters a command is about; every given condition must hold."""
+
+    topic: str | None = None
+    reason: str | None = None
+    consumer: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def matches(self, stored: StoredLetter) -> bool:
+        letter = stored.letter
+        return (
+            (self.topic is None or letter.source_topic == self.topic)
+            and (self.reason is None or letter.reason == self.reason)
+            and (self.consumer is None or letter.consumer == self.consumer)
+            and (self.since is None or letter.first_seen >= self.since)
+            and (self.until is None or letter.first_seen <= self.until)
+        )
+
+
+@dataclass
+class Reading:
+    """The matching letters, oldest first per partition; ``unreadable`` counts records on the
+    topic that are not dead letters at all (someone produced there by hand)."""
+
+    letters: list[StoredLetter] = field(default_factory=list)
+    scanned: int = 0
+    unreadable: int = 0
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    if topic in await consumer.topics():
+        # topics() does not refresh the consumer's own metadata, which assign() relies on.
+        await consumer._client.force_metadata_update()
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise DlqError(
+            f"topic {topic} does not exist: nothing was dead-lettered yet, or the topics were "
+            "never created (`irisflow kafka topics`)"
+        )
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def read_letters(
+    kafka: KafkaSettings,
+    where: LetterFilter = LetterFilter(),
+    *,
+    positions: Sequence[tuple[int | None, int]] = (),
+    limit: int | None = None,
+    progress: bool = True,
+) -> Reading:
+    """Letters matching ``where`` (and, if given, at ``positions``), at most ``limit``."""
+    await wait_for_kafka(kafka.bootstrap_servers, timeout=10.0)
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        tps = await _partitions(consumer, kafka.topics.dead_letters)
+        consumer.assign(tps)
+        start = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        wanted = _resolve(positions, tps, start, end)
+        with tqdm(
+            total=sum(end[tp] - start[tp] for tp in tps),
+            desc=f"reading {kafka.topics.dead_letters}",
+            unit="letter",
+            file=sys.stderr,
+            delay=1.0,
+            disable=not progress,
+        ) as bar:
+            reader = _Reader(consumer, Topics.of(kafka).dead_letters, bar)
+            for tp in tps:
+                if wanted is None:
+                    await reader.read(tp, start[tp], end[tp])
+                elif tp.partition in wanted:
+                    await reader.read(tp, start[tp], end[tp], only=wanted[tp.partition])
+        found = [stored for stored in reader.reading.letters if where.matches(stored)]
+        reader.reading.letters = found[:limit] if limit is not None else found
+        return reader.reading
+    finally:
+        await consumer.stop()
+
+
+def _resolve(
+    positions: Sequence[tuple[int | None, int]],
+    tps: list[TopicPartition],
+    start: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+) -> dict[int, set[int]] | None:
+    """Offsets to read per partition; ``None`` for all. A bare offset must be unambiguous."""
+    if not positions:
+        return None
+    wanted: dict[int, set[int]] = {}
+    for partition, offset in positions:
+        holders = [
+            tp.partition
+            for tp in tps
+            if (partition is None or tp.partition == partition) and start[tp] <= offset < end[tp]
+        ]
+        shown = f"{partition}:{offset}" if partition is not None else str(offset)
+        if not holders:
+            raise DlqError(
+                f"no dead letter at {shown}: `irisflow dlq list` shows the positions there are"
+            )
+        if len(holders) > 1:
+            examples = " or ".join(f"{p}:{offset}" for p in holders)
+            raise DlqError(f"offset {offset} exists in {len(holders)} partitions: say {examples}")
+        wanted.setdefault(holders[0], set()).add(offset)
+    return wanted
+
+
+class _Reader:
+    """Reads partitions of the dead-letter topic up to fixed end offsets."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, topic: Topic[DeadLetter], bar: tqdm[Any]
+    ) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.bar = bar
+        self.reading = Reading()
+
+    async def read(
+        self, tp: TopicPartition, start: int, end: int, *, only: set[int] | None = None
+    ) -> None:
+        """Offsets ``start``..``end`` of ``tp`` (just those in ``only`` when given)."""
+        first, stop = (min(only), max(only) + 1) if only else (start, end)
+        self.consumer.seek(tp, first)
+        position, idle = start, 0
+        while position < stop:
+            batches = await self.consumer.getmany(tp, timeout_ms=1000, max_records=500)
+            records = [r for r in batches.get(tp, []) if r.offset < stop]
+            for record in records:
+                if only is None or record.offset in only:
+                    self._keep(tp.partition, record.offset, record.key, record.value)
+            fetched = min(await self.consumer.position(tp), stop)
+            idle = 0 if fetched > position else idle + 1
+            if idle >= _PATIENCE:
+                raise DlqError(
+                    f"{tp.topic}[{tp.partition}] returned nothing past offset {position} for "
+                    f"{_PATIENCE}s although it ends at {stop}: is the broker healthy?"
+                )
+            self.bar.update(fetched - position)
+            position = max(position, fetched)
+        self.bar.update(end - stop)
+
+    def _keep(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+        self.reading.scanned += 1
+        try:
+            letter = self.topic.decode(value)
+        except Refused:
+            self.reading.unreadable += 1
+            return
+        self.reading.letters.append(StoredLetter(partition, offset, key, letter))
+
+
+@dataclass
+class ReplayReport:
+    """What a replay sent (or would send, on a dry run) and what it refused, with why."""
+
+    dry_run: bool
+    sent: list[tuple[StoredLetter, str]] = field(default_factory=list)
+    refused: list[tuple[StoredLetter, str]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "sent" if not self.dry_run else "would_send": [
+                {"position": s.position, "to": to, "bytes": len(s.letter.original)}
+                for s, to in self.sent
+            ],
+            "refused": [{"position": s.position, "why": why} for s, why in self.refused],
+        }
+
+
+def _refusal(stored: StoredLetter) -> str | None:
+    if stored.truncated:
+        return (
+            f"the original was {stored.letter.original_size:,} bytes, cut to "
+            f"{len(stored.letter.original):,} to fit the dead-letter topic: it cannot be "
+            "replayed whole; produce it again from its source"
+        )
+    return None
+
+
+async def replay(
+    kafka: KafkaSettings,
+    letters: Iterable[StoredLetter],
+    *,
+    to: str | None = None,
+    dry_run: bool = False,
+) -> ReplayReport:
+    """Publish each letter's original bytes and key to its source topic (or ``to``)."""
+    report = ReplayReport(dry_run=dry_run)
+    for stored in letters:
+        why = _refusal(stored)
+        if why is not None:
+            report.refused.append((stored, why))
+        else:
+            report.sent.append((stored, to or stored.letter.source_topic))
+    if dry_run or not report.sent:
+        return report
+    await _require_topics(kafka, {target for _, target in report.sent})
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                target,
+                value=stored.letter.original,
+                key=stored.key,
+                headers=[(REPLAY_HEADER, _replay_of(kafka, stored))],
+            )
+            for stored, target in report.sent
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return report
+
+
+def _replay_of(kafka: KafkaSettings, stored: StoredLetter) -> bytes:
+    return f"{kafka.topics.dead_letters}[{stored.position}]".encode()
+
+
+async def _require_topics(kafka: KafkaSettings, names: set[str]) -> None:
+    """A replay never creates a topic by accident (a typo in ``--to`` would)."""
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        missing = sorted(names - set(await consumer.topics()))
+    finally:
+        await consumer.stop()
+    if missing:
+        raise DlqError(
+            f"topic {', '.join(missing)} does not exist: check --to (or create it first); "
+            "nothing was replayed"
+        )
