@@ -176,3 +176,66 @@ def test_a_new_model_version_starts_its_detectors_afresh(pipeline: Pipeline) -> 
     assert pipeline.monitor is not None
     assert (first.version, pipeline.monitor.version) == (1, 2)
     assert pipeline.monitor.features[0][1][0].window == 50
+
+
+def test_feedback_with_a_nan_timestamp_costs_a_dead_letter_not_the_worker(
+    pipeline: Pipeline,
+) -> None:
+    """The incident behind issue 10: this record, then a request with its id, killed a worker."""
+    poison = b'{"request_id":"victim-1","label":"setosa","labeled_at":NaN}'
+    out = pipeline.feedback([Incoming(value=poison, key=b"victim-1", partition=0, offset=3)])
+    (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
+    assert (letter.original, letter.offset, letter.consumer) == (poison, 3, "streams.join")
+    out = pipeline.score([_request("victim-1", SETOSA)])
+    (answer,) = [Prediction.from_bytes(o.value) for o in _on(out, pipeline.topics.predictions)]
+    assert answer.label == "setosa"
+    assert not _on(out, pipeline.topics.labeled)
+
+
+def test_a_join_entry_left_by_an_older_worker_cannot_fail_the_request_that_meets_it(
+    pipeline: Pipeline,
+) -> None:
+    """A changelog entry written before the fix (NaN stored as null) is recovered into the
+    table; the request that meets it is still answered, the entry goes with a dead letter."""
+    pipeline.join._data[b"victim-2"] = (
+        b'{"k":"feedback","p":0,"o":7,"y":"setosa","at":null,"raw":"{}","t":999.0}'
+    )
+    out = pipeline.score([_request("victim-2", SETOSA), _request("bystander", VIRGINICA)])
+    answers = {
+        a.request_id: a.label
+        for a in (Prediction.from_bytes(o.value) for o in _on(out, pipeline.topics.predictions))
+    }
+    assert answers == {"victim-2": "setosa", "bystander": "virginica"}
+    (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
+    assert (letter.reason, letter.consumer) == ("processing_failed", "streams.join")
+    assert b"victim-2" not in pipeline.join._data
+    assert (b"victim-2", None) in [(o.key, o.value) for o in _on(out, CHANGELOG)]
+
+
+def test_one_feedback_whose_handling_raises_does_not_cost_the_rest_of_its_batch(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.score([_request("a", SETOSA), _request("b", VIRGINICA)])
+    real = pipeline.join.on_feedback
+
+    def explode_on_a(feedback: Feedback, **kwargs: object) -> object:
+        if feedback.request_id == "a":
+            raise RuntimeError("boom")
+        return real(feedback, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline.join, "on_feedback", explode_on_a)
+    out = pipeline.feedback([_feedback("a", "setosa"), _feedback("b", "virginica")])
+    (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
+    assert letter.reason == "processing_failed"
+    assert "boom" in letter.error
+    (sample,) = [LabeledSample.from_bytes(o.value) for o in _on(out, pipeline.topics.labeled)]
+    assert sample.request_id == "b"
+
+
+def test_feedback_keyed_by_another_id_is_refused_so_it_cannot_join_in_the_wrong_partition(
+    pipeline: Pipeline,
+) -> None:
+    raw = Feedback(request_id="a", label="setosa").to_bytes()
+    out = pipeline.feedback([Incoming(value=raw, key=b"not-a", partition=0, offset=1)])
+    (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
+    assert letter.reason == "bad_key"
