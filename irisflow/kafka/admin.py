@@ -27,7 +27,9 @@ def topic_specs(kafka: KafkaSettings) -> list[NewTopic]:
     big = {"max.message.bytes": str(kafka.max_message_bytes)}
     specs = []
     for field, name in names.model_dump().items():
-        configs: dict[str, str] = {}
+        # Every topic takes the largest record any of them may carry: a dead letter wraps a
+        # record near the limit, and a refused record must never fail its own dead letter.
+        configs: dict[str, str] = dict(big)
         partitions = kafka.partitions
         if field == "model_updates":
             # The last record per model name is what is live; compaction keeps exactly that

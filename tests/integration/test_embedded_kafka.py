@@ -90,6 +90,12 @@ def test_topics_are_created_with_their_partitions_and_configs(
             configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
             assert configs["cleanup.policy"] == "compact"
             assert configs["max.message.bytes"] == str(settings.kafka.max_message_bytes)
+            # Every topic takes the largest record: a dead letter must never be too big to send.
+            (response,) = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, names.dead_letters)]
+            )
+            configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
+            assert configs["max.message.bytes"] == str(settings.kafka.max_message_bytes)
         finally:
             await admin.close()
 
