@@ -1,9 +1,15 @@
 """Idempotent request ids: a repeated ``request_id`` gets the first answer and scores nothing.
 
-A gateway remembers the last ``capacity`` answers it gave (an LRU) and the requests it is still
-waiting on. A duplicate that arrives while the first is in flight awaits the same task, so two
-concurrent retries publish one Kafka record; one that arrives later is answered from memory. The
-work runs as its own task: a client that hangs up does not cancel it for the others.
+A gateway remembers the last answers it gave (an LRU bounded by ``capacity`` answers and by
+``max_bytes`` of their JSON, which is how they are kept: a client choosing 1,000-instance batches
+must not turn 10,000 remembered answers into gigabytes) and the requests it is still waiting on.
+A duplicate that arrives while the first is in flight awaits the same task, so two concurrent
+retries publish one Kafka record; one that arrives later is answered from memory. The work runs
+as its own task: a client that hangs up does not cancel it for the others.
+
+``?wait=false`` shares this: it *claims* an id before publishing, so a second call with that id,
+waiting or not, publishes nothing (a waiting one awaits the answer on the topic instead), and a
+claim under other input is a conflict like any other.
 
 Reusing an id for different input is refused (409) rather than answered with someone else's
 prediction. Across replicas and restarts the audit store is the memory (see
@@ -33,6 +39,12 @@ def fingerprint(kind: str, payload: Any) -> str:
     return f"{kind}:{hashlib.sha256(raw).hexdigest()[:32]}"
 
 
+def _seen(future: asyncio.Future[None]) -> None:
+    """A failed publish is raised to its caller; other waiters may have gone."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a failure as seen even when every waiter has gone (no 'never retrieved' noise)."""
     if not task.cancelled():
@@ -40,12 +52,16 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 class AnswerBook:
-    """Answers by request id: done ones (bounded, least recently used first out) and in flight."""
+    """Answers by request id: done ones (bounded, least recently used first out), in flight, and
+    claimed by ``?wait=false``."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.capacity = capacity
-        self._done: OrderedDict[str, tuple[str, BaseModel]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._done: OrderedDict[str, tuple[str, type[BaseModel], bytes]] = OrderedDict()
         self._in_flight: dict[str, tuple[str, asyncio.Task[BaseModel]]] = {}
+        self._claimed: OrderedDict[str, tuple[str, asyncio.Future[None]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._done)
@@ -55,20 +71,78 @@ class AnswerBook:
         found = self._done.get(request_id)
         if found is None:
             return None
-        self._check(request_id, found[0], print_)
+        known, shape, raw = found
+        self._check(request_id, known, print_)
         self._done.move_to_end(request_id)
-        return found[1]
+        return shape.model_validate_json(raw)
 
     def in_flight(self, request_id: str) -> bool:
         return request_id in self._in_flight
 
     def remember(self, request_id: str, print_: str, answer: BaseModel) -> None:
-        if self.capacity <= 0:
+        """Keep ``answer`` as JSON; one larger than the whole budget is not kept at all."""
+        self._claimed.pop(request_id, None)
+        raw = answer.model_dump_json().encode()
+        if self.capacity <= 0 or len(raw) > self.max_bytes:
             return
-        self._done[request_id] = (print_, answer)
-        self._done.move_to_end(request_id)
-        while len(self._done) > self.capacity:
-            self._done.popitem(last=False)
+        self._forget(request_id)
+        self._done[request_id] = (print_, type(answer), raw)
+        self.bytes += len(raw)
+        while len(self._done) > self.capacity or self.bytes > self.max_bytes:
+            _, (_, _, dropped) = self._done.popitem(last=False)
+            self.bytes -= len(dropped)
+
+    def _forget(self, request_id: str) -> None:
+        found = self._done.pop(request_id, None)
+        if found is not None:
+            self.bytes -= len(found[2])
+
+    async def publish_once(
+        self, request_id: str, print_: str, publish: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """``?wait=false``: run ``publish`` unless ``request_id`` is answered, in flight or
+        claimed here already; ``True`` if this call published.
+
+        A second caller while the first publishes waits for that publish and shares its
+        failure, so no one is told 202 for a record that never reached Kafka. Raises
+        :class:`RequestIdConflict` if the id is known here for other input.
+        """
+        if self.lookup(request_id, print_) is not None:
+            return False
+        running = self._in_flight.get(request_id)
+        if running is not None:
+            self._check(request_id, running[0], print_)
+            return False
+        claimed = self._claimed.get(request_id)
+        if claimed is not None:
+            self._check(request_id, claimed[0], print_)
+            await asyncio.shield(claimed[1])
+            return False
+        published: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        published.add_done_callback(_seen)
+        self._claimed[request_id] = (print_, published)
+        while len(self._claimed) > max(self.capacity, 1):
+            self._claimed.popitem(last=False)
+        try:
+            await publish()
+        except Exception as exc:
+            self.release(request_id)
+            published.set_exception(exc)
+            raise
+        except BaseException:  # cancelled: the waiters retry on their own
+            self.release(request_id)
+            published.cancel()
+            raise
+        published.set_result(None)
+        return True
+
+    def claimed(self, request_id: str) -> bool:
+        """Published by ``?wait=false`` and not answered yet (a waiting call awaits it)."""
+        return request_id in self._claimed
+
+    def release(self, request_id: str) -> None:
+        """Drop a claim: its publish failed, or its answer was an error a retry may cure."""
+        self._claimed.pop(request_id, None)
 
     async def once(
         self,
@@ -80,6 +154,9 @@ class AnswerBook:
         known = self.lookup(request_id, print_)
         if known is not None:
             return known, True
+        claimed = self._claimed.get(request_id)
+        if claimed is not None:
+            self._check(request_id, claimed[0], print_)
         running = self._in_flight.get(request_id)
         if running is not None:
             self._check(request_id, running[0], print_)

@@ -132,13 +132,17 @@ async def _connect(state: GatewayState, metrics: GatewayMetrics) -> None:
     )
 
 
-def _state(settings: Settings) -> GatewayState:
+def _state(settings: Settings, metrics: GatewayMetrics) -> GatewayState:
     gateway = settings.gateway
     state = GatewayState(
         settings=settings,
-        bridge=KafkaBridge(settings.kafka, watch_capacity=max(gateway.answer_cache_size, 100)),
+        bridge=KafkaBridge(
+            settings.kafka,
+            watch_capacity=max(gateway.answer_cache_size, 100),
+            on_mismatch=metrics.mismatched_answers.inc,
+        ),
         history=ModelHistory(settings.model_name, settings.registry_dir),
-        answers=AnswerBook(gateway.answer_cache_size),
+        answers=AnswerBook(gateway.answer_cache_size, max_bytes=gateway.answer_cache_bytes),
         audit=AuditStore(audit_url(gateway.audit_url, settings.home)),
         started_at=time.time(),
     )
@@ -148,7 +152,7 @@ def _state(settings: Settings) -> GatewayState:
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = GatewayMetrics.create()
-    state = _state(settings)
+    state = _state(settings, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

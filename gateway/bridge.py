@@ -9,6 +9,16 @@ topic of their own. ``reply_to`` in the request names the replica for audit and 
 A reply that arrives after its caller gave up (a 504, or ``?wait=false``) is not lost: ids are
 *watched* for a while and their late answer is handed to ``on_late``, so a retry with the same
 request id is answered from memory instead of being scored again.
+
+An id alone does not make an answer ours: two clients may send one id with different input
+(one of them gets a 409 here, but another replica may have published the other). Each request
+carries ``input_digest``, a fingerprint of its input that the workers echo in the answer; a reply
+whose digest differs from the one awaited answers someone else's input, so it is ignored and
+counted (``on_mismatch``), and the wait goes on. Replies are read through the predictions
+topic's codec (schema and key); one that fails it is a worker bug (502), not the caller's.
+
+The producer is the core's: ``acks=all`` and idempotent, so an accepted request, feedback or
+admin command survives a leader failover and is not duplicated by the producer's retries.
 """
 
 from __future__ import annotations
@@ -25,10 +35,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from gateway.errors import UnreadableAnswer
-from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout, SchemaError
+from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
 from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.schemas import BatchPrediction, BatchPredictionRequest, Prediction, PredictionRequest
 from irisflow.settings import KafkaSettings
+from irisflow.topics import Refused, Topics
 
 __all__ = ["Answer", "KafkaBridge", "LateHandler", "Request"]
 
@@ -39,6 +50,10 @@ Request = PredictionRequest | BatchPredictionRequest
 Shape = type[Prediction] | type[BatchPrediction]
 #: ``(request_id, context, answer, seconds since the request was sent)``
 LateHandler = Callable[[str, str, Answer, float], None]
+
+
+class _Mismatch(Exception):
+    """A reply under the awaited id that answers other input (or another shape)."""
 
 
 def _shape_of(request: Request) -> Shape:
@@ -54,14 +69,17 @@ class KafkaBridge:
         *,
         instance_id: str | None = None,
         on_late: LateHandler | None = None,
+        on_mismatch: Callable[[], None] | None = None,
         watch_capacity: int = 10000,
     ) -> None:
         self.kafka = kafka
         self.instance_id = instance_id or f"gw-{uuid.uuid4().hex[:8]}"
         self.on_late = on_late
+        self.on_mismatch = on_mismatch
+        self._topic = Topics.of(kafka).predictions
         self._watch_capacity = watch_capacity
-        self._pending: dict[str, tuple[Shape, asyncio.Future[Answer]]] = {}
-        self._watched: OrderedDict[str, tuple[Shape, str, float]] = OrderedDict()
+        self._pending: dict[str, tuple[Shape, str | None, asyncio.Future[Answer]]] = {}
+        self._watched: OrderedDict[str, tuple[Shape, str | None, str, float]] = OrderedDict()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -70,8 +88,13 @@ class KafkaBridge:
     def started(self) -> bool:
         return self._reader is not None
 
+    def new_producer(self) -> AIOKafkaProducer:
+        """The core's producer (``acks=all``, idempotent), with a short request timeout so that
+        an unreachable broker is a prompt 503."""
+        return make_producer(self.kafka, request_timeout_ms=5000)
+
     async def start(self) -> None:
-        self._producer = make_producer(self.kafka, request_timeout_ms=5000)
+        self._producer = self.new_producer()
         await self._producer.start()
         self._consumer = make_consumer(self.kafka, group_id=None)
         await self._consumer.start()
@@ -94,7 +117,7 @@ class KafkaBridge:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        for _, pending in self._pending.values():
+        for _, _, pending in self._pending.values():
             pending.cancel()
         self._pending.clear()
         consumer, producer = self._consumer, self._producer
@@ -134,28 +157,50 @@ class KafkaBridge:
     def deliver(self, rid: str, value: bytes | None) -> None:
         """Hand one record of the predictions topic to whoever waits for it (or watches it)."""
         waiting = self._pending.get(rid)
-        if waiting is not None and not waiting[1].done():
-            shape, future = waiting
+        if waiting is not None and not waiting[2].done():
+            shape, digest, future = waiting
             try:
-                future.set_result(shape.from_bytes(value))
-            except SchemaError as exc:
+                future.set_result(self._decode(rid, value, shape, digest))
+            except Refused as exc:
                 log.error("the answer to %s is unreadable: %s", rid, exc)
                 future.set_exception(UnreadableAnswer(f"the worker's answer is unreadable: {exc}"))
+            except _Mismatch as exc:
+                self._mismatched(rid, exc)
             return
-        watched = self._watched.pop(rid, None)
+        watched = self._watched.get(rid)
         if watched is None or self.on_late is None:
             return
-        shape, context, sent = watched
+        shape, digest, context, sent = watched
         try:
-            answer = shape.from_bytes(value)
-        except SchemaError as exc:
+            answer = self._decode(rid, value, shape, digest)
+        except Refused as exc:
             log.warning("late answer to %s unreadable: %s", rid, exc)
             return
+        except _Mismatch as exc:
+            self._mismatched(rid, exc)
+            return
+        del self._watched[rid]
         self.on_late(rid, context, answer, time.monotonic() - sent)
 
-    def watch(self, rid: str, shape: Shape, context: str, sent: float) -> None:
+    def _decode(self, rid: str, value: bytes | None, shape: Shape, digest: str | None) -> Answer:
+        answer = self._topic.decode(value, rid.encode())
+        if not isinstance(answer, shape):
+            raise _Mismatch(f"a {type(answer).__name__} where a {shape.__name__} was awaited")
+        if digest is not None and answer.input_digest not in (None, digest):
+            raise _Mismatch(f"input digest {answer.input_digest!r}, awaited {digest!r}")
+        return answer
+
+    def _mismatched(self, rid: str, exc: _Mismatch) -> None:
+        log.warning("ignoring an answer to %s that answers other input: %s", rid, exc)
+        if self.on_mismatch is not None:
+            self.on_mismatch()
+
+    def watch(
+        self, rid: str, shape: Shape, context: str, sent: float, digest: str | None = None
+    ) -> None:
         """Hand the answer to ``rid`` to ``on_late`` when it comes (bounded, oldest dropped)."""
-        self._watched[rid] = (shape, context, sent)
+        self._watched[rid] = (shape, digest, context, sent)
+        self._watched.move_to_end(rid)
         while len(self._watched) > self._watch_capacity:
             self._watched.popitem(last=False)
 
@@ -174,7 +219,13 @@ class KafkaBridge:
 
     async def submit(self, request: Request, *, context: str, timeout: float) -> None:
         """Publish without waiting; the answer, when it comes, goes to ``on_late``."""
-        self.watch(request.request_id, _shape_of(request), context, time.monotonic())
+        self.watch(
+            request.request_id,
+            _shape_of(request),
+            context,
+            time.monotonic(),
+            request.input_digest,
+        )
         await self._send(request, timeout=timeout)
 
     async def request(self, request: Request, *, context: str, timeout: float) -> Answer:
@@ -195,7 +246,7 @@ class KafkaBridge:
         shape = _shape_of(request)
         rid = request.request_id
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = (shape, future)
+        self._pending[rid] = (shape, request.input_digest, future)
         sent = time.monotonic()
         try:
             if send:
@@ -203,13 +254,15 @@ class KafkaBridge:
             try:
                 answer = await asyncio.wait_for(future, timeout=timeout)
             except TimeoutError as exc:
-                self.watch(rid, shape, context, sent)
+                self.watch(rid, shape, context, sent, request.input_digest)
                 raise PredictionTimeout(
                     f"no worker answered request {rid} within {timeout:g}s: check that "
                     "`irisflow worker` is running and keeping up"
                 ) from exc
         finally:
-            self._pending.pop(rid, None)
+            current = self._pending.get(rid)
+            if current is not None and current[2] is future:  # not a later waiter's entry
+                del self._pending[rid]
         if answer.error is not None:
             raise PredictionFailed(answer.error, code=answer.error_code or "invalid_request")
         return answer

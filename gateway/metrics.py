@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from irisflow.metrics import LATENCY_BUCKETS
+from irisflow.metrics import LATENCY_BUCKETS, dead_letter_counter
 
 __all__ = ["GatewayMetrics"]
 
@@ -24,6 +24,12 @@ class GatewayMetrics:
     published: Counter
     audit_records: Counter
     audit_skipped: Counter
+    mismatched_answers: Counter
+    dead_letters: Counter
+
+    def count_letter(self, topic: str, reason: str, consumer: str) -> None:
+        """``on_letter`` for the audit feed and the model feed."""
+        self.dead_letters.labels(topic, reason, consumer).inc()
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -85,8 +91,15 @@ class GatewayMetrics:
             ),
             audit_skipped=Counter(
                 "irisflow_gateway_audit_skipped_total",
-                "Unreadable records the audit feed skipped",
+                "Records the audit feed could not store (each is dead-lettered too)",
                 ["stream"],
                 registry=registry,
             ),
+            mismatched_answers=Counter(
+                "irisflow_gateway_mismatched_answers_total",
+                "Answers under an awaited request id whose input digest was another input's "
+                "(ignored; the wait goes on)",
+                registry=registry,
+            ),
+            dead_letters=dead_letter_counter(registry),
         )

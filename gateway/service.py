@@ -5,7 +5,11 @@ exact. Across replicas and restarts the audit store is the memory: a client-chos
 audit already knows is answered from it (or awaited on the predictions topic if still pending)
 instead of being published again. The audit is fed from the topics, so it lags by a poll: two
 replicas receiving the same new id within that lag may both publish it (the worker answers
-twice, the answers are equal, the audit keeps one row).
+twice, the answers are equal, the audit keeps one row). If the two carried different input, each
+replica accepts only the answer whose ``input_digest`` is the fingerprint of what it sent.
+
+An audit row that only has feedback (labels for an id no request was seen for) is not a
+request: such an id is published and answered like a new one.
 """
 
 from __future__ import annotations
@@ -39,22 +43,25 @@ __all__ = ["accept", "on_late_answer", "predict"]
 
 def _request(
     state: GatewayState, payload: FeatureVector | list[FeatureVector], request_id: str | None
-) -> Request:
+) -> tuple[Request, str]:
+    """The request to publish, and its input's fingerprint (which it carries as its digest)."""
     rid = request_id or uuid.uuid4().hex
     reply_to = state.bridge.instance_id
     if isinstance(payload, list):
-        return BatchPredictionRequest(request_id=rid, instances=payload, reply_to=reply_to)
-    return PredictionRequest(request_id=rid, features=payload, reply_to=reply_to)
+        print_ = fingerprint("batch", payload)
+        batch = BatchPredictionRequest(
+            request_id=rid, instances=payload, reply_to=reply_to, input_digest=print_
+        )
+        return batch, print_
+    print_ = fingerprint("single", payload)
+    single = PredictionRequest(
+        request_id=rid, features=payload, reply_to=reply_to, input_digest=print_
+    )
+    return single, print_
 
 
 def _kind(request: Request) -> str:
     return "batch" if isinstance(request, BatchPredictionRequest) else "request"
-
-
-def _print(request: Request) -> str:
-    if isinstance(request, BatchPredictionRequest):
-        return fingerprint("batch", request.instances)
-    return fingerprint("single", request.features)
 
 
 def public(answer: Answer, latency: float) -> BaseModel:
@@ -106,7 +113,7 @@ _TRANSIENT = {"no_model"}
 async def _known(state: GatewayState, request: Request, print_: str) -> AuditRecord | None:
     """What the audit knows of a client-chosen id; a different input under it is a conflict."""
     record = await asyncio.to_thread(state.audit.get, request.request_id)
-    if record is None:
+    if record is None or record.status == "unrequested":
         return None
     if record.features is not None and fingerprint(record.kind, record.features) != print_:
         raise RequestIdConflict(request.request_id)
@@ -146,7 +153,8 @@ async def _answer(
         return _from_audit(record)
     started = time.perf_counter()
     try:
-        if record is not None:  # published before (another replica, or ?wait=false)
+        if record is not None or state.answers.claimed(request.request_id):
+            # published before: by another replica, or by ?wait=false here
             return await _await_pending(state, request, print_, timeout)
         metrics.published.labels(_kind(request)).inc()
         answer = await state.bridge.request(request, context=print_, timeout=timeout)
@@ -167,8 +175,7 @@ async def predict(
 ) -> BaseModel:
     """Score one instance or a batch, once per request id."""
     state.require_kafka()
-    request = _request(state, payload, request_id)
-    print_ = _print(request)
+    request, print_ = _request(state, payload, request_id)
     answer, replayed = await state.answers.once(
         request.request_id,
         print_,
@@ -186,18 +193,23 @@ async def accept(
     payload: FeatureVector | list[FeatureVector],
     request_id: str | None,
 ) -> Accepted:
-    """``?wait=false``: publish (unless this id is already known) and say where the answer goes."""
+    """``?wait=false``: publish (unless this id is already known) and say where the answer goes.
+
+    Shares the waiting path's deduplication: an id answered, in flight or claimed here is not
+    published again, and the same id with other input is a 409.
+    """
     state.require_kafka()
-    request = _request(state, payload, request_id)
-    print_ = _print(request)
+    request, print_ = _request(state, payload, request_id)
     rid = request.request_id
-    known = state.answers.lookup(rid, print_) is not None or state.answers.in_flight(rid)
-    if not known and request_id is not None:
-        known = await _known(state, request, print_) is not None
-    if not known:
+
+    async def publish() -> None:
+        if request_id is not None and await _known(state, request, print_) is not None:
+            return  # published before, by another replica or before a restart
         timeout = state.settings.gateway.predict_timeout_seconds
         await state.bridge.submit(request, context=print_, timeout=timeout)
         metrics.published.labels(_kind(request)).inc()
+
+    await state.answers.publish_once(rid, print_, publish)
     return Accepted(request_id=rid, result_url=f"/v1/predictions/{quote(rid, safe='')}")
 
 
@@ -207,5 +219,7 @@ def on_late_answer(state: GatewayState) -> Callable[[str, str, Answer, float], N
     def remember(rid: str, print_: str, answer: Answer, elapsed: float) -> None:
         if answer.error is None:
             state.answers.remember(rid, print_, public(answer, elapsed))
+        else:  # a retry is answered from the audit, or scored again if the error may pass
+            state.answers.release(rid)
 
     return remember

@@ -26,8 +26,12 @@ class AuditRecord(BaseModel):
 
     request_id: str
     kind: Literal["single", "batch"]
-    status: Literal["pending", "answered", "failed"] = Field(
-        description="pending: seen, not answered yet; failed: answered with an error"
+    status: Literal["pending", "answered", "failed", "unrequested"] = Field(
+        description=(
+            "pending: seen, not answered yet; failed: answered with an error; unrequested: "
+            "feedback arrived for an id no request was seen for (a later request with this id "
+            "is scored as new)"
+        )
     )
     at: float = Field(description="When the request was sent (or first seen)")
     sent_at: float | None = None

@@ -134,10 +134,12 @@ def _finite(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
 
 
-def _status(row: Row[Any]) -> Literal["pending", "answered", "failed"]:
+def _status(row: Row[Any]) -> Literal["pending", "answered", "failed", "unrequested"]:
     if row.error is not None:
         return "failed"
-    return "answered" if row.scored_at is not None else "pending"
+    if row.scored_at is not None:
+        return "answered"
+    return "pending" if row.sent_at is not None else "unrequested"
 
 
 def _to_record(row: Row[Any]) -> AuditRecord:

@@ -9,6 +9,9 @@ from pydantic import BaseModel
 
 from gateway.answers import AnswerBook, fingerprint
 from gateway.errors import RequestIdConflict
+from gateway.models import BatchPredictionPublic, InstancePublic, PredictionPublic
+
+PROBS = {"setosa": 0.9, "versicolor": 0.05, "virginica": 0.05}
 
 
 class Answer(BaseModel):
@@ -100,3 +103,34 @@ def test_fingerprints_ignore_key_order_but_not_values() -> None:
     )
     assert fingerprint("single", {"a": 1.0}) != fingerprint("single", {"a": 1.5})
     assert fingerprint("single", [{"a": 1.0}]) != fingerprint("batch", [{"a": 1.0}])
+
+
+def test_remembered_answers_are_bounded_by_bytes_as_well_as_by_count() -> None:
+    """Finding 6: 10,000 answers of 1,000 instances must not be kept (~6.5 GiB)."""
+    book = AnswerBook(10_000, max_bytes=200_000)
+    big = BatchPredictionPublic(
+        request_id="b",
+        model_version=1,
+        predictions=[InstancePublic(label="setosa", probabilities=PROBS)] * 1000,
+        latency_seconds=0.01,
+    )
+    size = len(big.model_dump_json())
+    assert 50_000 < size < 100_000
+    for i in range(100):
+        book.remember(f"b{i}", "p", big.model_copy(update={"request_id": f"b{i}"}))
+    assert book.bytes <= 200_000
+    assert len(book) == 200_000 // size
+    assert book.lookup("b0", "p") is None
+    kept = book.lookup("b99", "p")
+    assert isinstance(kept, BatchPredictionPublic)
+    assert kept.request_id == "b99"
+    assert len(kept.predictions) == 1000
+
+
+def test_an_answer_larger_than_the_whole_budget_is_not_kept() -> None:
+    book = AnswerBook(10, max_bytes=100)
+    answer = PredictionPublic(
+        request_id="r1", label="setosa", probabilities=PROBS, model_version=1, latency_seconds=0
+    )
+    book.remember("r1", "p", answer)
+    assert (len(book), book.bytes) == (0, 0)

@@ -98,3 +98,58 @@ def test_only_the_most_recent_watched_ids_are_kept() -> None:
     for rid in ("a", "b", "c"):
         bridge.deliver(rid, _answer(rid, label="setosa", probabilities=PROBS, model_version=1))
     assert late == ["b", "c"]
+
+
+async def test_the_gateways_producer_waits_for_every_replica_and_is_idempotent() -> None:
+    """Finding 7: an accepted 202 must survive a leader failover, without duplicates."""
+    producer = KafkaBridge(KafkaSettings()).new_producer()
+    try:
+        assert producer._sender._acks == -1  # acks=all
+        assert producer._txn_manager is not None  # enable_idempotence=True
+    finally:
+        await producer.stop()
+
+
+async def test_an_answer_to_other_input_under_the_same_id_is_ignored_and_counted() -> None:
+    """Finding 8: replies are matched by id *and* input digest."""
+    mismatched: list[None] = []
+    bridge = KafkaBridge(KafkaSettings(), on_mismatch=lambda: mismatched.append(None))
+    request = PredictionRequest(request_id="r1", features=SETOSA, input_digest="single:mine")
+    waiting = await _waiting(bridge, request)
+    other = _answer("r1", label="virginica", model_version=1, input_digest="single:theirs")
+    bridge.deliver("r1", other)
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert len(mismatched) == 1
+    mine = _answer("r1", label="setosa", probabilities=PROBS, model_version=1)
+    bridge.deliver("r1", mine.replace(b'"input_digest":null', b'"input_digest":"single:mine"'))
+    answer = await waiting
+    assert (answer.label, answer.input_digest) == ("setosa", "single:mine")
+
+
+async def test_an_answer_without_a_digest_is_accepted_from_an_older_worker() -> None:
+    bridge = KafkaBridge(KafkaSettings())
+    request = PredictionRequest(request_id="r1", features=SETOSA, input_digest="single:mine")
+    waiting = await _waiting(bridge, request)
+    bridge.deliver("r1", _answer("r1", label="setosa", probabilities=PROBS, model_version=1))
+    assert (await waiting).label == "setosa"
+
+
+def test_a_late_answer_to_other_input_is_not_handed_over_and_the_id_stays_watched() -> None:
+    late: list[str] = []
+    bridge = KafkaBridge(KafkaSettings(), on_late=lambda rid, *_: late.append(rid))
+    bridge.watch("r1", Prediction, "c", 0.0, "single:mine")
+    bridge.deliver("r1", _answer("r1", label="virginica", input_digest="single:theirs"))
+    assert late == []
+    bridge.deliver("r1", _answer("r1", label="setosa", input_digest="single:mine"))
+    assert late == ["r1"]
+
+
+async def test_an_answer_of_the_wrong_shape_is_not_taken_for_the_awaited_one() -> None:
+    bridge = KafkaBridge(KafkaSettings())
+    request = BatchPredictionRequest(request_id="b1", instances=[SETOSA])
+    waiting = await _waiting(bridge, request)
+    bridge.deliver("b1", _answer("b1", label="setosa", model_version=1))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()

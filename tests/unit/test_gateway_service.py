@@ -1,0 +1,167 @@
+"""Request ids answered once, with or without waiting, and only with answers to their own input.
+
+The bridge here publishes to a list instead of Kafka and a fake worker answers at once, echoing
+the request's ``input_digest`` as the real workers do; everything else is the gateway's own code
+(answer book, audit store on SQLite, late-answer handling). Findings 4 and 8 of issue #10.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.answers import AnswerBook, fingerprint
+from gateway.audit.feed import feedback_row
+from gateway.audit.store import AuditBatch, AuditStore, audit_url
+from gateway.bridge import KafkaBridge
+from gateway.errors import RequestIdConflict
+from gateway.metrics import GatewayMetrics
+from gateway.models import PredictionPublic
+from gateway.service import accept, on_late_answer, predict
+from gateway.state import GatewayState
+from gateway.versions import ModelHistory
+from irisflow.schemas import Feedback, Prediction, PredictionRequest
+from irisflow.topics import decode_request
+from tests.conftest import SettingsFactory
+from tests.factories import SETOSA, VIRGINICA, model_update
+
+PROBS = {"setosa": 0.9, "versicolor": 0.05, "virginica": 0.05}
+
+
+class _Bridge(KafkaBridge):
+    """Publishes into ``published``; a worker answers each request after ``delay`` seconds."""
+
+    def __init__(self, *args: Any, delay: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.published: list[PredictionRequest] = []
+        self.delay = delay
+
+    async def publish(self, topic: str, *, key: bytes, value: bytes, timeout: float) -> None:
+        await asyncio.sleep(0.01)  # a broker round trip, during which others may call
+        request = decode_request(value)
+        assert isinstance(request, PredictionRequest)
+        self.published.append(request)
+        answer = Prediction(
+            request_id=request.request_id,
+            label="setosa",
+            probabilities=PROBS,
+            model_version=1,
+            input_digest=request.input_digest,
+        )
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.delay, self.deliver, request.request_id, answer.to_bytes())
+
+
+@pytest.fixture
+def state(make_settings: SettingsFactory, tmp_path: Path) -> GatewayState:
+    settings = make_settings(**{"gateway.predict_timeout_seconds": 2.0})
+    state = GatewayState(
+        settings=settings,
+        bridge=_Bridge(settings.kafka),
+        history=ModelHistory("iris", tmp_path / "registry"),
+        answers=AnswerBook(100),
+        audit=AuditStore(audit_url(None, tmp_path / "home")),
+        kafka_ready=True,
+    )
+    state.history.make_live(model_update(1))
+    state.bridge.on_late = on_late_answer(state)
+    return state
+
+
+@pytest.fixture
+def metrics() -> GatewayMetrics:
+    return GatewayMetrics.create()
+
+
+def _published(state: GatewayState) -> list[PredictionRequest]:
+    assert isinstance(state.bridge, _Bridge)
+    return state.bridge.published
+
+
+async def _predict(state: GatewayState, metrics: GatewayMetrics, features: Any, rid: str) -> Any:
+    return await predict(state=state, metrics=metrics, payload=features, request_id=rid)
+
+
+async def _accept(state: GatewayState, metrics: GatewayMetrics, features: Any, rid: str) -> Any:
+    return await accept(state=state, metrics=metrics, payload=features, request_id=rid)
+
+
+async def test_every_published_request_carries_the_fingerprint_of_its_input(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    await _predict(state, metrics, SETOSA, "d1")
+    await _accept(state, metrics, VIRGINICA, "d2")
+    assert [(r.request_id, r.input_digest) for r in _published(state)] == [
+        ("d1", fingerprint("single", SETOSA)),
+        ("d2", fingerprint("single", VIRGINICA)),
+    ]
+
+
+async def test_two_concurrent_calls_without_waiting_publish_once(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    accepted = await asyncio.gather(*[_accept(state, metrics, SETOSA, "w1") for _ in range(5)])
+    assert {a.request_id for a in accepted} == {"w1"}
+    assert [r.request_id for r in _published(state)] == ["w1"]
+
+
+async def test_a_waiting_call_awaits_the_answer_to_a_call_that_did_not_wait(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    accepted, answer = await asyncio.gather(
+        _accept(state, metrics, SETOSA, "w2"), _predict(state, metrics, SETOSA, "w2")
+    )
+    assert accepted.request_id == "w2"
+    assert isinstance(answer, PredictionPublic)
+    assert answer.label == "setosa"
+    assert len(_published(state)) == 1
+
+
+async def test_the_same_id_with_other_input_is_a_conflict_with_or_without_waiting(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    await _accept(state, metrics, SETOSA, "w3")
+    with pytest.raises(RequestIdConflict):
+        await _accept(state, metrics, VIRGINICA, "w3")
+    with pytest.raises(RequestIdConflict):
+        await _predict(state, metrics, VIRGINICA, "w3")
+    running = asyncio.ensure_future(_predict(state, metrics, SETOSA, "w4"))
+    await asyncio.sleep(0)
+    with pytest.raises(RequestIdConflict):
+        await _accept(state, metrics, VIRGINICA, "w4")
+    await running
+    assert [r.request_id for r in _published(state)] == ["w3", "w4"]
+
+
+async def test_an_id_with_only_feedback_in_the_audit_is_published_and_answered(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    """Finding 4: feedback for a never-requested id must not make the id look published."""
+    for rid in ("victim-1", "victim-2"):
+        labeled = Feedback(request_id=rid, label="setosa").to_bytes()
+        state.audit.write(AuditBatch(feedback=[feedback_row(labeled)]))
+        record = state.audit.get(rid)
+        assert record is not None
+        assert record.status == "unrequested"
+    answer = await _predict(state, metrics, SETOSA, "victim-1")
+    assert answer.label == "setosa"
+    await _accept(state, metrics, SETOSA, "victim-2")
+    assert [r.request_id for r in _published(state)] == ["victim-1", "victim-2"]
+
+
+async def test_a_failed_answer_to_a_call_that_did_not_wait_lets_a_retry_publish_again(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    await _accept(state, metrics, SETOSA, "w5")
+    late = Prediction(
+        request_id="w5",
+        error="no model is live",
+        error_code="no_model",
+        input_digest=fingerprint("single", SETOSA),
+    )
+    state.bridge.deliver("w5", late.to_bytes())  # before the fake worker's answer
+    await _accept(state, metrics, SETOSA, "w5")
+    assert [r.request_id for r in _published(state)] == ["w5", "w5"]
