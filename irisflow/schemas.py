@@ -49,10 +49,11 @@ SCHEMA_VERSION = 1
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 FeatureVector = dict[str, FiniteFloat]
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 RequestId = Annotated[str, Field(pattern=REQUEST_ID_PATTERN)]
-"""1-128 of ``A-Z a-z 0-9 . _ : -``: safe in a URL path, a log line, a Kafka key and a file name
-(no ``/``, no ``..`` on its own, no control or bidi characters)."""
+"""1-128 of ``A-Z a-z 0-9 . _ : -``, starting with a letter or digit: safe in a URL path, a log
+line, a Kafka key and a file name (no ``/``, no ``.`` or ``..``, no control or bidi
+characters)."""
 Timestamp = Annotated[float, Field(ge=0.0, le=1e10)]
 """Seconds since the epoch, finite and before the year 2286 (dates stay representable)."""
 Seconds = Annotated[float, Field(ge=0.0)]

@@ -65,6 +65,9 @@ class Reason(StrEnum):
 
     UNDECODABLE = "undecodable"
     """No value (a tombstone), or a value that is not UTF-8 JSON."""
+    TOO_LARGE = "too_large"
+    """A value larger than its topic ever needs (feedback, alarms and commands are small);
+    refused before parsing, so no consumer holds or re-publishes it."""
     INVALID = "invalid"
     """JSON that breaks the topic's schema: a missing field, a wrong type, NaN or ±Infinity,
     a string or list over its limit, a request id outside its charset."""
@@ -166,10 +169,13 @@ class Topic(Generic[M]):
         name: str,
         decode: Callable[[bytes | str | None], M],
         key_of: Callable[[M], str] | None,
+        *,
+        max_bytes: int | None = None,
     ) -> None:
         self.name = name
         self._decode = decode
         self._key_of = key_of
+        self.max_bytes = max_bytes
 
     def __repr__(self) -> str:
         return f"Topic({self.name!r})"
@@ -192,6 +198,12 @@ class Topic(Generic[M]):
 
     def decode(self, value: bytes | str | None, key: bytes | None = None) -> M:
         """A valid message whose key matches it, or :class:`Refused` saying why not."""
+        if self.max_bytes is not None and value is not None and len(value) > self.max_bytes:
+            raise Refused(
+                Reason.TOO_LARGE,
+                f"{self.name}: a value of {len(value):,} bytes; this topic's values are at most "
+                f"{self.max_bytes:,}",
+            )
         message = self._decode(value)
         if self._key_of is not None:
             expected = self._key_of(message)
@@ -220,6 +232,12 @@ def _drift_key(event: DriftEvent) -> str:
     return f"{event.feature}/{event.detector}"
 
 
+SMALL_VALUE_BYTES = 64 * 1024
+"""Feedback, drift alarms and retrain requests: a few hundred bytes in practice."""
+SAMPLE_VALUE_BYTES = 1024 * 1024
+"""A labeled sample holds one feature vector."""
+
+
 class Topics:
     """Every irisflow topic, typed. Built once per process from the settings."""
 
@@ -231,18 +249,23 @@ class Topics:
         self.predictions: Topic[Prediction | BatchPrediction] = Topic(
             names.predictions, decode_answer, _request_id
         )
-        self.feedback: Topic[Feedback] = Topic(names.feedback, _plain(Feedback), _request_id)
+        self.feedback: Topic[Feedback] = Topic(
+            names.feedback, _plain(Feedback), _request_id, max_bytes=SMALL_VALUE_BYTES
+        )
         self.labeled: Topic[LabeledSample] = Topic(
-            names.labeled, _plain(LabeledSample), _request_id
+            names.labeled, _plain(LabeledSample), _request_id, max_bytes=SAMPLE_VALUE_BYTES
         )
         self.model_updates: Topic[ModelUpdate] = Topic(
             names.model_updates, _plain(ModelUpdate), _model_name
         )
         self.drift_events: Topic[DriftEvent] = Topic(
-            names.drift_events, _plain(DriftEvent), _drift_key
+            names.drift_events, _plain(DriftEvent), _drift_key, max_bytes=SMALL_VALUE_BYTES
         )
         self.retrain_requests: Topic[RetrainRequest] = Topic(
-            names.retrain_requests, _plain(RetrainRequest), _model_name
+            names.retrain_requests,
+            _plain(RetrainRequest),
+            _model_name,
+            max_bytes=SMALL_VALUE_BYTES,
         )
         self.dead_letters: Topic[DeadLetter] = Topic(names.dead_letters, _plain(DeadLetter), None)
 
