@@ -1,0 +1,235 @@
+"""A real ``irisflow trainer`` process on the real broker survives what used to kill it.
+
+Finding 1 of the hardening issue: a labeled sample with ``sepal_length: 1e39`` made every
+retraining raise before offsets were committed, so the trainer died, restarted, re-read the same
+label and died again. Now the sample is refused at the door (``out_of_domain``), and,
+independently, a retraining that fails for any reason is a recorded ``failed`` decision whose
+labels are dead-lettered (``training_failed``) and committed, after which the service goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+
+from irisflow.dlq import LetterFilter, read_letters
+from irisflow.kafka.admin import ensure_topics
+from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.kafka.model_topic import read_live_update
+from irisflow.kafka.runtime import free_port
+from irisflow.schemas import LabeledSample
+from irisflow.settings import load_settings
+from tests.conftest import unique_params
+from tests.e2e.conftest import Stack
+from tests.factories import IRIS_FEATURES, iris_xy
+from trainer.gate import split_recent
+
+pytestmark = pytest.mark.kafka
+
+ROUND = 40
+"""Labels per retraining (retraining.min_new_labels)."""
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[Stack]:
+    """A trainer process with model version 1 live; one partition, so labels arrive in order."""
+    folder = tmp_path_factory.mktemp("trainer-hardening")
+    params = unique_params(
+        folder,
+        kafka_bootstrap,
+        **{
+            "kafka.partitions": 1,
+            "retraining.port": free_port(),
+            "retraining.min_new_labels": ROUND,
+            "retraining.holdout_fraction": 0.5,
+            "training.candidates": {"logistic_regression": {"max_iter": 300}, "naive_bayes": {}},
+            "training.cv_folds": 3,
+        },
+    )
+    stack = Stack(params=params, settings=load_settings(params, environ={}), logs=folder)
+    asyncio.run(ensure_topics(stack.settings.kafka))
+    stack.publish(1)
+    stack.start("trainer", "trainer")
+    try:
+        _metrics(stack, timeout=90)
+        yield stack
+    finally:
+        stack.stop("trainer")
+
+
+def _metrics(stack: Stack, timeout: float = 30) -> str:
+    url = f"http://127.0.0.1:{stack.settings.retraining.port}/metrics"
+    deadline = time.monotonic() + timeout
+    while True:
+        process = stack.processes["trainer"]
+        assert process.poll() is None, _log(stack)
+        try:
+            return httpx.get(url, timeout=2).text
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "the trainer's metrics never answered"
+            time.sleep(0.3)
+
+
+def _log(stack: Stack) -> str:
+    return (stack.logs / "trainer.log").read_text(errors="replace")[-4000:]
+
+
+def _samples(prefix: str, labels: list[str] | None = None) -> list[LabeledSample]:
+    x, y = iris_xy()
+    rows = range(0, 150, 150 // ROUND)
+    return [
+        LabeledSample(
+            request_id=f"{prefix}-{i}",
+            features=dict(zip(IRIS_FEATURES, map(float, x[row]), strict=True)),
+            true_label=labels[i] if labels else str(y[row]),
+        )
+        for i, row in enumerate(list(rows)[:ROUND])
+    ]
+
+
+def _send(stack: Stack, samples: list[LabeledSample]) -> None:
+    async def produce() -> None:
+        producer = make_producer(stack.settings.kafka)
+        await producer.start()
+        try:
+            for sample in samples:
+                await producer.send(
+                    stack.settings.kafka.topics.labeled,
+                    key=sample.request_id.encode(),
+                    value=sample.to_bytes(),
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+
+
+def _decisions(stack: Stack, count: int, timeout: float = 120) -> list[dict[str, Any]]:
+    path = stack.settings.registry_dir / "decisions.jsonl"
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while len(lines) < count:
+        assert stack.processes["trainer"].poll() is None, _log(stack)
+        assert time.monotonic() < deadline, f"{len(lines)} decisions, expected {count}"
+        time.sleep(0.3)
+        lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def _letters(stack: Stack, reason: str, count: int, timeout: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    where = LetterFilter(reason=reason, consumer="trainer")
+    while True:
+        found = asyncio.run(read_letters(stack.settings.kafka, where, progress=False)).letters
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _committed_and_end(stack: Stack) -> tuple[int | None, int]:
+    """The trainer group's committed offset on the labeled topic, and the topic's end."""
+
+    async def read() -> tuple[int | None, int]:
+        group = f"{stack.settings.kafka.app_id}-trainer"
+        consumer = make_consumer(stack.settings.kafka, group_id=group)
+        await consumer.start()
+        try:
+            tp = TopicPartition(stack.settings.kafka.topics.labeled, 0)
+            end = await consumer.end_offsets([tp])
+            return await consumer.committed(tp), end[tp]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def _sample_value(metrics: str, name: str, **labels: str) -> float | None:
+    for line in metrics.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_an_infinite_in_float32_label_is_refused_and_never_reaches_training(
+    trainer: Stack,
+) -> None:
+    outlier = _samples("huge")[0].model_copy(
+        update={"features": {**_samples("huge")[0].features, "sepal_length": 1e39}}
+    )
+    _send(trainer, [outlier])
+
+    (letter,) = _letters(trainer, "out_of_domain", 1)
+
+    assert letter.key == b"huge-0"
+    assert letter.letter.original == outlier.to_bytes()
+    assert "sepal_length" in letter.letter.error
+    assert "float32" in letter.letter.error
+    assert trainer.processes["trainer"].poll() is None
+    labeled = trainer.settings.kafka.topics.labeled
+    metrics = _metrics(trainer)
+    assert (
+        _sample_value(metrics, "irisflow_dead_letters_total", topic=labeled, reason="out_of_domain")
+        == 1
+    )
+
+
+def test_a_failing_retraining_is_recorded_its_labels_dead_lettered_and_the_next_one_works(
+    trainer: Stack,
+) -> None:
+    # Two labels of a class nobody can cross-validate, placed where the challenger trains on them.
+    seed = trainer.settings.training.random_state
+    train_idx, _ = split_recent(ROUND, holdout_fraction=0.5, random_state=seed)
+    good = _samples("good0")
+    labels = [s.true_label for s in good]
+    for index in train_idx[:2]:
+        labels[index] = "daisy"
+    doomed = _samples("doomed", labels)
+    _send(trainer, doomed)
+
+    (failed,) = _decisions(trainer, 1)
+
+    assert failed["outcome"] == "failed"
+    assert failed["trigger"] == "labels"
+    assert failed["version"] is None
+    assert "DataError" in failed["error"]
+    assert "'daisy' (2)" in failed["error"]
+    assert failed["dead_lettered"] == ROUND
+    letters = _letters(trainer, "training_failed", ROUND)
+    assert sorted(s.letter.original for s in letters) == sorted(s.to_bytes() for s in doomed)
+    assert all("daisy" in s.letter.error for s in letters)
+    committed, end = _committed_and_end(trainer)
+    assert committed == end  # every label read, the doomed round included
+    metrics = _metrics(trainer)
+    assert (
+        _sample_value(metrics, "irisflow_retrains_total", trigger="labels", outcome="failed") == 1
+    )
+    labeled = trainer.settings.kafka.topics.labeled
+    assert (
+        _sample_value(
+            metrics, "irisflow_dead_letters_total", topic=labeled, reason="training_failed"
+        )
+        == ROUND
+    )
+    assert "retraining (labels): failed — DataError" in _log(trainer)
+    assert trainer.processes["trainer"].poll() is None
+
+    _send(trainer, _samples("good1"))
+
+    decisions = _decisions(trainer, 2)
+    assert decisions[1]["outcome"] == "promoted", decisions[1]
+    assert decisions[1]["version"] == 2
+    live = asyncio.run(read_live_update(trainer.settings.kafka, trainer.settings.model_name))
+    assert live is not None
+    assert live.version == 2
+    assert live.parent_version == 1
+    assert Path(trainer.settings.registry_dir / "v0002" / "metadata.json").exists()
+    assert trainer.processes["trainer"].poll() is None
