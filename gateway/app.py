@@ -122,6 +122,7 @@ async def _connect(state: GatewayState, metrics: GatewayMetrics) -> None:
         state.audit,
         on_written=lambda stream, n: metrics.audit_records.labels(stream).inc(n),
         on_skipped=lambda stream: metrics.audit_skipped.labels(stream).inc(),
+        on_letter=metrics.count_letter,
     )
     await asyncio.gather(
         _supervise(

@@ -4,6 +4,13 @@ A consumer group of its own per database, so that the gateways that share one da
 the work (Kafka splits the partitions between them) and a gateway with its own database reads
 everything. Offsets are committed only after the batch is in the database: a gateway that dies
 re-reads, and the upserts make the second write a no-op (at-least-once, idempotent).
+
+No record stops the feed. Each is decoded by its topic's codec (schema and key); one that fails
+is dead-lettered (consumer ``gateway.audit``) and its offset committed with the rest. A batch the
+database refuses is written again row by row, and a row it still refuses is dead-lettered as
+``processing_failed``: one bad row costs one letter, never the partition. Only an
+infrastructure failure (the database unreachable or locked: ``OperationalError``) stops a poll;
+nothing is committed then, and the supervisor starts the feed again to re-read it.
 """
 
 from __future__ import annotations
@@ -12,33 +19,31 @@ import asyncio
 import hashlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gateway.audit.store import AuditBatch, AuditStore
-from irisflow.errors import SchemaError
-from irisflow.kafka.clients import make_consumer
+from irisflow.kafka.clients import make_consumer, make_producer, send
 from irisflow.schemas import (
     BatchPrediction,
     BatchPredictionRequest,
     DriftEvent,
     Feedback,
     Prediction,
-    describe_validation_error,
+    PredictionRequest,
 )
 from irisflow.settings import KafkaSettings
-from irisflow.topics import decode_request
+from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topic, Topics
 
 __all__ = [
+    "CONSUMER",
     "AuditFeed",
     "audit_group_id",
-    "decode_answer",
     "drift_row",
     "feedback_row",
     "prediction_row",
@@ -46,6 +51,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+CONSUMER = "gateway.audit"
+"""The consumer name on this feed's dead letters and in the dead-letter metric."""
 
 
 def audit_group_id(app_id: str, url: str) -> str:
@@ -56,25 +64,7 @@ def audit_group_id(app_id: str, url: str) -> str:
     return f"{app_id}-gateway-audit-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
-def decode_answer(raw: bytes | None) -> Prediction | BatchPrediction:
-    """The predictions topic carries both shapes; an object with ``predictions`` is a batch."""
-    if raw is None:
-        raise SchemaError("Prediction: empty message (tombstone or null value)")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SchemaError(f"Prediction: not a JSON document ({exc})") from exc
-    shape: type[Prediction] | type[BatchPrediction] = Prediction
-    if isinstance(body, dict) and "predictions" in body:
-        shape = BatchPrediction
-    try:
-        return shape.model_validate(body)
-    except ValidationError as exc:
-        raise SchemaError(f"{shape.__name__}: {describe_validation_error(exc)}") from exc
-
-
-def request_row(raw: bytes | None) -> dict[str, Any]:
-    request = decode_request(raw)
+def request_row(request: PredictionRequest | BatchPredictionRequest) -> dict[str, Any]:
     batch = isinstance(request, BatchPredictionRequest)
     features: Any = request.instances if batch else request.features  # type: ignore[union-attr]
     return {
@@ -88,8 +78,7 @@ def request_row(raw: bytes | None) -> dict[str, Any]:
     }
 
 
-def prediction_row(raw: bytes | None) -> dict[str, Any]:
-    answer = decode_answer(raw)
+def prediction_row(answer: Prediction | BatchPrediction) -> dict[str, Any]:
     batch = isinstance(answer, BatchPrediction)
     return {
         "request_id": answer.request_id,
@@ -111,8 +100,7 @@ def prediction_row(raw: bytes | None) -> dict[str, Any]:
     }
 
 
-def feedback_row(raw: bytes | None) -> dict[str, Any]:
-    feedback = Feedback.from_bytes(raw)
+def feedback_row(feedback: Feedback) -> dict[str, Any]:
     return {
         "request_id": feedback.request_id,
         "kind": "single",
@@ -123,8 +111,7 @@ def feedback_row(raw: bytes | None) -> dict[str, Any]:
     }
 
 
-def drift_row(raw: bytes | None) -> dict[str, Any]:
-    event = DriftEvent.from_bytes(raw)
+def drift_row(event: DriftEvent) -> dict[str, Any]:
     return {
         "model_name": event.model_name,
         "model_version": event.model_version,
@@ -137,6 +124,28 @@ def drift_row(raw: bytes | None) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Route:
+    stream: str  # the AuditBatch list it fills: requests, predictions, feedback, drift
+    topic: Topic[Any]
+    row: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Row:
+    stream: str
+    values: dict[str, Any]
+    record: Incoming
+
+
+@dataclass
+class Outcome:
+    """What one poll did: rows written per stream, and the dead letters to send."""
+
+    written: dict[str, int]
+    letters: list[Outgoing]
+
+
 class AuditFeed:
     """Consume the four topics and upsert what they say into the store, forever."""
 
@@ -147,19 +156,27 @@ class AuditFeed:
         *,
         on_written: Callable[[str, int], None] | None = None,
         on_skipped: Callable[[str], None] | None = None,
+        on_letter: Callable[[str, str, str], None] | None = None,
     ) -> None:
-        names = kafka.topics
+        topics = Topics.of(kafka)
         self._kafka = kafka
         self._store = store
         self._group = audit_group_id(kafka.app_id, store.url)
         self._on_written = on_written or (lambda stream, n: None)
         self._on_skipped = on_skipped or (lambda stream: None)
-        self._routes: dict[str, tuple[str, Callable[[bytes | None], dict[str, Any]]]] = {
-            names.requests: ("requests", request_row),
-            names.predictions: ("predictions", prediction_row),
-            names.feedback: ("feedback", feedback_row),
-            names.drift_events: ("drift", drift_row),
-        }
+        self._letters = DeadLetters(
+            kafka.topics.dead_letters,
+            CONSUMER,
+            max_message_bytes=kafka.max_message_bytes,
+            on_letter=on_letter,
+        )
+        routes = [
+            _Route("requests", topics.requests, request_row),
+            _Route("predictions", topics.predictions, prediction_row),
+            _Route("feedback", topics.feedback, feedback_row),
+            _Route("drift", topics.drift_events, drift_row),
+        ]
+        self._routes = {route.topic.name: route for route in routes}
 
     async def run(self) -> None:
         """Consume until cancelled; a broker outage is waited out, then consumption resumes."""
@@ -167,46 +184,102 @@ class AuditFeed:
             consumer = make_consumer(
                 self._kafka, *self._routes, group_id=self._group, max_poll_records=2000
             )
+            producer = make_producer(self._kafka)
             try:
                 await consumer.start()
-                await self._consume(consumer)
+                await producer.start()
+                await self._consume(consumer, producer)
             except KafkaError as exc:
                 log.warning("audit feed: %r; reconnecting", exc)
                 await asyncio.sleep(1.0)
             finally:
                 await consumer.stop()
+                await producer.stop()
 
-    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         while True:
             polled = await consumer.getmany(timeout_ms=1000)
-            batch = AuditBatch()
-            counts: dict[str, int] = {}
-            for records in polled.values():
-                for record in records:
-                    self._add(batch, record, counts)
-            if len(batch):
-                await asyncio.to_thread(self._store.write, batch)
-            if polled:
-                await consumer.commit()
-            for kind, n in counts.items():
-                self._on_written(kind, n)
+            records = [
+                Incoming(r.value, r.key, r.partition, r.offset, r.topic)
+                for batch in polled.values()
+                for r in batch
+            ]
+            if not records:
+                continue
+            outcome = await asyncio.to_thread(self.process, records)
+            for letter in outcome.letters:  # on the broker before the offsets move past them
+                await send(producer, letter)
+            await consumer.commit()
+            for stream, n in outcome.written.items():
+                self._on_written(stream, n)
 
-    def _add(
-        self, batch: AuditBatch, record: ConsumerRecord[bytes, bytes], counts: dict[str, int]
-    ) -> None:
-        kind, decode = self._routes[record.topic]
+    def process(self, records: Sequence[Incoming]) -> Outcome:
+        """Decode and store one poll (blocking: runs in a worker thread).
+
+        Returns the rows written and the letters for every record that could not be used.
+        """
+        rows: list[_Row] = []
+        letters: list[Outgoing] = []
+        for record in records:
+            route = self._routes[record.topic]
+            try:
+                message = route.topic.decode(record.value, record.key)
+            except Refused as exc:
+                letters.append(self._refuse(route.stream, record, exc.reason, str(exc)))
+                continue
+            rows.append(_Row(route.stream, route.row(message), record))
+        written = self._write(rows, letters)
+        return Outcome(written, letters)
+
+    def _write(self, rows: list[_Row], letters: list[Outgoing]) -> dict[str, int]:
         try:
-            row = decode(record.value)
-        except SchemaError as exc:
-            log.warning(
-                "audit: %s[%d] offset %d skipped: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                exc,
-            )
-            self._on_skipped(kind)
-            return
-        target: list[dict[str, Any]] = getattr(batch, kind)
-        target.append(row)
-        counts[kind] = counts.get(kind, 0) + 1
+            self._store.write(_batch(rows))
+        except OperationalError:
+            raise  # the database is down or locked: nothing is committed, the poll is re-read
+        except (SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
+            log.warning("audit: a batch of %d rows failed (%r); writing row by row", len(rows), exc)
+            return self._write_each(rows, letters)
+        return _counts(rows)
+
+    def _write_each(self, rows: list[_Row], letters: list[Outgoing]) -> dict[str, int]:
+        stored = []
+        for row in rows:
+            try:
+                self._store.write(_batch([row]))
+            except OperationalError:
+                raise
+            except (SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
+                error = f"the audit store refused the row: {exc!r}"
+                letters.append(
+                    self._refuse(row.stream, row.record, Reason.PROCESSING_FAILED, error)
+                )
+            else:
+                stored.append(row)
+        return _counts(stored)
+
+    def _refuse(self, stream: str, record: Incoming, reason: Reason, error: str) -> Outgoing:
+        log.warning(
+            "audit: %s[%s] offset %s dead-lettered (%s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            error,
+        )
+        self._on_skipped(stream)
+        return self._letters.letter(record, source_topic=record.topic, reason=reason, error=error)
+
+
+def _batch(rows: Sequence[_Row]) -> AuditBatch:
+    batch = AuditBatch()
+    for row in rows:
+        target: list[dict[str, Any]] = getattr(batch, row.stream)
+        target.append(row.values)
+    return batch
+
+
+def _counts(rows: Sequence[_Row]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.stream] = counts.get(row.stream, 0) + 1
+    return counts

@@ -36,18 +36,18 @@ def store(tmp_path: Path) -> AuditStore:
 
 def _sent(rid: str, at: float, features: dict[str, float] = SETOSA) -> dict[str, Any]:
     message = PredictionRequest(request_id=rid, features=features, sent_at=at, reply_to="gw-1")
-    return request_row(message.to_bytes())
+    return request_row(message)
 
 
 def _answered(rid: str, at: float, label: str = "setosa") -> dict[str, Any]:
     message = Prediction(
         request_id=rid, label=label, probabilities=PROBS, model_version=1, scored_at=at
     )
-    return prediction_row(message.to_bytes())
+    return prediction_row(message)
 
 
 def _labeled(rid: str, label: str, at: float) -> dict[str, Any]:
-    return feedback_row(Feedback(request_id=rid, label=label, labeled_at=at).to_bytes())
+    return feedback_row(Feedback(request_id=rid, label=label, labeled_at=at))
 
 
 def test_the_default_store_is_a_sqlite_file_in_the_home_folder(tmp_path: Path) -> None:
@@ -105,8 +105,8 @@ def test_a_batch_is_one_record_with_its_instances_and_answers(store: AuditStore)
     )
     store.write(
         AuditBatch(
-            requests=[request_row(request.to_bytes())],
-            predictions=[prediction_row(answer.to_bytes())],
+            requests=[request_row(request)],
+            predictions=[prediction_row(answer)],
         )
     )
     record = store.get("b1")
@@ -119,7 +119,7 @@ def test_a_batch_is_one_record_with_its_instances_and_answers(store: AuditStore)
 
 def test_an_answer_with_an_error_is_failed(store: AuditStore) -> None:
     answer = Prediction(request_id="r1", error="no model is live", error_code="no_model")
-    store.write(AuditBatch(predictions=[prediction_row(answer.to_bytes())]))
+    store.write(AuditBatch(predictions=[prediction_row(answer)]))
     record = store.get("r1")
     assert record is not None
     assert (record.status, record.error_code) == ("failed", "no_model")
@@ -144,7 +144,7 @@ def test_drift_alarms_are_stored_once(store: AuditStore) -> None:
         window=500,
         detected_at=50.0,
     )
-    row = drift_row(event.to_bytes())
+    row = drift_row(event)
     store.write(AuditBatch(drift=[row]))
     store.write(AuditBatch(drift=[row]))
     alarms = store.drift_alarms(0.0)
@@ -166,7 +166,7 @@ def test_the_dashboards_inputs_are_read_on_an_instance_budget_newest_first(
         BatchPredictionRequest(request_id=f"b{i}", instances=[SETOSA] * 1000, sent_at=100.0 + i)
         for i in range(30)
     ]
-    store.write(AuditBatch(requests=[request_row(b.to_bytes()) for b in batches]))
+    store.write(AuditBatch(requests=[request_row(b) for b in batches]))
     store.write(AuditBatch(requests=[_sent("single", 200.0, VIRGINICA)]))
     inputs = store.recent_inputs(0.0, max_instances=3001)
     assert [at for at, _ in inputs] == [200.0, 129.0, 128.0, 127.0]

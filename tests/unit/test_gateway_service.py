@@ -141,7 +141,7 @@ async def test_an_id_with_only_feedback_in_the_audit_is_published_and_answered(
 ) -> None:
     """Finding 4: feedback for a never-requested id must not make the id look published."""
     for rid in ("victim-1", "victim-2"):
-        labeled = Feedback(request_id=rid, label="setosa").to_bytes()
+        labeled = Feedback(request_id=rid, label="setosa")
         state.audit.write(AuditBatch(feedback=[feedback_row(labeled)]))
         record = state.audit.get(rid)
         assert record is not None
