@@ -1,8 +1,9 @@
 """The FastAPI application factory: wiring only; routes live in :mod:`gateway.routes`.
 
 In the background each gateway connects to Kafka (retrying until a broker answers), then runs
-four loops, each restarted if it fails: the reply reader (inside the bridge), the model-version
-follower, the audit feed, and a one-second broker probe behind readiness and the fast 503s.
+four loops, each restarted if it fails: the reply reader (inside the bridge), the model feed
+(the workers' follower: a version is live here once it loads as it does on a worker), the audit
+feed, and a one-second broker probe behind readiness and the fast 503s.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from gateway.openapi import live_openapi
 from gateway.routes import dashboard, feedback, health, models, predict, predictions, stats
 from gateway.service import on_late_answer
 from gateway.state import GatewayState
-from gateway.versions import ModelHistory, follow_model_updates
+from gateway.versions import ModelHistory, model_feed
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.admin import ensure_topics
 from irisflow.schemas import ModelMetadata
@@ -126,7 +127,14 @@ async def _connect(state: GatewayState, metrics: GatewayMetrics) -> None:
     )
     await asyncio.gather(
         _supervise(
-            "model follower", lambda: follow_model_updates(settings.kafka, state.history, on_live)
+            "model feed",
+            lambda: model_feed(
+                settings.kafka,
+                state.history,
+                settings.artifacts,
+                on_live=on_live,
+                on_letter=metrics.count_letter,
+            ).run(),
         ),
         _supervise("audit feed", feed.run),
         _supervise("Kafka probe", lambda: _probe(state, metrics)),

@@ -1,12 +1,18 @@
 """Model versions the gateway knows of: every update read from Kafka, plus the registry folder.
 
 The gateway may run on a host without the trainer's registry folder, so Kafka is its source: it
-reads the compacted ``model-updates`` topic from the beginning (no consumer group) and keeps
-every version it sees, with its artifact, for as long as it runs. Compaction keeps only the
-latest record per model name once the log cleaner has run, so versions published long before
-this gateway started, and compacted away, are only listed when the registry folder
-(``settings.registry_dir``) is readable here too; that is the documented limitation of
-``GET /v1/models`` on a host of its own.
+follows the compacted ``model-updates`` topic with the core's :class:`ModelFeed` (the follower
+every worker uses), so what it reports as live is what the workers serve: a version goes live
+here only once its artifact passes the same checks a worker runs before swapping (checksum,
+archive limits, type allow-list, estimator contract, smoke prediction). A fresh gateway whose
+newest update is refused falls back, like a fresh worker, to the newest one that loads.
+
+Every version seen is listed (its metadata is small), but artifacts are kept only for the
+:data:`KEPT_ARTIFACTS` newest, so a long-running gateway does not hold every model ever
+published. Compaction keeps only the latest record per model name once the log cleaner has run,
+so versions published long before this gateway started, and compacted away, are only listed
+when the registry folder (``settings.registry_dir``) is readable here too; that is the
+documented limitation of ``GET /v1/models`` on a host of its own.
 """
 
 from __future__ import annotations
@@ -18,20 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
-
-from irisflow.errors import IrisflowError, ModelNotFound, SchemaError
-from irisflow.kafka.clients import make_consumer
-from irisflow.registry import LocalRegistry, sha256_hex
+from irisflow.errors import IrisflowError, ModelNotFound
+from irisflow.kafka.model_topic import ModelFeed
+from irisflow.registry import LocalRegistry, load_update, sha256_hex
 from irisflow.schemas import ModelMetadata, ModelUpdate
-from irisflow.settings import KafkaSettings
+from irisflow.settings import ArtifactSettings, KafkaSettings
 
-__all__ = ["KnownVersion", "ModelHistory", "follow_model_updates"]
+__all__ = ["CONSUMER", "KEPT_ARTIFACTS", "KnownVersion", "ModelHistory", "model_feed"]
 
 log = logging.getLogger(__name__)
 
 Source = Literal["kafka", "registry"]
+
+CONSUMER = "gateway.model-feed"
+"""The consumer name on the model feed's dead letters and in the dead-letter metric."""
+KEPT_ARTIFACTS = 4
+"""Newest versions whose artifacts a gateway keeps to republish (``promote``) without a registry
+folder; older ones are still listed, and promoted from the registry folder where it exists."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +52,22 @@ class KnownVersion:
 class ModelHistory:
     """What is live, and every version seen on Kafka or found in the registry folder."""
 
-    def __init__(self, model_name: str, registry_dir: Path) -> None:
+    def __init__(
+        self, model_name: str, registry_dir: Path, *, kept_artifacts: int = KEPT_ARTIFACTS
+    ) -> None:
         self.model_name = model_name
         self.registry = LocalRegistry(registry_dir)
         self.live: ModelMetadata | None = None
-        self._seen: dict[int, ModelUpdate] = {}
+        self.kept_artifacts = kept_artifacts
+        self._seen: dict[int, ModelMetadata] = {}
+        self._artifacts: dict[int, ModelUpdate] = {}
 
-    def record(self, update: ModelUpdate) -> bool:
-        """Keep ``update``; one whose bytes fail their checksum is refused (it is live nowhere)."""
+    def record(self, update: ModelUpdate) -> None:
+        """Keep ``update`` (the model feed's ``on_seen``: every decodable update is listed)."""
+        self._keep(update)
+
+    def _keep(self, update: ModelUpdate) -> bool:
+        """One whose bytes fail their checksum is refused (it is live nowhere)."""
         if sha256_hex(update.artifact) != update.sha256:
             log.error(
                 "gateway: ignoring %s version %d: artifact checksum mismatch",
@@ -58,11 +75,15 @@ class ModelHistory:
                 update.version,
             )
             return False
-        self._seen[update.version] = update
+        self._seen[update.version] = update.metadata()
+        self._artifacts[update.version] = update
+        for old in sorted(self._artifacts)[: -self.kept_artifacts or None]:
+            del self._artifacts[old]
         return True
 
     def make_live(self, update: ModelUpdate) -> bool:
-        if not self.record(update):
+        """Record ``update`` and call it live (the caller has loaded it successfully)."""
+        if not self._keep(update):
             return False
         self.live = update.metadata()
         return True
@@ -86,8 +107,7 @@ class ModelHistory:
                 sources += ("kafka",)
             if version in on_disk:
                 sources += ("registry",)
-            seen = self._seen.get(version)
-            meta = seen.metadata() if seen is not None else on_disk[version]
+            meta = self._seen.get(version) or on_disk[version]
             known.append(KnownVersion(metadata=meta, sources=sources))
         return known
 
@@ -101,8 +121,14 @@ class ModelHistory:
         """The full update to republish: from the registry folder, else from Kafka's history."""
         if version in self.registry.versions():
             return self.registry.get(version), "registry"
+        if version in self._artifacts:
+            return self._artifacts[version], "kafka"
         if version in self._seen:
-            return self._seen[version], "kafka"
+            raise ModelNotFound(
+                f"{self.model_name} version {version} was seen on Kafka, but this gateway keeps "
+                f"the artifacts of the {self.kept_artifacts} newest versions only and has no "
+                f"registry folder at {self.registry.root}: promote it where the registry is"
+            )
         raise ModelNotFound(self._unknown(version))
 
     def _unknown(self, version: int) -> str:
@@ -112,69 +138,40 @@ class ModelHistory:
         )
 
 
-def _decode(record: ConsumerRecord[bytes, bytes], model_name: str) -> ModelUpdate | None:
-    if record.key is not None and record.key.decode(errors="replace") != model_name:
-        return None
-    try:
-        return ModelUpdate.from_bytes(record.value)
-    except SchemaError as exc:
-        log.error(
-            "%s[%d] offset %d: unreadable model update skipped: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            exc,
-        )
-        return None
+def model_feed(
+    kafka: KafkaSettings,
+    history: ModelHistory,
+    artifacts: ArtifactSettings,
+    *,
+    on_live: Callable[[ModelMetadata], None],
+    on_letter: Callable[[str, str, str], None] | None = None,
+) -> ModelFeed:
+    """The follower that makes a version live here only if it loads as it does on a worker.
 
+    Loading (parse, contract, smoke prediction) runs off the event loop. A refused update that
+    arrives live is dead-lettered once, as ``gateway.model-feed``; one refused during catch-up
+    is not (it was dead-lettered when it arrived, and every restart would repeat the letter).
+    """
 
-async def _assign_from_beginning(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    while not consumer.partitions_for_topic(topic):
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.2)
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    return tps
+    async def accept(update: ModelUpdate) -> bool:
+        try:
+            await asyncio.to_thread(load_update, update, artifacts)
+        except Exception as exc:  # any refusal leaves the current version live
+            log.error("gateway: %s version %d refused: %s", update.model_name, update.version, exc)
+            if feed.caught_up.is_set():
+                await feed.refuse(update, str(exc))
+            return False
+        if not history.make_live(update):
+            return False
+        on_live(update.metadata())
+        return True
 
-
-async def _catch_up(
-    consumer: AIOKafkaConsumer, topic: str, history: ModelHistory
-) -> list[ModelUpdate]:
-    """Record every version up to the end offsets; return what should go live, in order: the
-    latest of those, then anything that arrived meanwhile."""
-    tps = await _assign_from_beginning(consumer, topic)
-    end = await consumer.end_offsets(tps)
-    latest: tuple[int, ModelUpdate] | None = None
-    later: list[ModelUpdate] = []
-    while any([await consumer.position(tp) < end[tp] for tp in tps]):
-        for records in (await consumer.getmany(timeout_ms=1000)).values():
-            for record in records:
-                update = _decode(record, history.model_name)
-                if update is None:
-                    continue
-                if record.offset >= end[TopicPartition(record.topic, record.partition)]:
-                    later.append(update)
-                elif history.record(update) and (latest is None or record.timestamp >= latest[0]):
-                    latest = (record.timestamp, update)
-    return ([latest[1]] if latest else []) + later
-
-
-async def follow_model_updates(
-    kafka: KafkaSettings, history: ModelHistory, on_live: Callable[[ModelMetadata], None]
-) -> None:
-    """Read the topic from the beginning, keep every version, then follow what goes live."""
-    consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        for caught in await _catch_up(consumer, kafka.topics.model_updates, history):
-            if history.make_live(caught):
-                on_live(caught.metadata())
-        while True:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    update = _decode(record, history.model_name)
-                    if update is not None and history.make_live(update):
-                        on_live(update.metadata())
-    finally:
-        await consumer.stop()
+    feed = ModelFeed(
+        kafka,
+        history.model_name,
+        accept,
+        consumer=CONSUMER,
+        on_seen=history.record,
+        on_letter=on_letter,
+    )
+    return feed

@@ -50,3 +50,15 @@ def test_the_update_to_republish_comes_from_kafka_when_no_registry_is_here() -> 
     assert update.artifact
     with pytest.raises(ModelNotFound, match="version 5"):
         history.update_for(5)
+
+
+def test_artifacts_are_kept_for_the_newest_versions_only_and_metadata_for_all() -> None:
+    """Finding 6: a long-running gateway must not hold every artifact ever published."""
+    history = ModelHistory("iris", NOWHERE, kept_artifacts=2)
+    update = model_update(1)
+    for version in (3, 1, 4, 2):
+        history.record(update.model_copy(update={"version": version}))
+    assert [k.metadata.version for k in history.versions()] == [1, 2, 3, 4]
+    assert [history.update_for(v)[0].version for v in (3, 4)] == [3, 4]
+    with pytest.raises(ModelNotFound, match="keeps the artifacts of the 2 newest"):
+        history.update_for(1)
