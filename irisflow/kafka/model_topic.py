@@ -96,6 +96,8 @@ class ModelFeed:
         )
         self.consumer_name = consumer
         self.refused_records = 0
+        self._offered: tuple[ModelUpdate, Incoming] | None = None
+        """The live update being offered to ``accept`` and the record it came in."""
         self.caught_up = asyncio.Event()
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ModelUpdate | Refused | None:
@@ -144,7 +146,11 @@ class ModelFeed:
                             await self._dead_letter(producer, record, found)
                         elif found is not None:
                             self._on_seen(found)
-                            await self._accept(found)
+                            self._offered = (found, _incoming(record))
+                            try:
+                                await self._accept(found)
+                            finally:
+                                self._offered = None
         finally:
             await consumer.stop()
             if producer is not None:
@@ -153,9 +159,8 @@ class ModelFeed:
     async def _dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], refusal: Refused
     ) -> None:
-        incoming = Incoming(record.value, record.key, record.partition, record.offset, record.topic)
         letter = self._letters.letter(
-            incoming, source_topic=record.topic, reason=refusal.reason, error=str(refusal)
+            _incoming(record), source_topic=record.topic, reason=refusal.reason, error=str(refusal)
         )
         try:
             await send(producer, letter)
@@ -166,9 +171,17 @@ class ModelFeed:
 
     async def refuse(self, update: ModelUpdate, reason: str) -> None:
         """Dead-letter an update that decoded but could not be loaded (called by ``accept``'s
-        owner for live updates, so a refused version is visible in ``irisflow dlq``)."""
+        owner for live updates, so a refused version is visible in ``irisflow dlq``). The
+        letter carries the record it came in (partition, offset, original bytes) when called
+        while that record is being offered."""
+        offered = self._offered
+        record = (
+            offered[1]
+            if offered is not None and offered[0] is update
+            else Incoming(update.to_bytes(), update.model_name.encode())
+        )
         letter = self._letters.letter(
-            Incoming(update.to_bytes(), update.model_name.encode()),
+            record,
             source_topic=self._kafka.topics.model_updates,
             reason=Reason.REFUSED_MODEL,
             error=f"version {update.version}: {reason}",
@@ -200,6 +213,10 @@ class ModelFeed:
                         self._on_seen(found)
                         candidates.append(found)
         return list(candidates)
+
+
+def _incoming(record: ConsumerRecord[bytes, bytes]) -> Incoming:
+    return Incoming(record.value, record.key, record.partition, record.offset, record.topic)
 
 
 async def _started(producer: AIOKafkaProducer) -> AIOKafkaProducer:

@@ -135,6 +135,7 @@ def test_a_live_update_that_is_refused_keeps_the_current_version_and_is_dead_let
             assert (letter.reason, letter.consumer) == ("refused_model", "test.model-feed")
             assert "version 2" in letter.error
             assert "predict_proba" in letter.error
+            assert (letter.partition, letter.offset) == (0, 1)  # the record it came in
         finally:
             await _stop(task)
 
