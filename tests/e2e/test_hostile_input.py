@@ -434,3 +434,25 @@ def test_every_bad_record_costs_a_dead_letter_and_nothing_else(hostile_stack: St
     health = httpx.get(f"http://127.0.0.1:{settings.worker.port}/health", timeout=10).json()
     assert health["model_version"] == 1
     assert {50, 51, 52} <= set(health["refused_versions"])
+
+
+def test_the_incident_that_opened_issue_10_costs_one_dead_letter(hostile_stack: Stack) -> None:
+    """Feedback with a NaN timestamp, then a prediction for its id, used to kill the worker
+    and stop the whole stack."""
+    stack = hostile_stack
+    settings = stack.settings
+    rid = f"victim-{uuid.uuid4().hex[:8]}"
+    poison = b'{"request_id":"%s","label":"setosa","labeled_at":NaN}' % rid.encode()
+    (origin,) = asyncio.run(
+        _produce(settings, {settings.kafka.topics.feedback: [(rid.encode(), poison)]})
+    )
+    response = httpx.post(
+        f"{stack.gateway_url}/v1/predict",
+        json={"request_id": rid, "features": SETOSA},
+        timeout=20,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] == "setosa"
+    letters = asyncio.run(_letters(settings, {origin}, timeout=30))
+    assert ("undecodable", "streams.join") in letters[origin]
+    assert all(process.poll() is None for process in stack.processes.values())
