@@ -21,7 +21,7 @@ from streams.model_updates import ModelHolder
 from streams.monitor import Alarm, DriftMonitor
 from streams.quality import LiveQuality
 from streams.scoring import CONSUMER as SCORING
-from streams.scoring import LiveModel, Scored, score_batch
+from streams.scoring import LiveModel, Scored, score_batch, unanswerable
 
 __all__ = ["Pipeline"]
 
@@ -89,7 +89,38 @@ class Pipeline:
         return self.monitor
 
     def score(self, records: Sequence[Incoming]) -> list[Outgoing]:
-        """Answer every request of a micro-batch; remember single requests for the join."""
+        """Answer every request of a micro-batch; remember single requests for the join.
+
+        Bad records are refused inside :func:`score_batch`; this guard is for a bug: if
+        handling the batch raises anyway, its records are handled one by one, and only the
+        ones that still raise are dead-lettered (and answered, when their key names them).
+        """
+        mark = len(self._out)
+        try:
+            self._score(records)
+            return self._drain()
+        except Exception:
+            log.exception(
+                "scoring a batch of %d raised; handling its records one by one", len(records)
+            )
+            del self._out[mark:]
+        for record in records:
+            mark = len(self._out)
+            try:
+                self._score([record])
+            except Exception as exc:
+                del self._out[mark:]
+                self._dead_letter(
+                    SCORING,
+                    record,
+                    self.topics.requests,
+                    f"scoring raised: {exc!r}",
+                    Reason.PROCESSING_FAILED,
+                )
+                self._out.extend(unanswerable(record, self.topics.predictions, self.clock()))
+        return self._drain()
+
+    def _score(self, records: Sequence[Incoming]) -> None:
         model = self.holder.current
         result = score_batch(
             model,
@@ -103,7 +134,7 @@ class Pipeline:
         self._out.extend(result.dead_letters)
         self.metrics.observe(result)
         if model is None or not result.labels:
-            return self._drain()
+            return
         now = self.clock()
         for scored in result.singles:
             self._join_prediction(scored, model, now)
@@ -112,7 +143,6 @@ class Pipeline:
             alarms = monitor.update_features(result.rows)
             alarms += monitor.update_predictions(result.labels)
             self._alarms(monitor, alarms)
-        return self._drain()
 
     def _join_prediction(self, scored: Scored, model: LiveModel, now: float) -> None:
         """Remember a scored request for its feedback; a join entry that cannot be read (or a

@@ -54,6 +54,7 @@ __all__ = [
     "Outgoing",
     "Scored",
     "score_batch",
+    "unanswerable",
 ]
 
 Request = PredictionRequest | BatchPredictionRequest
@@ -261,6 +262,22 @@ class _Batch:
             )
             return
         self.valid.append((record, request))
+
+
+def unanswerable(record: Incoming, answers_topic: str, now: float) -> list[Outgoing]:
+    """An error answer for a record that could not be handled, if its key names a request
+    (so its caller learns at once instead of waiting for a timeout)."""
+    if not record.key or not _VALID_ID.fullmatch(record.key):
+        return []
+    body = _error_body(
+        record.key.decode(),
+        "the worker could not handle this request; it was dead-lettered",
+        "invalid_request",
+        version=None,
+        latency=0.0,
+        stamp=now,
+    )
+    return [Outgoing(answers_topic, record.key, _encode(body), record.partition)]
 
 
 def _requests_topic(name: str) -> Topic[Request]:

@@ -239,3 +239,28 @@ def test_feedback_keyed_by_another_id_is_refused_so_it_cannot_join_in_the_wrong_
     out = pipeline.feedback([Incoming(value=raw, key=b"not-a", partition=0, offset=1)])
     (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
     assert letter.reason == "bad_key"
+
+
+def test_if_handling_a_batch_raises_only_the_records_that_still_raise_alone_are_lost(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug, not bad input: one record makes the scorer raise. The others are answered."""
+    import streams.pipeline as module
+
+    real = module.score_batch
+
+    def fragile(model: object, records: list[Incoming], **kwargs: object) -> object:
+        if any(r.key == b"cursed" for r in records):
+            raise RuntimeError("bug")
+        return real(model, records, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "score_batch", fragile)
+    out = pipeline.score([_request("a", SETOSA), _request("cursed", SETOSA), _request("b", SETOSA)])
+    answers = {
+        a.request_id: a
+        for a in (Prediction.from_bytes(o.value) for o in _on(out, pipeline.topics.predictions))
+    }
+    assert (answers["a"].label, answers["b"].label) == ("setosa", "setosa")
+    assert answers["cursed"].error_code == "invalid_request"
+    (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
+    assert (letter.reason, letter.consumer) == ("processing_failed", "streams.scoring")
