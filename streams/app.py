@@ -102,6 +102,10 @@ def _faust_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=kafka.max_message_bytes,
         consumer_auto_offset_reset="earliest",
         producer_linger=0.001,
+        # Answers, labeled samples, alarms and dead letters wait for every in-sync replica.
+        # Faust's producer is not idempotent outside transactions: a retried send can repeat
+        # a record, which every consumer already drops by request id (at-least-once).
+        producer_acks=-1,
         web_enabled=True,
         # Faust's own pages would expose join entries (features, labels) and routing: off.
         web_tables_enabled=False,
