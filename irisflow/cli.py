@@ -17,6 +17,7 @@ import typer
 
 from irisflow.errors import IrisflowError
 from irisflow.settings import Settings, load_settings
+from irisflow.topics import Reason
 
 if TYPE_CHECKING:
     from irisflow.dlq import LetterFilter
@@ -44,8 +45,7 @@ dlq_app = typer.Typer(
         "Dead letters: records a consumer refused, with why and where they came from.\n\n"
         "Every refused record lands on the dead-letter topic (kafka.topics.dead_letters) with "
         "its original bytes and key, its source topic, partition and offset, a reason "
-        "(undecodable, invalid, bad_key, schema_mismatch, out_of_domain, unscorable, "
-        "unmatched_feedback, processing_failed, training_failed, refused_model) and the "
+        f"({', '.join(Reason)}) and the "
         "consumer that refused it. Reading never moves any consumer group's offsets.\n\n"
         "Examples:\n\n"
         "  irisflow dlq list --reason out_of_domain --since 2024-06-10T08:00Z\n\n"
