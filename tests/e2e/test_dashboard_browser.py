@@ -75,11 +75,11 @@ def _history(stack: Stack, minutes: int = 9) -> None:
             latency_seconds=latency,
             scored_at=sent + latency,
         )
-        batch.requests.append(request_row(request.to_bytes()))
-        batch.predictions.append(prediction_row(answer.to_bytes()))
+        batch.requests.append(request_row(request))
+        batch.predictions.append(prediction_row(answer))
         if i % 2 == 0:
             feedback = Feedback(request_id=rid, label=truth, labeled_at=sent + 20)
-            batch.feedback.append(feedback_row(feedback.to_bytes()))
+            batch.feedback.append(feedback_row(feedback))
     store = AuditStore(audit_url(stack.settings.gateway.audit_url, stack.settings.home))
     try:
         store.write(batch)
