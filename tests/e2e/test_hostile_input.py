@@ -16,6 +16,8 @@ and no process grew past a memory bound.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from irisflow.errors import SchemaError
 from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.kafka.runtime import free_port
 from irisflow.schemas import DeadLetter
@@ -346,7 +349,10 @@ async def _letters(
         while not wanted <= found.keys() and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
-                    letter = DeadLetter.from_bytes(record.value)
+                    try:
+                        letter = DeadLetter.from_bytes(record.value)
+                    except SchemaError:  # junk forged onto the dead-letter topic itself
+                        continue
                     if letter.partition is None or letter.offset is None:
                         continue
                     origin = (letter.source_topic, letter.partition, letter.offset)
@@ -456,3 +462,24 @@ def test_the_incident_that_opened_issue_10_costs_one_dead_letter(hostile_stack: 
     letters = asyncio.run(_letters(settings, {origin}, timeout=30))
     assert ("undecodable", "streams.join") in letters[origin]
     assert all(process.poll() is None for process in stack.processes.values())
+
+
+def test_junk_on_the_dead_letter_topic_itself_is_counted_by_the_dlq_tools_not_fatal(
+    hostile_stack: Stack,
+) -> None:
+    """Nothing in irisflow consumes the dead-letter topic but ``irisflow dlq``: junk there must
+    not stop it (and must not be dead-lettered again, which could loop)."""
+    stack = hostile_stack
+    junk: list[Forged] = [(None, b"\xff\xfe"), (b"k", b"{}"), (b"\xff", None), (b"k", b"[1,2]")]
+    junk += [(b"k", value) for _, value in generate("requests", 10)]
+    asyncio.run(_produce(stack.settings, {stack.settings.kafka.topics.dead_letters: junk}))
+    command = [sys.executable, "-m", "irisflow.cli", "--params", str(stack.params), "dlq", "list"]
+    table = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert table.returncode == 0, table.stderr
+    unreadable = int(table.stderr.rsplit("; ", 1)[1].split()[0])
+    assert unreadable >= len(junk) - 1  # one junk value may happen to be a valid letter
+    listed = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert all("reason" in letter for letter in orjson.loads(listed.stdout))
