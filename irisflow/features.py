@@ -58,13 +58,17 @@ class FeatureSchema:
         self.name_set = frozenset(self.names)
         reference = reference or {}
         self._limit = max_reference_std
-        known = [n for n in self.names if n in reference]
-        self._ranged = (
-            bool(known) and max_reference_std is not None and len(known) == len(self.names)
+        self._stats = {n: reference[n] for n in self.names if n in reference}
+        self._ranged = bool(self._stats) and max_reference_std is not None
+        # One column per feature; a feature without statistics gets NaN, which no comparison
+        # flags, so the vectorized check and the per-value one apply the same rule.
+        nan = float("nan")
+        self._means = np.array(
+            [self._stats[n].mean if n in self._stats else nan for n in self.names]
         )
-        self._means = np.array([reference[n].mean for n in known], dtype=np.float64)
-        self._scales = np.array([_scale(reference[n]) for n in known], dtype=np.float64)
-        self._stats = {n: reference[n] for n in known}
+        self._scales = np.array(
+            [_scale(self._stats[n]) if n in self._stats else nan for n in self.names]
+        )
 
     def name_problems(self, features: Mapping[str, object], prefix: str) -> list[FeatureProblem]:
         """Missing and unknown names, at most ten of each kind named (then a count)."""

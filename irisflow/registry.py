@@ -154,7 +154,12 @@ def load_update(update: ModelUpdate, limits: ArtifactSettings) -> Any:
     trainer runs before trusting a version (call it off the event loop: it parses and scores).
     """
     estimator = deserialize_model(update.artifact, sha256=update.sha256, limits=limits)
-    check_contract(estimator, update.metadata())
+    try:
+        check_contract(estimator, update.metadata())
+    except ArtifactError:
+        raise
+    except Exception as exc:  # a crafted estimator can make any attribute or call raise
+        raise ArtifactError(f"the estimator failed its contract checks: {exc!r}") from exc
     return estimator
 
 

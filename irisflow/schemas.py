@@ -1,10 +1,11 @@
 """The wire contract: one frozen pydantic model per topic, shared by every component.
 
 Values on every topic are JSON. Each message carries ``schema_version`` so a consumer can tell
-an old producer from a broken one. Decoding happens once, at the edge, through
-:meth:`WireMessage.from_bytes`, which turns any parse or validation failure into a
-:class:`~irisflow.errors.SchemaError` whose message names the offending field; that message is
-what a dead letter records and what an HTTP 422 shows.
+an old producer from a broken one. Consumers decode once, at the edge, through their topic's
+codec (:mod:`irisflow.topics`), which turns any parse or validation failure into a
+:class:`~irisflow.topics.Refused` whose message names the offending field; that message is
+what a dead letter records and what an HTTP 422 shows. Floats are finite, strings and
+timestamps bounded, so nothing a producer sends can make a consumer compute with NaN.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 from irisflow.errors import SchemaError
@@ -158,6 +160,15 @@ class Prediction(WireMessage):
     def ok(self) -> bool:
         return self.error is None
 
+    @model_validator(mode="after")
+    def _answer_or_error(self) -> Self:
+        """A success names its label and version; a failure says why. Nothing in between."""
+        if self.error is None and (self.label is None or self.model_version is None):
+            raise ValueError("an answer without an error needs a label and a model_version")
+        if self.error is not None and self.error_code is None:
+            raise ValueError("an error answer needs an error_code")
+        return self
+
 
 class BatchPredictionRequest(WireMessage):
     """``irisflow.requests``, keyed by request_id: many instances in one message.
@@ -195,6 +206,15 @@ class BatchPrediction(WireMessage):
     error_code: AnswerError | None = None
     reply_to: Name | None = None
     input_digest: Digest | None = None
+
+    @model_validator(mode="after")
+    def _answers_or_error(self) -> Self:
+        """A success has its answers and its version; a failure says why."""
+        if self.error is None and (not self.predictions or self.model_version is None):
+            raise ValueError("a batch answer without an error needs predictions and a version")
+        if self.error is not None and self.error_code is None:
+            raise ValueError("an error answer needs an error_code")
+        return self
 
 
 class Feedback(WireMessage):

@@ -15,7 +15,6 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from irisflow.errors import ArtifactError
 from irisflow.registry import load_update
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import ArtifactSettings
@@ -46,7 +45,7 @@ class ModelHolder:
         """Load ``update`` off the event loop and make it live; ``False`` if it was refused."""
         try:
             estimator = await asyncio.to_thread(load_update, update, self._artifacts)
-        except ArtifactError as exc:
+        except Exception as exc:  # ArtifactError, or anything a crafted artifact provokes
             self.refused.append((update.version, str(exc)))
             serving = self.current.version if self.current else None
             log.error(

@@ -23,7 +23,7 @@ PROBS = {"setosa": 0.9, "versicolor": 0.05, "virginica": 0.05}
 
 
 def _answer(rid: str, **fields: object) -> bytes:
-    return Prediction(request_id=rid, **fields).to_bytes()  # type: ignore[arg-type]
+    return Prediction(request_id=rid, **{"model_version": 1, **fields}).to_bytes()  # type: ignore[arg-type]
 
 
 async def _waiting(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from irisflow.errors import ArtifactError, ModelNotFound
 from irisflow.registry import (
@@ -135,3 +136,14 @@ def test_an_archive_with_too_many_entries_is_refused() -> None:
     data = buffer.getvalue()
     with pytest.raises(ArtifactError, match="11 files"):
         deserialize_model(data, sha256=sha256_hex(data), limits=ArtifactSettings(max_entries=10))
+
+
+def test_an_estimator_crafted_to_make_the_checks_themselves_raise_is_refused() -> None:
+    """``classes_ = 5`` made the contract check raise TypeError, which no caller caught."""
+    x, y = iris_xy()
+    model = LogisticRegression(max_iter=300).fit(x, y)
+    model.classes_ = 5
+    data = serialize_model(model)
+    update = model_update(3).model_copy(update={"artifact": data, "sha256": sha256_hex(data)})
+    with pytest.raises(ArtifactError, match="contract"):
+        load_update(update, ArtifactSettings())

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from irisflow.errors import SchemaError
-from irisflow.schemas import SCHEMA_VERSION, DeadLetter, Prediction, PredictionRequest
+from irisflow.schemas import (
+    SCHEMA_VERSION,
+    BatchPrediction,
+    DeadLetter,
+    Prediction,
+    PredictionRequest,
+)
 from tests.factories import SETOSA, model_update
 
 
@@ -51,4 +58,23 @@ def test_a_dead_letter_keeps_the_original_bytes() -> None:
 
 def test_a_prediction_with_an_error_is_not_ok() -> None:
     assert not Prediction(request_id="r", error="no model", error_code="no_model").ok
-    assert Prediction(request_id="r", label="setosa").ok
+    assert Prediction(request_id="r", label="setosa", model_version=1).ok
+
+
+@pytest.mark.parametrize(
+    ("shape", "fields"),
+    [
+        (Prediction, {}),
+        (Prediction, {"label": "setosa"}),
+        (Prediction, {"model_version": 1}),
+        (Prediction, {"error": "broken"}),
+        (BatchPrediction, {"model_version": 1}),
+        (BatchPrediction, {"error": "broken"}),
+    ],
+)
+def test_an_answer_is_either_complete_or_an_error_never_in_between(
+    shape: type[Prediction] | type[BatchPrediction], fields: dict[str, object]
+) -> None:
+    """``{"request_id": "X"}`` alone used to be a valid answer the gateway then choked on."""
+    with pytest.raises(ValidationError):
+        shape(request_id="r", **fields)  # type: ignore[arg-type]
