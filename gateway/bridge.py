@@ -36,10 +36,10 @@ from aiokafka.errors import KafkaError
 
 from gateway.errors import UnreadableAnswer
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
-from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.kafka.clients import make_consumer, make_producer, send
 from irisflow.schemas import BatchPrediction, BatchPredictionRequest, Prediction, PredictionRequest
 from irisflow.settings import KafkaSettings
-from irisflow.topics import Refused, Topics
+from irisflow.topics import Outgoing, Refused, Topics
 
 __all__ = ["Answer", "KafkaBridge", "LateHandler", "Request"]
 
@@ -76,7 +76,9 @@ class KafkaBridge:
         self.instance_id = instance_id or f"gw-{uuid.uuid4().hex[:8]}"
         self.on_late = on_late
         self.on_mismatch = on_mismatch
-        self._topic = Topics.of(kafka).predictions
+        self.topics = Topics.of(kafka)
+        """Every record the gateway produces is built by its topic (name, key, encoding)."""
+        self._topic = self.topics.predictions
         self._watch_capacity = watch_capacity
         self._pending: dict[str, tuple[Shape, str | None, asyncio.Future[Answer]]] = {}
         self._watched: OrderedDict[str, tuple[Shape, str | None, str, float]] = OrderedDict()
@@ -204,17 +206,16 @@ class KafkaBridge:
         while len(self._watched) > self._watch_capacity:
             self._watched.popitem(last=False)
 
-    async def publish(self, topic: str, *, key: bytes, value: bytes, timeout: float) -> None:
-        """Send one record and wait for the broker's acknowledgement; 503 material otherwise."""
+    async def publish(self, record: Outgoing, *, timeout: float) -> None:
+        """Send one record built by its topic (``Topics.…record(message)``) and wait for the
+        broker's acknowledgement; 503 material otherwise."""
         if self._producer is None:
             raise KafkaUnavailable("the gateway is not connected to Kafka yet")
         try:
-            await asyncio.wait_for(
-                self._producer.send_and_wait(topic, key=key, value=value), timeout=timeout
-            )
+            await asyncio.wait_for(send(self._producer, record), timeout=timeout)
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailable(
-                f"could not publish to {topic} at {self.kafka.bootstrap_servers}: {exc!r}"
+                f"could not publish to {record.topic} at {self.kafka.bootstrap_servers}: {exc!r}"
             ) from exc
 
     async def submit(self, request: Request, *, context: str, timeout: float) -> None:
@@ -237,10 +238,7 @@ class KafkaBridge:
         return await self._wait(request, context=context, timeout=timeout, send=False)
 
     async def _send(self, request: Request, *, timeout: float) -> None:
-        key = request.request_id.encode()
-        await self.publish(
-            self.kafka.topics.requests, key=key, value=request.to_bytes(), timeout=timeout
-        )
+        await self.publish(self.topics.requests.record(request), timeout=timeout)
 
     async def _wait(self, request: Request, *, context: str, timeout: float, send: bool) -> Answer:
         shape = _shape_of(request)

@@ -24,13 +24,8 @@ async def feedback(body: FeedbackBody, state: State, metrics: Metrics) -> Feedba
     """Joined with its prediction by the workers: live accuracy, then retraining data."""
     state.check_label(body.label)
     state.require_kafka()
-    topic = state.settings.kafka.topics.feedback
     message = Feedback(request_id=body.request_id, label=body.label)
-    await state.bridge.publish(
-        topic,
-        key=body.request_id.encode(),
-        value=message.to_bytes(),
-        timeout=state.settings.gateway.predict_timeout_seconds,
-    )
+    record = state.bridge.topics.feedback.record(message)
+    await state.bridge.publish(record, timeout=state.settings.gateway.predict_timeout_seconds)
     metrics.published.labels("feedback").inc()
-    return FeedbackAccepted(request_id=body.request_id, label=body.label, topic=topic)
+    return FeedbackAccepted(request_id=body.request_id, label=body.label, topic=record.topic)

@@ -67,13 +67,11 @@ async def promote(version: int, state: State, metrics: Metrics, _: AdminKey) -> 
     """Make a version live again by republishing it to model-updates (this is a rollback)."""
     state.require_kafka()
     update, source = state.history.update_for(version)
-    topic = state.settings.kafka.topics.model_updates
-    await state.bridge.publish(
-        topic, key=update.model_name.encode(), value=update.to_bytes(), timeout=30.0
-    )
+    record = state.bridge.topics.model_updates.record(update)
+    await state.bridge.publish(record, timeout=30.0)
     metrics.published.labels("promote").inc()
     return PromoteAccepted(
-        model_name=update.model_name, version=version, source=source, topic=topic
+        model_name=update.model_name, version=version, source=source, topic=record.topic
     )
 
 
@@ -85,13 +83,8 @@ async def retrain(
     state.require_kafka()
     reason = body.reason if body is not None else RetrainBody().reason
     name = state.settings.model_name
-    topic = state.settings.kafka.topics.retrain_requests
     message = RetrainRequest(model_name=name, reason=reason, requested_by="gateway")
-    await state.bridge.publish(
-        topic,
-        key=name.encode(),
-        value=message.to_bytes(),
-        timeout=state.settings.gateway.predict_timeout_seconds,
-    )
+    record = state.bridge.topics.retrain_requests.record(message)
+    await state.bridge.publish(record, timeout=state.settings.gateway.predict_timeout_seconds)
     metrics.published.labels("retrain").inc()
-    return RetrainAccepted(model_name=name, reason=reason, topic=topic)
+    return RetrainAccepted(model_name=name, reason=reason, topic=record.topic)

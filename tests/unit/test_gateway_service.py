@@ -24,7 +24,7 @@ from gateway.service import accept, on_late_answer, predict
 from gateway.state import GatewayState
 from gateway.versions import ModelHistory
 from irisflow.schemas import Feedback, Prediction, PredictionRequest
-from irisflow.topics import decode_request
+from irisflow.topics import Outgoing, decode_request
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, VIRGINICA, model_update
 
@@ -39,9 +39,9 @@ class _Bridge(KafkaBridge):
         self.published: list[PredictionRequest] = []
         self.delay = delay
 
-    async def publish(self, topic: str, *, key: bytes, value: bytes, timeout: float) -> None:
+    async def publish(self, record: Outgoing, *, timeout: float) -> None:
         await asyncio.sleep(0.01)  # a broker round trip, during which others may call
-        request = decode_request(value)
+        request = decode_request(record.value)
         assert isinstance(request, PredictionRequest)
         self.published.append(request)
         answer = Prediction(
