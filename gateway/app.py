@@ -1,9 +1,10 @@
 """The FastAPI application factory: wiring only; routes live in :mod:`gateway.routes`.
 
 In the background each gateway connects to Kafka (retrying until a broker answers), then runs
-four loops, each restarted if it fails: the reply reader (inside the bridge), the model feed
-(the workers' follower: a version is live here once it loads as it does on a worker), the audit
-feed, and a one-second broker probe behind readiness and the fast 503s.
+four loops, each restarted if it fails: the reply reader (the bridge supervises it, and a bad
+answer costs only that answer), the model feed (the workers' follower: a version is live here
+once it loads as it does on a worker), the audit feed, and a one-second broker probe behind
+readiness and the fast 503s.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def _state(settings: Settings, metrics: GatewayMetrics) -> GatewayState:
             settings.kafka,
             watch_capacity=max(gateway.answer_cache_size, 100),
             on_mismatch=metrics.mismatched_answers.inc,
+            on_error=metrics.answer_errors.inc,
         ),
         history=ModelHistory(settings.model_name, settings.registry_dir),
         answers=AnswerBook(gateway.answer_cache_size, max_bytes=gateway.answer_cache_bytes),

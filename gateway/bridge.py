@@ -14,8 +14,15 @@ An id alone does not make an answer ours: two clients may send one id with diffe
 (one of them gets a 409 here, but another replica may have published the other). Each request
 carries ``input_digest``, a fingerprint of its input that the workers echo in the answer; a reply
 whose digest differs from the one awaited answers someone else's input, so it is ignored and
-counted (``on_mismatch``), and the wait goes on. Replies are read through the predictions
-topic's codec (schema and key); one that fails it is a worker bug (502), not the caller's.
+counted (``on_mismatch``), and the wait goes on. So is an answer that is neither a complete
+success (a label or predictions, and a model version) nor an error: it answers nothing. Replies
+are read through the predictions topic's codec (schema and key); one that fails it is a worker
+bug (502), not the caller's.
+
+The reader must outlive every record: if it stopped, each later call would be a 504 while the
+gateway still reported ready. Each record is handled in its own ``try`` (a failure is logged
+with its topic, partition and offset, and counted by ``on_error``), and the reader itself is
+restarted if it ever fails.
 
 The producer is the core's: ``acks=all`` and idempotent, so an accepted request, feedback or
 admin command survives a leader failover and is not duplicated by the producer's retries.
@@ -31,7 +38,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from gateway.errors import UnreadableAnswer
@@ -41,7 +48,7 @@ from irisflow.schemas import BatchPrediction, BatchPredictionRequest, Prediction
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Outgoing, Refused, Topics
 
-__all__ = ["Answer", "KafkaBridge", "LateHandler", "Request"]
+__all__ = ["Answer", "KafkaBridge", "LateHandler", "Request", "complete"]
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +63,24 @@ class _Mismatch(Exception):
     """A reply under the awaited id that answers other input (or another shape)."""
 
 
+def complete(answer: Answer) -> bool:
+    """A success the caller can be given: its result and the version that produced it."""
+    if answer.model_version is None:
+        return False
+    if isinstance(answer, BatchPrediction):
+        return bool(answer.predictions)
+    return answer.label is not None
+
+
 def _shape_of(request: Request) -> Shape:
     return BatchPrediction if isinstance(request, BatchPredictionRequest) else Prediction
 
 
 class KafkaBridge:
     """One producer and one group-less reply reader per gateway process."""
+
+    restart_seconds = 1.0
+    """How long the reply reader rests before it is restarted after a failure."""
 
     def __init__(
         self,
@@ -70,12 +89,14 @@ class KafkaBridge:
         instance_id: str | None = None,
         on_late: LateHandler | None = None,
         on_mismatch: Callable[[], None] | None = None,
+        on_error: Callable[[], None] | None = None,
         watch_capacity: int = 10000,
     ) -> None:
         self.kafka = kafka
         self.instance_id = instance_id or f"gw-{uuid.uuid4().hex[:8]}"
         self.on_late = on_late
         self.on_mismatch = on_mismatch
+        self.on_error = on_error
         self.topics = Topics.of(kafka)
         """Every record the gateway produces is built by its topic (name, key, encoding)."""
         self._topic = self.topics.predictions
@@ -112,7 +133,7 @@ class KafkaBridge:
         await self._consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end offsets now, so no reply can slip past
             await self._consumer.position(tp)
-        self._reader = asyncio.create_task(self._read_replies(), name="gateway-replies")
+        self._reader = asyncio.create_task(self._read_forever(), name="gateway-replies")
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -139,22 +160,44 @@ class KafkaBridge:
             return False
         return True
 
+    async def _read_forever(self) -> None:
+        """The reply reader, restarted whenever it fails (see the module docstring)."""
+        while True:
+            try:
+                await self._read_replies()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the gateway's reply reader stopped; restarting it")
+                await asyncio.sleep(self.restart_seconds)
+
     async def _read_replies(self) -> None:
         assert self._consumer is not None
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
-            except (
-                KafkaError
-            ) as exc:  # keep reading: a dead reader would turn every call into a 504
+            except KafkaError as exc:  # a broker outage: keep polling, aiokafka reconnects
                 log.warning("reading replies from %s: %r", self.kafka.topics.predictions, exc)
                 await asyncio.sleep(1.0)
                 continue
             for records in batches.values():
                 for record in records:
-                    rid = record.key.decode(errors="replace") if record.key else None
-                    if rid is not None:
-                        self.deliver(rid, record.value)
+                    self._handle(record)
+
+    def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """One reply, in its own ``try``: a record that breaks its handling costs that record."""
+        try:
+            if record.key is not None:
+                self.deliver(record.key.decode(errors="replace"), record.value)
+        except Exception:
+            log.exception(
+                "%s[%s] offset %s: handling this answer failed; skipped",
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            if self.on_error is not None:
+                self.on_error()
 
     def deliver(self, rid: str, value: bytes | None) -> None:
         """Hand one record of the predictions topic to whoever waits for it (or watches it)."""
@@ -188,12 +231,14 @@ class KafkaBridge:
         answer = self._topic.decode(value, rid.encode())
         if not isinstance(answer, shape):
             raise _Mismatch(f"a {type(answer).__name__} where a {shape.__name__} was awaited")
+        if answer.error is None and not complete(answer):
+            raise _Mismatch("neither a result (with its model version) nor an error")
         if digest is not None and answer.input_digest not in (None, digest):
             raise _Mismatch(f"input digest {answer.input_digest!r}, awaited {digest!r}")
         return answer
 
     def _mismatched(self, rid: str, exc: _Mismatch) -> None:
-        log.warning("ignoring an answer to %s that answers other input: %s", rid, exc)
+        log.warning("ignoring an answer to %s that does not answer what was sent: %s", rid, exc)
         if self.on_mismatch is not None:
             self.on_mismatch()
 

@@ -25,6 +25,7 @@ class GatewayMetrics:
     audit_records: Counter
     audit_skipped: Counter
     mismatched_answers: Counter
+    answer_errors: Counter
     dead_letters: Counter
 
     def count_letter(self, topic: str, reason: str, consumer: str) -> None:
@@ -97,8 +98,15 @@ class GatewayMetrics:
             ),
             mismatched_answers=Counter(
                 "irisflow_gateway_mismatched_answers_total",
-                "Answers under an awaited request id whose input digest was another input's "
+                "Answers under an awaited request id that do not answer what was sent: another "
+                "input's digest, no digest, another shape, or neither a result nor an error "
                 "(ignored; the wait goes on)",
+                registry=registry,
+            ),
+            answer_errors=Counter(
+                "irisflow_gateway_answer_errors_total",
+                "Records of the predictions topic whose handling raised (logged with their "
+                "offset and skipped; the reply reader goes on)",
                 registry=registry,
             ),
             dead_letters=dead_letter_counter(registry),

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from gateway.answers import fingerprint
 from gateway.audit.records import AuditRecord
 from gateway.bridge import Answer, Request
-from gateway.errors import RequestIdConflict
+from gateway.errors import RequestIdConflict, UnreadableAnswer
 from gateway.metrics import GatewayMetrics
 from gateway.models import Accepted, BatchPredictionPublic, InstancePublic, PredictionPublic
 from gateway.state import GatewayState
@@ -65,21 +65,25 @@ def _kind(request: Request) -> str:
 
 
 def public(answer: Answer, latency: float) -> BaseModel:
-    """The HTTP shape of a successful answer."""
-    assert answer.model_version is not None
+    """The HTTP shape of a successful answer (the bridge hands over only complete ones; one
+    that is not is the worker's fault, 502, never an assert)."""
+    version = answer.model_version
     if isinstance(answer, BatchPrediction):
+        if version is None or not answer.predictions:
+            raise UnreadableAnswer("the worker's batch answer has no predictions or no version")
         return BatchPredictionPublic(
             request_id=answer.request_id,
-            model_version=answer.model_version,
+            model_version=version,
             predictions=[InstancePublic(**p.model_dump()) for p in answer.predictions],
             latency_seconds=latency,
         )
-    assert answer.label is not None
+    if version is None or answer.label is None:
+        raise UnreadableAnswer("the worker's answer has no label or no model version")
     return PredictionPublic(
         request_id=answer.request_id,
         label=answer.label,
         probabilities=answer.probabilities,
-        model_version=answer.model_version,
+        model_version=version,
         latency_seconds=latency,
     )
 

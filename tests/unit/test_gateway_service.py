@@ -165,3 +165,25 @@ async def test_a_failed_answer_to_a_call_that_did_not_wait_lets_a_retry_publish_
     state.bridge.deliver("w5", late.to_bytes())  # before the fake worker's answer
     await _accept(state, metrics, SETOSA, "w5")
     assert [r.request_id for r in _published(state)] == ["w5", "w5"]
+
+
+async def test_a_late_answer_with_neither_a_result_nor_an_error_is_ignored(
+    state: GatewayState, metrics: GatewayMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: ``{"request_id": X}`` for a watched X used to hit an assert in the
+    reader (which then died); it is ignored, and a retry of X is scored normally."""
+    digest = fingerprint("single", SETOSA)
+    decode = state.bridge._topic.decode
+    monkeypatch.setattr(
+        state.bridge._topic,
+        "decode",
+        lambda value, key=None: Prediction.model_construct(
+            request_id="z1", input_digest=digest, error=None
+        ),
+    )
+    state.bridge.watch("z1", Prediction, digest, 0.0, digest)
+    state.bridge.deliver("z1", b'{"request_id": "z1"}')
+    monkeypatch.setattr(state.bridge._topic, "decode", decode)
+    assert state.answers.lookup("z1", digest) is None
+    answer = await _predict(state, metrics, SETOSA, "z1")
+    assert answer.label == "setosa"
