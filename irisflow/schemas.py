@@ -318,6 +318,10 @@ class DeadLetter(WireMessage):
     original_size: int | None = None
     """Bytes of the original value; larger than ``len(original)`` only when it was truncated to
     fit the dead-letter topic."""
+    original_key: bytes | None = None
+    """Set only when the record's key was too long to be the letter's Kafka key (the letter is
+    then keyed by its digest); replay uses it."""
+    original_key_size: int | None = None
     error: Text
     reason: Name = "invalid"
     consumer: Name = "unknown"

@@ -13,6 +13,8 @@ record whose key is not its value's id would land in the wrong partition, so it 
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -56,6 +58,8 @@ __all__ = [
 
 M = TypeVar("M", bound=WireMessage)
 
+log = logging.getLogger(__name__)
+
 HEADER_PREFIX = "irisflow-"
 """Dead letters repeat their origin and reason in headers, readable without decoding JSON."""
 
@@ -67,7 +71,7 @@ class Reason(StrEnum):
     """No value (a tombstone), or a value that is not UTF-8 JSON."""
     TOO_LARGE = "too_large"
     """A value larger than its topic ever needs (feedback, alarms and commands are small);
-    refused before parsing, so no consumer holds or re-publishes it."""
+    refused before parsing (its letter carries it, cut to fit the dead-letter topic)."""
     INVALID = "invalid"
     """JSON that breaks the topic's schema: a missing field, a wrong type, NaN or ±Infinity,
     a string or list over its limit, a request id outside its charset."""
@@ -107,6 +111,11 @@ class Incoming:
     partition: int | None = None
     offset: int | None = None
     topic: str = ""
+
+    @classmethod
+    def of(cls, record: Any) -> Incoming:
+        """From a consumer record (aiokafka's, or Faust's message): the fields we keep."""
+        return cls(record.value, record.key, record.partition, record.offset, record.topic)
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,8 @@ def _drift_key(event: DriftEvent) -> str:
     return f"{event.feature}/{event.detector}"
 
 
+MAX_LETTER_KEY = 1024
+"""Longest original key a dead letter keeps as its own Kafka key (longer ones: a digest)."""
 SMALL_VALUE_BYTES = 64 * 1024
 """Feedback, drift alarms and retrain requests: a few hundred bytes in practice."""
 SAMPLE_VALUE_BYTES = 1024 * 1024
@@ -329,21 +340,50 @@ class DeadLetters:
         self._clock = clock
 
     def letter(
-        self, record: Incoming, *, source_topic: str, reason: Reason | str, error: str
+        self,
+        record: Incoming,
+        *,
+        source_topic: str,
+        reason: Reason | str,
+        error: str,
+        quiet: bool = False,
     ) -> Outgoing:
+        """The letter for ``record``, logged (unless ``quiet``) and counted.
+
+        Key and value together stay within the budget: a key longer than
+        :data:`MAX_LETTER_KEY` is replaced by its digest as the letter's Kafka key and kept,
+        whole or cut, in ``original_key``, so a letter can always be sent.
+        """
+        key, original_key, key_size = record.key, None, None
+        if key is not None and len(key) > MAX_LETTER_KEY:
+            original_key, key_size = key[: self.max_original_bytes // 2], len(key)
+            key = b"sha256:" + hashlib.sha256(key).hexdigest().encode()
         original = record.value or b""
+        budget = self.max_original_bytes - len(original_key or b"")
         letter = DeadLetter(
             source_topic=source_topic,
             partition=record.partition,
             offset=record.offset,
-            original=original[: self.max_original_bytes],
+            original=original[:budget],
             original_size=len(original),
+            original_key=original_key,
+            original_key_size=key_size,
             error=clip(error),
             reason=str(reason),
             consumer=self.consumer,
             first_seen=self._clock(),
         )
+        if not quiet:
+            log.warning(
+                "%s dead-lettered %s[%s] offset %s (%s): %s",
+                self.consumer,
+                source_topic,
+                record.partition,
+                record.offset,
+                reason,
+                letter.error[:300],
+            )
         if self._on_letter is not None:
             self._on_letter(source_topic, str(reason), self.consumer)
         # The partition follows the key: the dead-letter topic may have fewer partitions.
-        return Outgoing(self.topic, record.key, letter.to_bytes(), None, letter_headers(letter))
+        return Outgoing(self.topic, key, letter.to_bytes(), None, letter_headers(letter))

@@ -118,15 +118,7 @@ def _faust_app(settings: Settings) -> faust.App:
 
 
 def _incoming(events: Sequence[EventT[bytes]]) -> list[Incoming]:
-    return [
-        Incoming(
-            value=e.message.value,
-            key=e.message.key,
-            partition=e.message.partition,
-            offset=e.message.offset,
-        )
-        for e in events
-    ]
+    return [Incoming.of(e.message) for e in events]
 
 
 def _kafka_producer(app: faust.App) -> AIOKafkaProducer:

@@ -21,7 +21,7 @@ from streams.model_updates import ModelHolder
 from streams.monitor import Alarm, DriftMonitor
 from streams.quality import LiveQuality
 from streams.scoring import CONSUMER as SCORING
-from streams.scoring import LiveModel, Scored, score_batch, unanswerable
+from streams.scoring import BatchResult, LiveModel, Scored, score_batch, unanswerable
 
 __all__ = ["Pipeline"]
 
@@ -91,25 +91,44 @@ class Pipeline:
     def score(self, records: Sequence[Incoming]) -> list[Outgoing]:
         """Answer every request of a micro-batch; remember single requests for the join.
 
-        Bad records are refused inside :func:`score_batch`; this guard is for a bug: if
-        handling the batch raises anyway, its records are handled one by one, and only the
-        ones that still raise are dead-lettered (and answered, when their key names them).
+        Each step fails alone: scoring (see :meth:`_scored`), the join (per request) and the
+        drift monitors (logged; the answers are out either way) never cost each other.
         """
-        mark = len(self._out)
-        try:
-            self._score(records)
+        model = self.holder.current
+        result = self._scored(model, records)
+        self.metrics.observe(result)
+        if model is None or not result.labels:
             return self._drain()
-        except Exception:
-            log.exception(
-                "scoring a batch of %d raised; handling its records one by one", len(records)
-            )
-            del self._out[mark:]
-        for record in records:
-            mark = len(self._out)
+        now = self.clock()
+        for scored in result.singles:
+            self._join_prediction(scored, model, now)
+        monitor = self._monitor_for(model)
+        if monitor is not None:
             try:
-                self._score([record])
+                alarms = monitor.update_features(result.rows)
+                alarms += monitor.update_predictions(result.labels)
+                self._alarms(monitor, alarms)
+            except Exception:
+                log.exception("drift monitors failed on a batch; its answers are unaffected")
+        return self._drain()
+
+    def _scored(self, model: LiveModel | None, records: Sequence[Incoming]) -> BatchResult:
+        """:func:`score_batch` for the batch; if it raises (a bug: bad input is refused inside
+        it), record by record, so only a record that still raises alone is lost, and that one
+        is dead-lettered and answered (when its key names it)."""
+        try:
+            result = self._score_batch(model, records)
+        except Exception:
+            log.exception("scoring a batch of %d raised; scoring it record by record", len(records))
+        else:
+            self._out.extend(result.answers)
+            self._out.extend(result.dead_letters)
+            return result
+        merged = BatchResult(model_version=model.version if model else None)
+        for record in records:
+            try:
+                result = self._score_batch(model, [record])
             except Exception as exc:
-                del self._out[mark:]
                 self._dead_letter(
                     SCORING,
                     record,
@@ -118,11 +137,15 @@ class Pipeline:
                     Reason.PROCESSING_FAILED,
                 )
                 self._out.extend(unanswerable(record, self.topics.predictions, self.clock()))
-        return self._drain()
+                merged.reject(str(Reason.PROCESSING_FAILED))
+                continue
+            self._out.extend(result.answers)
+            self._out.extend(result.dead_letters)
+            merged.absorb(result)
+        return merged
 
-    def _score(self, records: Sequence[Incoming]) -> None:
-        model = self.holder.current
-        result = score_batch(
+    def _score_batch(self, model: LiveModel | None, records: Sequence[Incoming]) -> BatchResult:
+        return score_batch(
             model,
             records,
             source_topic=self.topics.requests,
@@ -130,19 +153,6 @@ class Pipeline:
             letters=self._letters[SCORING],
             clock=self.clock,
         )
-        self._out.extend(result.answers)
-        self._out.extend(result.dead_letters)
-        self.metrics.observe(result)
-        if model is None or not result.labels:
-            return
-        now = self.clock()
-        for scored in result.singles:
-            self._join_prediction(scored, model, now)
-        monitor = self._monitor_for(model)
-        if monitor is not None:
-            alarms = monitor.update_features(result.rows)
-            alarms += monitor.update_predictions(result.labels)
-            self._alarms(monitor, alarms)
 
     def _join_prediction(self, scored: Scored, model: LiveModel, now: float) -> None:
         """Remember a scored request for its feedback; a join entry that cannot be read (or a
@@ -199,6 +209,14 @@ class Pipeline:
 
     def _one_feedback(self, record: Incoming, now: float) -> None:
         feedback = self.typed.feedback.decode(record.value, record.key)
+        model = self.holder.current
+        if model is not None and feedback.label not in model.class_set:
+            # One unknown label in a retraining window fails the whole retraining.
+            raise Refused(
+                Reason.SCHEMA_MISMATCH,
+                f"Feedback: label {feedback.label[:64]!r} is not one of the live model's classes "
+                f"({', '.join(model.classes)})",
+            )
         outcome = self.join.on_feedback(
             feedback,
             raw=record.value or b"",
@@ -270,14 +288,7 @@ class Pipeline:
         *,
         quiet: bool = False,
     ) -> None:
-        if not quiet:
-            log.warning(
-                "dead-lettered %s[%s] offset %s (%s): %s",
-                topic,
-                record.partition,
-                record.offset,
-                reason,
-                error[:500],
-            )
         letters = self._letters[consumer]
-        self._out.append(letters.letter(record, source_topic=topic, reason=reason, error=error))
+        self._out.append(
+            letters.letter(record, source_topic=topic, reason=reason, error=error, quiet=quiet)
+        )

@@ -82,6 +82,10 @@ class LiveModel:
         return [str(c) for c in self.estimator.classes_]
 
     @cached_property
+    def class_set(self) -> frozenset[str]:
+        return frozenset(self.classes)
+
+    @cached_property
     def schema(self) -> FeatureSchema:
         """Names and value domain the model takes (the same rule the gateway applies)."""
         return FeatureSchema(
@@ -126,8 +130,19 @@ class BatchResult:
     """Seconds from ``sent_at`` to scored, one per answered message."""
     singles: list[Scored] = field(default_factory=list)
 
-    def reject(self, reason: str) -> None:
-        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+    def reject(self, reason: str, count: int = 1) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + count
+
+    def absorb(self, other: BatchResult) -> None:
+        """Add ``other``'s outcome (answers and letters excepted: the caller sends those)."""
+        for reason, count in other.rejected.items():
+            self.reject(reason, count)
+        if len(other.rows):
+            self.rows = other.rows if not len(self.rows) else np.vstack([self.rows, other.rows])
+        self.labels += other.labels
+        self.confidences += other.confidences
+        self.latencies += other.latencies
+        self.singles += other.singles
 
 
 def _request_error(request: Request, model: LiveModel) -> str | None:
@@ -195,14 +210,6 @@ class _Batch:
         )
 
     def dead_letter(self, record: Incoming, reason: Reason, error: str) -> None:
-        log.warning(
-            "dead-lettered %s[%s] offset %s (%s): %s",
-            self.topic.name,
-            record.partition,
-            record.offset,
-            reason,
-            error[:500],
-        )
         self.result.dead_letters.append(
             self.letters.letter(record, source_topic=self.topic.name, reason=reason, error=error)
         )
@@ -316,8 +323,9 @@ def score_batch(
         matrix = _matrix(model, batch.valid)
         domain = _domain_error(model)
         bad = model.schema.out_of_domain(matrix)
-        if _refuse_rows(batch, matrix, bad, now, Reason.OUT_OF_DOMAIN, "out_of_domain", domain):
-            matrix = _matrix(model, batch.valid)
+        matrix = _refuse_rows(
+            batch, matrix, bad, now, Reason.OUT_OF_DOMAIN, "out_of_domain", domain
+        )
         if batch.valid:
             _predict(model, batch, matrix, clock)
     return batch.result
@@ -368,23 +376,26 @@ def _refuse_rows(
     reason: Reason,
     code: AnswerError,
     describe: Describe,
-) -> bool:
-    """Refuse every request with a bad row; keep the rest. ``True`` if any was refused."""
+) -> np.ndarray:
+    """Refuse every request with a bad row and keep the rest: ``matrix`` without their rows
+    (a slice, not a rebuild: one hostile row must not double a batch's cost)."""
     if not bad_rows.any():
-        return False
+        return matrix
     kept: list[tuple[Incoming, Request]] = []
+    keep_rows = np.ones(len(matrix), dtype=bool)
     start = 0
     for record, request in batch.valid:
         size = _size(request)
         bad = np.flatnonzero(bad_rows[start : start + size]).tolist()
-        rows = matrix[start : start + size]
-        start += size
         if bad:
+            rows = matrix[start : start + size]
             batch.refuse(record, request, describe(request, bad, rows), code, now, reason=reason)
+            keep_rows[start : start + size] = False
         else:
             kept.append((record, request))
+        start += size
     batch.valid = kept
-    return True
+    return matrix[keep_rows]
 
 
 def _isolate_failures(model: LiveModel, batch: _Batch, now: float) -> None:
@@ -447,12 +458,12 @@ def _predict(
     matrix, probabilities = scored
     if not np.isfinite(probabilities).all():  # rare: score again without the offending rows
         finite = np.isfinite(probabilities).all(axis=1)
-        _refuse_rows(
+        matrix = _refuse_rows(
             batch, matrix, ~finite, clock(), Reason.UNSCORABLE, "invalid_request", _unscorable
         )
         if not batch.valid:
             return
-        scored = _guarded_probabilities(model, batch, _matrix(model, batch.valid), clock)
+        scored = _guarded_probabilities(model, batch, matrix, clock)
         if scored is None:
             return
         matrix, probabilities = scored

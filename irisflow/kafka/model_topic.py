@@ -146,7 +146,7 @@ class ModelFeed:
                             await self._dead_letter(producer, record, found)
                         elif found is not None:
                             self._on_seen(found)
-                            self._offered = (found, _incoming(record))
+                            self._offered = (found, Incoming.of(record))
                             try:
                                 await self._accept(found)
                             finally:
@@ -160,7 +160,10 @@ class ModelFeed:
         self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], refusal: Refused
     ) -> None:
         letter = self._letters.letter(
-            _incoming(record), source_topic=record.topic, reason=refusal.reason, error=str(refusal)
+            Incoming.of(record),
+            source_topic=record.topic,
+            reason=refusal.reason,
+            error=str(refusal),
         )
         try:
             await send(producer, letter)
@@ -213,10 +216,6 @@ class ModelFeed:
                         self._on_seen(found)
                         candidates.append(found)
         return list(candidates)
-
-
-def _incoming(record: ConsumerRecord[bytes, bytes]) -> Incoming:
-    return Incoming(record.value, record.key, record.partition, record.offset, record.topic)
 
 
 async def _started(producer: AIOKafkaProducer) -> AIOKafkaProducer:

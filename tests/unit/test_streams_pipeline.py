@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 
@@ -264,3 +266,35 @@ def test_if_handling_a_batch_raises_only_the_records_that_still_raise_alone_are_
     assert answers["cursed"].error_code == "invalid_request"
     (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
     assert (letter.reason, letter.consumer) == ("processing_failed", "streams.scoring")
+
+
+def test_feedback_naming_a_class_the_model_does_not_know_is_refused_before_the_join(
+    pipeline: Pipeline,
+) -> None:
+    """A "banana" in the trainer's window would fail the next retraining for everyone."""
+    pipeline.score([_request("a", SETOSA)])
+    out = pipeline.feedback([_feedback("a", "banana")])
+    (letter,) = [DeadLetter.from_bytes(o.value) for o in _on(out, pipeline.topics.dead_letters)]
+    assert letter.reason == "schema_mismatch"
+    assert "banana" in letter.error
+    assert not _on(out, pipeline.topics.labeled)
+
+
+def test_a_hostile_row_in_a_batch_costs_no_second_predict_proba_call(pipeline: Pipeline) -> None:
+    model = pipeline.holder.current
+    assert model is not None
+    far = {**SETOSA, "sepal_length": 1e39}
+    with patch.object(model.estimator, "predict_proba", wraps=model.estimator.predict_proba) as spy:
+        out = pipeline.score(
+            [_request("a", SETOSA), _request("far", far), _request("b", VIRGINICA)]
+        )
+    assert spy.call_count == 1
+    answers = {
+        a.request_id: (a.label, a.error_code)
+        for a in (Prediction.from_bytes(o.value) for o in _on(out, pipeline.topics.predictions))
+    }
+    assert answers == {
+        "a": ("setosa", None),
+        "far": (None, "out_of_domain"),
+        "b": ("virginica", None),
+    }

@@ -158,3 +158,26 @@ def test_finite_floats_are_required_in_every_wire_message() -> None:
     assert isinstance(_outcome(TOPICS.feedback, raw, b"victim-1"), Refused)
     good = Feedback(request_id="victim-1", label="setosa")
     assert math.isfinite(good.labeled_at)
+
+
+def test_a_record_with_a_huge_key_near_the_size_limit_still_gets_a_letter_that_fits() -> None:
+    """A 3 MiB key with a 7 MiB value fits a 10 MiB topic; its letter used to be 12.9 MB."""
+    limit = 10 * 1024 * 1024
+    letters = DeadLetters("dlq", "c", max_message_bytes=limit)
+    key = b"k" * (3 * 1024 * 1024)
+    record = Incoming(value=b"v" * (7 * 1024 * 1024), key=key, partition=0, offset=1)
+    out = letters.letter(record, source_topic="src", reason=Reason.TOO_LARGE, error="big")
+    assert out.value is not None
+    assert out.key is not None
+    assert len(out.value) + len(out.key) < limit
+    assert out.key.startswith(b"sha256:")
+    letter = DeadLetter.from_bytes(out.value)
+    assert letter.original_key_size == len(key)
+    assert letter.original_key == key[: len(letter.original_key or b"")]
+
+
+def test_a_short_key_stays_the_letters_key() -> None:
+    letters = DeadLetters("dlq", "c", max_message_bytes=1024 * 1024)
+    out = letters.letter(Incoming(b"x", b"r-1"), source_topic="s", reason="invalid", error="e")
+    assert out.key == b"r-1"
+    assert DeadLetter.from_bytes(out.value).original_key is None
