@@ -4,7 +4,10 @@ Every scoring worker, gateway replica and trainer must see every update, so this
 consumer group: it assigns itself all partitions and reads from the beginning. On start it
 catches up to the end and offers the newest update to ``accept``; if that one is refused (bad
 checksum, too large, untrusted types, wrong estimator contract) it offers the one before, and so
-on, so a fresh worker serves the newest version that loads instead of nothing. After catch-up
+on, so a fresh worker serves the newest version that loads instead of nothing. The fallback
+reaches the newest :data:`CATCH_UP_CANDIDATES` records of the model that are still in the log:
+compaction keeps only the newest record per model name once the log cleaner has processed a
+segment, after which there is nothing older to fall back on. After catch-up
 each new update is offered as it comes; a refused one leaves the current version serving.
 
 Records go through the topic's codec. One that cannot be decoded, or whose key is not its model
