@@ -14,7 +14,9 @@ An id alone does not make an answer ours: two clients may send one id with diffe
 (one of them gets a 409 here, but another replica may have published the other). Each request
 carries ``input_digest``, a fingerprint of its input that the workers echo in the answer; a reply
 whose digest differs from the one awaited answers someone else's input, so it is ignored and
-counted (``on_mismatch``), and the wait goes on. So is an answer that is neither a complete
+counted (``on_mismatch``), and the wait goes on. A reply with no digest is refused the same way
+once a digest was sent: that is how a worker answers a record it could not read, so a junk
+record keyed with someone's id must not answer them. So is an answer that is neither a complete
 success (a label or predictions, and a model version) nor an error: it answers nothing. Replies
 are read through the predictions topic's codec (schema and key); one that fails it is a worker
 bug (502), not the caller's.
@@ -233,7 +235,7 @@ class KafkaBridge:
             raise _Mismatch(f"a {type(answer).__name__} where a {shape.__name__} was awaited")
         if answer.error is None and not complete(answer):
             raise _Mismatch("neither a result (with its model version) nor an error")
-        if digest is not None and answer.input_digest not in (None, digest):
+        if digest is not None and answer.input_digest != digest:
             raise _Mismatch(f"input digest {answer.input_digest!r}, awaited {digest!r}")
         return answer
 

@@ -23,7 +23,8 @@ PROBS = {"setosa": 0.9, "versicolor": 0.05, "virginica": 0.05}
 
 
 def _answer(rid: str, **fields: object) -> bytes:
-    return Prediction(request_id=rid, **{"model_version": 1, **fields}).to_bytes()  # type: ignore[arg-type]
+    body: dict[str, object] = {"request_id": rid, "model_version": 1, **fields}
+    return Prediction.model_validate(body).to_bytes()
 
 
 async def _waiting(
@@ -124,15 +125,27 @@ async def test_an_answer_to_other_input_under_the_same_id_is_ignored_and_counted
     mine = _answer("r1", label="setosa", probabilities=PROBS, model_version=1)
     bridge.deliver("r1", mine.replace(b'"input_digest":null', b'"input_digest":"single:mine"'))
     answer = await waiting
+    assert isinstance(answer, Prediction)
     assert (answer.label, answer.input_digest) == ("setosa", "single:mine")
 
 
-async def test_an_answer_without_a_digest_is_accepted_from_an_older_worker() -> None:
-    bridge = KafkaBridge(KafkaSettings())
+async def test_an_answer_without_a_digest_does_not_answer_a_request_that_sent_one() -> None:
+    """Review finding: a junk record on the requests topic keyed with someone's id gets an
+    error answer with no digest (the worker could not read one); it must not answer them."""
+    mismatched: list[None] = []
+    bridge = KafkaBridge(KafkaSettings(), on_mismatch=lambda: mismatched.append(None))
     request = PredictionRequest(request_id="r1", features=SETOSA, input_digest="single:mine")
     waiting = await _waiting(bridge, request)
-    bridge.deliver("r1", _answer("r1", label="setosa", probabilities=PROBS, model_version=1))
-    assert (await waiting).label == "setosa"
+    junk = _answer("r1", error="not a UTF-8 JSON document", error_code="invalid_request")
+    bridge.deliver("r1", junk)
+    bridge.deliver("r1", _answer("r1", label="virginica", probabilities=PROBS))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert len(mismatched) == 2
+    bridge.deliver("r1", _answer("r1", label="setosa", input_digest="single:mine"))
+    answer = await waiting
+    assert isinstance(answer, Prediction)
+    assert answer.label == "setosa"
 
 
 def test_a_late_answer_to_other_input_is_not_handed_over_and_the_id_stays_watched() -> None:
@@ -140,6 +153,7 @@ def test_a_late_answer_to_other_input_is_not_handed_over_and_the_id_stays_watche
     bridge = KafkaBridge(KafkaSettings(), on_late=lambda rid, *_: late.append(rid))
     bridge.watch("r1", Prediction, "c", 0.0, "single:mine")
     bridge.deliver("r1", _answer("r1", label="virginica", input_digest="single:theirs"))
+    bridge.deliver("r1", _answer("r1", error="unreadable", error_code="invalid_request"))
     assert late == []
     bridge.deliver("r1", _answer("r1", label="setosa", input_digest="single:mine"))
     assert late == ["r1"]
