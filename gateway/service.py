@@ -88,24 +88,35 @@ def public(answer: Answer, latency: float) -> BaseModel:
     )
 
 
+def _usable(record: AuditRecord) -> bool:
+    """Whether an audit row answers its id: a failure, or a success with its result and
+    version. Pending and ``unrequested`` rows (and an incomplete answer) do not."""
+    if record.error is not None:
+        return True
+    if record.status != "answered" or record.model_version is None:
+        return False
+    return bool(record.predictions) if record.kind == "batch" else record.label is not None
+
+
 def _from_audit(record: AuditRecord) -> BaseModel:
+    """The answer a :func:`_usable` row holds (a failed row's error is raised)."""
     if record.error is not None:
         raise PredictionFailed(record.error, code=record.error_code or "invalid_request")
-    assert record.model_version is not None
-    latency = record.latency_seconds or 0.0
+    version, latency = record.model_version, record.latency_seconds or 0.0
+    if version is None or not _usable(record):
+        raise UnreadableAnswer(f"the audit holds no complete answer to {record.request_id}")
     if record.kind == "batch":
         return BatchPredictionPublic(
             request_id=record.request_id,
-            model_version=record.model_version,
+            model_version=version,
             predictions=record.predictions or [],
             latency_seconds=latency,
         )
-    assert record.label is not None
     return PredictionPublic(
         request_id=record.request_id,
-        label=record.label,
+        label=record.label or "",
         probabilities=record.probabilities or {},
-        model_version=record.model_version,
+        model_version=version,
         latency_seconds=latency,
     )
 
@@ -115,13 +126,17 @@ _TRANSIENT = {"no_model"}
 
 
 async def _known(state: GatewayState, request: Request, print_: str) -> AuditRecord | None:
-    """What the audit knows of a client-chosen id; a different input under it is a conflict."""
+    """What the audit knows of a client-chosen id: a request still pending, or its answer
+    (``None`` if nothing, only feedback, an answer a retry may cure, or an incomplete one, so
+    the id is scored again); a different input under it is a conflict."""
     record = await asyncio.to_thread(state.audit.get, request.request_id)
     if record is None or record.status == "unrequested":
         return None
     if record.features is not None and fingerprint(record.kind, record.features) != print_:
         raise RequestIdConflict(request.request_id)
-    return None if record.error_code in _TRANSIENT else record
+    if record.error_code in _TRANSIENT:
+        return None
+    return record if record.status == "pending" or _usable(record) else None
 
 
 async def _await_pending(
@@ -138,7 +153,7 @@ async def _await_pending(
             if waiter in done:
                 return public(waiter.result(), time.perf_counter() - started)
             record = await asyncio.to_thread(state.audit.get, request.request_id)
-            if record is not None and record.status != "pending":
+            if record is not None and _usable(record):
                 return _from_audit(record)
     finally:
         waiter.cancel()

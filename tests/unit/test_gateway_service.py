@@ -187,3 +187,20 @@ async def test_a_late_answer_with_neither_a_result_nor_an_error_is_ignored(
     assert state.answers.lookup("z1", digest) is None
     answer = await _predict(state, metrics, SETOSA, "z1")
     assert answer.label == "setosa"
+
+
+async def test_a_call_awaiting_an_id_with_only_feedback_in_the_audit_gets_the_answer(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    """Review finding: awaiting a claimed id read the audit's ``unrequested`` row (feedback
+    only, no model version) as the answer and failed on an assert (a 500)."""
+    state.audit.write(
+        AuditBatch(feedback=[feedback_row(Feedback(request_id="u1", label="setosa"))])
+    )
+    assert isinstance(state.bridge, _Bridge)
+    state.bridge.delay = 0.6  # the audit is polled (every 0.25 s) before the answer comes
+    accepted, answer = await asyncio.gather(
+        _accept(state, metrics, SETOSA, "u1"), _predict(state, metrics, SETOSA, "u1")
+    )
+    assert (accepted.request_id, answer.label) == ("u1", "setosa")
+    assert [r.request_id for r in _published(state)] == ["u1"]
