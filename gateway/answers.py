@@ -9,7 +9,9 @@ as its own task: a client that hangs up does not cancel it for the others.
 
 ``?wait=false`` shares this: it *claims* an id before publishing, so a second call with that id,
 waiting or not, publishes nothing (a waiting one awaits the answer on the topic instead), and a
-claim under other input is a conflict like any other.
+claim under other input is a conflict like any other. A claim lasts until its answer comes, or
+until a waiting call that awaited it finishes, whatever that call's outcome: an error such as
+``no_model`` is not remembered, so the next call with the id publishes again.
 
 Reusing an id for different input is refused (409) rather than answered with someone else's
 prediction. Across replicas and restarts the audit store is the memory (see
@@ -141,7 +143,8 @@ class AnswerBook:
         return request_id in self._claimed
 
     def release(self, request_id: str) -> None:
-        """Drop a claim: its publish failed, or its answer was an error a retry may cure."""
+        """Drop a claim: its publish failed, its answer was an error a retry may cure, or a
+        waiting call that awaited it has finished (whatever its outcome)."""
         self._claimed.pop(request_id, None)
 
     async def once(
@@ -174,7 +177,10 @@ class AnswerBook:
             self.remember(request_id, print_, answer)
             return answer
         finally:
+            # Whatever the outcome, a claim on this id has served: the answer is remembered,
+            # or the next call decides afresh (a failure such as no_model may pass).
             self._in_flight.pop(request_id, None)
+            self.release(request_id)
 
     async def close(self) -> None:
         """Cancel what is still in flight (the gateway is stopping)."""

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.answers import AnswerBook, fingerprint
-from gateway.audit.feed import feedback_row
+from gateway.audit.feed import feedback_row, prediction_row, request_row
 from gateway.audit.store import AuditBatch, AuditStore, audit_url
 from gateway.bridge import KafkaBridge
 from gateway.errors import RequestIdConflict
@@ -23,6 +23,7 @@ from gateway.models import PredictionPublic
 from gateway.service import accept, on_late_answer, predict
 from gateway.state import GatewayState
 from gateway.versions import ModelHistory
+from irisflow.errors import PredictionFailed
 from irisflow.schemas import Feedback, Prediction, PredictionRequest
 from irisflow.topics import Outgoing, decode_request
 from tests.conftest import SettingsFactory
@@ -38,6 +39,7 @@ class _Bridge(KafkaBridge):
         super().__init__(*args, **kwargs)
         self.published: list[PredictionRequest] = []
         self.delay = delay
+        self.no_model = False  # the worker answers no_model (nothing is live there yet)
 
     async def publish(self, record: Outgoing, *, timeout: float) -> None:
         await asyncio.sleep(0.01)  # a broker round trip, during which others may call
@@ -51,6 +53,13 @@ class _Bridge(KafkaBridge):
             model_version=1,
             input_digest=request.input_digest,
         )
+        if self.no_model:
+            answer = Prediction(
+                request_id=request.request_id,
+                error="no model is live",
+                error_code="no_model",
+                input_digest=request.input_digest,
+            )
         loop = asyncio.get_running_loop()
         loop.call_later(self.delay, self.deliver, request.request_id, answer.to_bytes())
 
@@ -204,3 +213,31 @@ async def test_a_call_awaiting_an_id_with_only_feedback_in_the_audit_gets_the_an
     )
     assert (accepted.request_id, answer.label) == ("u1", "setosa")
     assert [r.request_id for r in _published(state)] == ["u1"]
+
+
+async def test_a_transient_failure_seen_by_a_waiting_call_does_not_stick_to_the_id(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    """Review finding: ``?wait=false`` claimed the id, a concurrent waiting call took the
+    ``no_model`` answer, and the claim stayed: every retry then awaited the audit's
+    ``no_model`` (503) instead of publishing again, even with a model live."""
+    assert isinstance(state.bridge, _Bridge)
+    state.bridge.no_model = True
+    results = await asyncio.gather(
+        _accept(state, metrics, SETOSA, "c1"),
+        _predict(state, metrics, SETOSA, "c1"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], PredictionFailed)
+    assert results[1].code == "no_model"
+    first = _published(state)[0]  # the audit feed sees the request and its answer
+    failed = Prediction(
+        request_id="c1", error="no model", error_code="no_model", input_digest=first.input_digest
+    )
+    state.audit.write(
+        AuditBatch(requests=[request_row(first)], predictions=[prediction_row(failed)])
+    )
+    state.bridge.no_model = False  # a model is live now
+    answer = await _predict(state, metrics, SETOSA, "c1")
+    assert answer.label == "setosa"
+    assert [r.request_id for r in _published(state)] == ["c1", "c1"]
