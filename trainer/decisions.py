@@ -4,6 +4,20 @@ one log line (the operator's first look).
 
 A retraining that raised is a decision too (outcome ``failed``, with its error): a trainer that
 only crashed would re-read the same labels on restart and crash again, and nobody would see why.
+
+What a decision costs in labels, as its entry records it:
+
+- ``excluded``: samples left out *before* training because their class would still have too few
+  rows in base data plus the window's training part (only possible for a class the champion
+  knows and the base data set lacks). Only those are dead-lettered (``schema_mismatch``); the
+  retraining goes on without them. Samples with an unknown label, wrong features or values out
+  of domain never get this far: they are refused one by one as they arrive.
+- ``dead_lettered`` (``failed`` decisions only): a retraining that raises despite those checks
+  has a cause no single sample can be blamed for (a bug, the machine, a data set that changed),
+  so every sample no decision had used yet (the labels that triggered this one) is
+  dead-lettered (``training_failed``) and dropped from the window; samples that earlier decisions
+  already trained on stay. Replaying them (``irisflow dlq replay --reason training_failed``)
+  before the cause is fixed fails the next retraining the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +40,8 @@ log = logging.getLogger("trainer.service")
 @dataclass(frozen=True)
 class Decision:
     """``error`` is set only for a failed retraining; ``dead_lettered`` counts the labeled
-    samples it sent to the dead-letter topic (reason ``training_failed``)."""
+    samples it sent to the dead-letter topic (reason ``training_failed``); ``excluded`` those
+    left out before training (reason ``schema_mismatch``, see the module docstring)."""
 
     trigger: str
     gate: GateDecision
@@ -35,6 +50,15 @@ class Decision:
     seconds: float
     error: str | None = None
     dead_lettered: int = 0
+    excluded: int = 0
+
+    @classmethod
+    def failed(
+        cls, trigger: str, error: str, seconds: float, tolerance: float, *, dead_lettered: int
+    ) -> Decision:
+        """A retraining that raised ``error``."""
+        gate = GateDecision(False, f"training failed: {error}", None, None, tolerance, 0)
+        return cls(trigger, gate, None, None, seconds, error=error, dead_lettered=dead_lettered)
 
     @property
     def outcome(self) -> str:
@@ -79,6 +103,8 @@ class DecisionLog:
         }
         if decision.error is not None:
             entry.update(error=decision.error, dead_lettered=decision.dead_lettered)
+        if decision.excluded:
+            entry.update(excluded=decision.excluded)
         self.folder.mkdir(parents=True, exist_ok=True)
         with (self.folder / "decisions.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")

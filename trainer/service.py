@@ -5,32 +5,37 @@ a trainer that dies (even mid-way through training) re-reads the same labels on 
 decides again; a version is published only after it is completely written to the registry, so
 nothing partial ever goes live.
 
-No record and no retraining can stop the service. A record that fails its codec, its key or the
-model's feature schema, or whose handling raises, is dead-lettered (consumer ``trainer``) and
-its offset committed with the rest. A retraining that raises is a ``failed`` decision: the
-labeled samples it was about to learn from are dead-lettered (``training_failed``, replayable
-with ``irisflow dlq replay`` once the cause is fixed) and dropped from the window, so the next
-retraining does not trip over them again. Only Kafka itself failing stops the service: then
-nothing can be recorded, and a restart re-reads the uncommitted labels.
+No record, model update or retraining can stop the service. A record that fails its codec, its
+key or the model's feature names, domain or classes, or whose handling raises, is dead-lettered
+(consumer ``trainer``) and its offset committed with the rest; so is a live model update that
+cannot be loaded as champion, whatever it raises. Before training, samples whose class the
+training data would still hold too few rows of are dead-lettered (``schema_mismatch``) and left
+out, so they cannot fail the retraining. A retraining that raises anyway is a ``failed``
+decision: the cause cannot be pinned on one sample, so every labeled sample no decision had used
+yet is dead-lettered (``training_failed``, replayable with ``irisflow dlq replay`` once the cause
+is fixed) and dropped from the window, so the next retraining does not trip over them again.
+
+Two things do stop it, loudly (the process exits with the error, and ``irisflow up`` or any
+supervisor restarts it): Kafka failing, when nothing can be recorded and a restart re-reads the
+uncommitted labels; and the model feed stopping, when the trainer would judge challengers
+against a champion it can no longer follow (waiting for it would hang the trainer unready).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
-from irisflow.errors import ArtifactError, KafkaUnavailable
-from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.errors import KafkaUnavailable
+from irisflow.kafka.clients import make_consumer, make_producer, send
 from irisflow.kafka.model_topic import ModelFeed
 from irisflow.registry import load_update
 from irisflow.schemas import LabeledSample, ModelUpdate, RetrainRequest
@@ -38,13 +43,14 @@ from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
 from trainer.data import Dataset, combine, load_dataset
 from trainer.decisions import Decision, DecisionLog
-from trainer.gate import GateDecision, judge, split_recent
-from trainer.inputs import TrainerInput
+from trainer.feed import ModelFeedStopped, until
+from trainer.gate import judge, split_recent
+from trainer.inputs import Labeled, TrainerInput, Window, unlearnable, why_unlearnable
 from trainer.metrics import TrainerMetrics
 from trainer.publish import save_and_publish
-from trainer.training import TrainingOutcome, train_on
+from trainer.training import TrainingOutcome, rows_needed_per_class, train_on
 
-__all__ = ["CONSUMER", "Decision", "RetrainingService"]
+__all__ = ["CONSUMER", "Decision", "ModelFeedStopped", "RetrainingService"]
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +61,6 @@ TrainFn = Callable[[Dataset], TrainingOutcome]
 
 _INFRASTRUCTURE = (KafkaError, KafkaUnavailable)
 """Errors that say Kafka is unreachable: no decision could be recorded, so let them crash."""
-
-
-@dataclass(frozen=True)
-class _Labeled:
-    """A sample in the window, with the record it came from (its dead letter needs the bytes)."""
-
-    sample: LabeledSample
-    record: Incoming
 
 
 class RetrainingService:
@@ -79,8 +77,7 @@ class RetrainingService:
         self.metrics = metrics or TrainerMetrics.create()
         self.decisions: list[Decision] = []
         self._train = train or (lambda data: train_on(data, settings.training, show_progress=False))
-        self._window: deque[_Labeled] = deque(maxlen=settings.retraining.window_size)
-        self._pending = 0
+        self._window = Window(settings.retraining.window_size)
         self._champion: tuple[ModelUpdate, Any] | None = None
         self._last_drift_retrain = float("-inf")
         self._base = load_dataset(settings.data, base_dir=settings.params_path.parent)
@@ -100,17 +97,18 @@ class RetrainingService:
         self.ready = asyncio.Event()
 
     async def _on_model(self, update: ModelUpdate) -> bool:
+        """Make ``update`` the champion; ``False`` (logged, and dead-lettered if live) when it
+        cannot be loaded, whatever that raises: a crafted update must not stop the feed."""
         try:
             model = await asyncio.to_thread(load_update, update, self.settings.artifacts)
-        except ArtifactError as exc:
-            log.error(
-                "trainer: live version %d cannot be loaded as champion: %s", update.version, exc
-            )
+            self._input.follow(update)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("trainer: version %d cannot be loaded as champion: %s", update.version, error)
             if self._feed is not None and self._feed.caught_up.is_set():
-                await self._feed.refuse(update, str(exc))
+                await self._feed.refuse(update, error)
             return False
         self._champion = (update, model)
-        self._input.follow(update)
         self.metrics.live_version.set(update.version)
         return True
 
@@ -133,20 +131,24 @@ class RetrainingService:
             group_id=f"{self.settings.kafka.app_id}-trainer",
         )
         producer = make_producer(self.settings.kafka)
-        await consumer.start()
-        await producer.start()
+        work: asyncio.Task[None] | None = None
         try:
-            await feed.caught_up.wait()
+            await consumer.start()
+            await producer.start()
+            await until(feed.caught_up.wait(), unless=follow)
             self.ready.set()
             log.info(
                 "trainer ready: retrains after %d new labels, on drift and on request",
                 self.settings.retraining.min_new_labels,
             )
-            await self._loop(consumer, producer)
+            work = asyncio.create_task(self._loop(consumer, producer), name="trainer-loop")
+            await until(work, unless=follow)
         finally:
-            follow.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follow
+            for task in (work, follow):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             await consumer.stop()
             await producer.stop()
 
@@ -158,13 +160,13 @@ class RetrainingService:
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             records = [record for batch in batches.values() for record in batch]
             triggers = [trigger for record in records if (trigger := self._take(record))]
-            if self._pending >= self.settings.retraining.min_new_labels:
+            if self._window.pending >= self.settings.retraining.min_new_labels:
                 triggers.append("labels")
             if triggers:
                 await self.retrain("manual" if "manual" in triggers else triggers[0])
             await self.flush_letters(producer)
             # With no label waiting for a decision, every offset read stands for finished work.
-            if triggers or (records and self._pending == 0):
+            if triggers or (records and self._window.pending == 0):
                 await consumer.commit()
 
     def _take(self, record: ConsumerRecord[bytes, bytes]) -> str | None:
@@ -187,10 +189,9 @@ class RetrainingService:
     def _use(self, record: Incoming) -> str | None:
         message = self._input.decode(record)
         if isinstance(message, LabeledSample):
-            self._window.append(_Labeled(message, record))
-            self._pending += 1
+            self._window.add(Labeled(message, record))
             self.metrics.labels_seen.inc()
-            self.metrics.pending_labels.set(self._pending)
+            self.metrics.pending_labels.set(self._window.pending)
             return None
         if message.model_name != self.settings.model_name:
             return None
@@ -211,15 +212,16 @@ class RetrainingService:
         self._last_drift_retrain = time.monotonic()
         return "drift"
 
-    def _refuse(self, record: Incoming, reason: Reason, error: str) -> None:
-        log.warning(
-            "%s[%s] offset %s dead-lettered (%s): %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-            error,
-        )
+    def _refuse(self, record: Incoming, reason: Reason, error: str, *, quiet: bool = False) -> None:
+        if not quiet:
+            log.warning(
+                "%s[%s] offset %s dead-lettered (%s): %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                reason,
+                error,
+            )
         self._outbox.append(
             self._letters.letter(record, source_topic=record.topic, reason=reason, error=error)
         )
@@ -231,17 +233,8 @@ class RetrainingService:
 
     async def flush_letters(self, producer: AIOKafkaProducer) -> None:
         """Send every pending dead letter and wait for the broker, before offsets are committed."""
-        sent = [
-            await producer.send(
-                letter.topic,
-                value=letter.value,
-                key=letter.key,
-                partition=letter.partition,
-                headers=list(letter.headers) or None,
-            )
-            for letter in self.drain_letters()
-        ]
-        await asyncio.gather(*sent)
+        for letter in self.drain_letters():
+            await send(producer, letter)
 
     async def retrain(self, trigger: str) -> Decision:
         """Train a challenger on base data + recent labels, gate it, publish it if it wins.
@@ -250,6 +243,7 @@ class RetrainingService:
         cancellation propagate, leaving the labels uncommitted for the next start.
         """
         started = time.perf_counter()
+        excluded = self._screen()
         outcome: TrainingOutcome | None = None
         try:
             decision, outcome = await self._attempt(trigger, started)
@@ -257,25 +251,36 @@ class RetrainingService:
             raise
         except Exception as exc:
             decision = self._failed(trigger, started, exc)
+        decision = dataclasses.replace(decision, excluded=excluded)
         parent = self._champion[0].version if self._champion else None
         self._log.record(decision, outcome, parent_version=parent)
         self.decisions.append(decision)
-        self._pending = 0
+        self._window.decided()
         self.metrics.pending_labels.set(0)
         return decision
 
-    async def _attempt(self, trigger: str, started: float) -> tuple[Decision, TrainingOutcome]:
-        samples = [entry.sample for entry in self._window]
-        names = self._base.feature_names
-        x = np.array([[s.features[n] for n in names] for s in samples], dtype=np.float64).reshape(
-            -1, len(names)
-        )
-        y = np.array([s.true_label for s in samples], dtype=str)
-        train_idx, hold_idx = split_recent(
-            len(samples),
+    def _split(self, count: int) -> tuple[Any, Any]:
+        return split_recent(
+            count,
             holdout_fraction=self.settings.retraining.holdout_fraction,
             random_state=self.settings.training.random_state,
         )
+
+    def _screen(self) -> int:
+        """Dead-letter and drop the samples training could not use (see :func:`unlearnable`)."""
+        minimum = rows_needed_per_class(self.settings.training)
+        found = unlearnable(self._window, self._base, minimum=minimum, split=self._split)
+        for label, entries in found.items():
+            error = why_unlearnable(label, self._base, minimum=minimum)
+            log.warning("retraining: %d labeled samples left out: %s", len(entries), error)
+            for entry in entries:
+                self._refuse(entry.record, Reason.SCHEMA_MISMATCH, error, quiet=True)
+            self._window.drop(entries)
+        return sum(len(entries) for entries in found.values())
+
+    async def _attempt(self, trigger: str, started: float) -> tuple[Decision, TrainingOutcome]:
+        x, y = self._window.arrays(self._base.feature_names)
+        train_idx, hold_idx = self._split(len(y))
         dataset = combine(self._base, x[train_idx], y[train_idx])
         outcome = await asyncio.to_thread(self._train, dataset)
         champion = self._champion[1] if self._champion else None
@@ -298,18 +303,10 @@ class RetrainingService:
         """Dead-letter the samples this retraining was the first to use and drop them."""
         error = f"{type(exc).__name__}: {exc}"
         log.debug("retraining (%s) failed", trigger, exc_info=True)
-        pending = [self._window.pop() for _ in range(min(self._pending, len(self._window)))]
-        for entry in reversed(pending):
-            self._refuse_quietly(entry.record, f"retraining ({trigger}) failed: {error}")
-        gate = GateDecision(
-            False, f"training failed: {error}", None, None, self.settings.retraining.tolerance, 0
-        )
+        pending = self._window.drop_pending()
+        for entry in pending:
+            reason = f"retraining ({trigger}) failed: {error}"
+            self._refuse(entry.record, Reason.TRAINING_FAILED, reason, quiet=True)
         seconds = time.perf_counter() - started
-        return Decision(trigger, gate, None, None, seconds, error=error, dead_lettered=len(pending))
-
-    def _refuse_quietly(self, record: Incoming, error: str) -> None:
-        self._outbox.append(
-            self._letters.letter(
-                record, source_topic=record.topic, reason=Reason.TRAINING_FAILED, error=error
-            )
-        )
+        tolerance = self.settings.retraining.tolerance
+        return Decision.failed(trigger, error, seconds, tolerance, dead_lettered=len(pending))

@@ -2,9 +2,10 @@
 
 Finding 1 of the hardening issue: a labeled sample with ``sepal_length: 1e39`` made every
 retraining raise before offsets were committed, so the trainer died, restarted, re-read the same
-label and died again. Now the sample is refused at the door (``out_of_domain``), and,
-independently, a retraining that fails for any reason is a recorded ``failed`` decision whose
-labels are dead-lettered (``training_failed``) and committed, after which the service goes on.
+label and died again. Now the sample is refused at the door (``out_of_domain``), as is one
+labelled with a class no model knows (``schema_mismatch``), and, independently, a retraining
+that fails anyway is a recorded ``failed`` decision whose pending labels are dead-lettered
+(``training_failed``) and committed, after which the service goes on.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from irisflow.settings import load_settings
 from tests.conftest import unique_params
 from tests.e2e.conftest import Stack
 from tests.factories import IRIS_FEATURES, iris_xy
-from trainer.gate import split_recent
 
 pytestmark = pytest.mark.kafka
 
@@ -185,27 +185,32 @@ def test_an_infinite_in_float32_label_is_refused_and_never_reaches_training(
 def test_a_failing_retraining_is_recorded_its_labels_dead_lettered_and_the_next_one_works(
     trainer: Stack,
 ) -> None:
-    # Two labels of a class nobody can cross-validate, placed where the challenger trains on them.
-    seed = trainer.settings.training.random_state
-    train_idx, _ = split_recent(ROUND, holdout_fraction=0.5, random_state=seed)
-    good = _samples("good0")
-    labels = [s.true_label for s in good]
-    for index in train_idx[:2]:
-        labels[index] = "daisy"
-    doomed = _samples("doomed", labels)
-    _send(trainer, doomed)
+    # Labels of a class no model knows are refused at the door, one letter each: they used to
+    # fail the retraining and take every pending label down with them.
+    strangers = _samples("daisy", ["daisy"] * ROUND)[:2]
+    # A failure no sample can be blamed for: the folder the new version would be written to
+    # is taken by a file (the retraining trains, wins the gate, then cannot save).
+    blocker = trainer.settings.registry_dir / "v0002"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"in the way")
+    doomed = _samples("doomed")
+    _send(trainer, [*strangers, *doomed])
 
     (failed,) = _decisions(trainer, 1)
 
+    refused = _letters(trainer, "schema_mismatch", 2)
+    assert sorted(s.letter.original for s in refused) == sorted(s.to_bytes() for s in strangers)
+    assert all(
+        "true_label 'daisy' is not one of the model's classes" in s.letter.error for s in refused
+    )
     assert failed["outcome"] == "failed"
     assert failed["trigger"] == "labels"
     assert failed["version"] is None
-    assert "DataError" in failed["error"]
-    assert "'daisy' (2)" in failed["error"]
+    assert "FileExistsError" in failed["error"]
     assert failed["dead_lettered"] == ROUND
     letters = _letters(trainer, "training_failed", ROUND)
     assert sorted(s.letter.original for s in letters) == sorted(s.to_bytes() for s in doomed)
-    assert all("daisy" in s.letter.error for s in letters)
+    assert all("FileExistsError" in s.letter.error for s in letters)
     committed, end = _committed_and_end(trainer)
     assert committed == end  # every label read, the doomed round included
     metrics = _metrics(trainer)
@@ -219,9 +224,10 @@ def test_a_failing_retraining_is_recorded_its_labels_dead_lettered_and_the_next_
         )
         == ROUND
     )
-    assert "retraining (labels): failed — DataError" in _log(trainer)
+    assert "retraining (labels): failed — FileExistsError" in _log(trainer)
     assert trainer.processes["trainer"].poll() is None
 
+    blocker.unlink()
     _send(trainer, _samples("good1"))
 
     decisions = _decisions(trainer, 2)

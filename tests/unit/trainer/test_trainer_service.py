@@ -11,13 +11,14 @@ import numpy as np
 import orjson
 import pytest
 
-from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, RetrainRequest
+from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, ModelUpdate, RetrainRequest
 from irisflow.settings import Settings
 from irisflow.topics import Incoming, Outgoing
 from tests.conftest import SettingsFactory
 from tests.factories import IRIS_FEATURES, SETOSA, iris_xy, model_update
 from trainer.data import Dataset
-from trainer.service import RetrainingService
+from trainer.inputs import Labeled, Window, unlearnable
+from trainer.service import ModelFeedStopped, RetrainingService
 from trainer.training import TrainingOutcome, train_on
 
 FAST = {"logistic_regression": {"max_iter": 300}, "naive_bayes": {}}
@@ -277,3 +278,203 @@ def test_a_champion_that_breaks_its_contract_is_not_used_by_the_gate(settings: S
     assert np.isclose(
         service.metrics.registry.get_sample_value("irisflow_trainer_live_model_version") or 0, 2
     )
+
+
+# --------------------------------------------------------------- labels the model cannot learn
+
+
+def _labelled_as(settings: Settings, offset: int, label: str) -> Incoming:
+    sample = LabeledSample(request_id=f"r{offset}", features=SETOSA, true_label=label)
+    return Incoming(sample.to_bytes(), b"r%d" % offset, 0, offset, settings.kafka.topics.labeled)
+
+
+def test_a_label_that_is_no_class_of_the_base_data_is_refused_schema_mismatch(
+    settings: Settings,
+) -> None:
+    service = RetrainingService(settings)
+    record = _labelled_as(settings, 4, "banana")
+
+    assert service.take(record) is None
+
+    (letter,) = service.drain_letters()
+    body = _letter(letter)
+    assert body.reason == "schema_mismatch"
+    assert body.original == record.value
+    assert "true_label 'banana' is not one of the model's classes" in body.error
+    assert "setosa, versicolor, virginica" in body.error
+    assert len(service._window) == 0
+
+
+def test_once_a_champion_is_live_labels_are_checked_against_its_classes(
+    settings: Settings,
+) -> None:
+    service = RetrainingService(settings)
+    assert asyncio.run(service._on_model(model_update(1)))
+    service.take(_labelled_as(settings, 1, "banana"))
+    service.take(_labelled_as(settings, 2, "setosa"))
+    assert [_letter(letter).reason for letter in service.drain_letters()] == ["schema_mismatch"]
+    assert len(service._window) == 1
+
+
+def test_one_unknown_label_costs_one_dead_letter_not_every_pending_label(
+    settings: Settings,
+) -> None:
+    service = RetrainingService(settings)
+    asyncio.run(service._on_model(model_update(1)))
+    service.take(_labelled_as(settings, 0, "banana"))
+    for offset in range(1, 13):
+        service.take(_labeled(settings, offset))
+
+    decision = asyncio.run(service.retrain("labels"))
+
+    assert decision.outcome == "rejected", decision.error
+    assert decision.dead_lettered == 0
+    letters = [_letter(letter) for letter in service.drain_letters()]
+    assert [(letter.reason, letter.offset) for letter in letters] == [("schema_mismatch", 0)]
+
+
+def test_samples_of_a_class_training_cannot_learn_are_left_out_and_only_they_dead_lettered(
+    settings: Settings,
+) -> None:
+    """A champion may know a class the base data lacks; a few labels of it would fail every
+    retraining's class-size check and, with it, every other pending label."""
+    service = RetrainingService(settings)
+    asyncio.run(service._on_model(model_update(1)))  # a champion: the gate decides, no publish
+    service._input.classes = (*service._input.classes, "hybrid")
+    hybrids = [_labelled_as(settings, offset, "hybrid") for offset in (3, 7)]
+    for offset in range(12):
+        service.take(_labeled(settings, offset))
+    for record in hybrids:
+        service.take(record)
+
+    decision = asyncio.run(service.retrain("labels"))
+
+    assert decision.outcome == "rejected", decision.error  # trained, then judged
+    assert decision.excluded == 2
+    letters = [_letter(letter) for letter in service.drain_letters()]
+    assert [letter.original for letter in letters] == [record.value for record in hybrids]
+    assert {letter.reason for letter in letters} == {"schema_mismatch"}
+    assert "class 'hybrid' would have fewer than" in letters[0].error
+    assert len(service._window) == 12
+    entry = json.loads((settings.registry_dir / "decisions.jsonl").read_text().splitlines()[-1])
+    assert entry["excluded"] == 2
+
+
+def test_enough_labels_of_a_class_the_base_data_lacks_are_kept(settings: Settings) -> None:
+    base = RetrainingService(settings)._base
+    window = Window(100)
+    for offset in range(40):
+        label = "hybrid" if offset % 2 else "setosa"
+        sample = LabeledSample(request_id=f"r{offset}", features=SETOSA, true_label=label)
+        window.add(Labeled(sample, Incoming(b"", None)))
+
+    def everything(count: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.arange(count), np.arange(0)
+
+    assert unlearnable(window, base, minimum=20, split=everything) == {}
+    assert list(unlearnable(window, base, minimum=21, split=everything)) == ["hybrid"]
+
+
+def test_dropping_samples_keeps_the_pending_count_right() -> None:
+    window = Window(10)
+    entries = [
+        Labeled(
+            LabeledSample(request_id=f"r{i}", features=SETOSA, true_label="a"), Incoming(b"", None)
+        )
+        for i in range(6)
+    ]
+    for entry in entries[:3]:
+        window.add(entry)
+    window.decided()
+    for entry in entries[3:]:
+        window.add(entry)
+
+    window.drop([entries[0], entries[4]])
+
+    assert window.pending == 2
+    assert window.drop_pending() == [entries[3], entries[5]]
+    assert list(window) == [entries[1], entries[2]]
+
+
+# --------------------------------------------------------------------- the model feed
+
+
+def test_a_model_update_that_raises_anything_while_loading_is_refused_and_dead_lettered(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``classes_ = 5`` made the contract check raise TypeError, which killed the feed task."""
+
+    def crafted(update: object, artifacts: object) -> object:
+        raise TypeError("'int' object is not iterable")
+
+    refused: list[tuple[int, str]] = []
+
+    class Feed:
+        caught_up = asyncio.Event()
+
+        async def refuse(self, update: ModelUpdate, reason: str) -> None:
+            refused.append((update.version, reason))
+
+    service = RetrainingService(settings)
+    monkeypatch.setattr("trainer.service.load_update", crafted)
+    feed = Feed()
+    feed.caught_up.set()
+    service._feed = feed  # type: ignore[assignment]
+
+    assert asyncio.run(service._on_model(model_update(3))) is False
+
+    assert refused == [(3, "TypeError: 'int' object is not iterable")]
+    assert service._champion is None
+
+
+class _Client:
+    """Stands in for the trainer's Kafka consumer and producer."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def getmany(self, **options: object) -> dict[object, list[object]]:
+        await asyncio.sleep(0.01)
+        return {}
+
+    async def commit(self) -> None: ...
+
+
+def _dying_feed(*, after_catch_up: bool) -> type:
+    class Feed:
+        def __init__(self, *args: object, **options: object) -> None:
+            self.caught_up = asyncio.Event()
+
+        async def run(self) -> None:
+            if after_catch_up:
+                self.caught_up.set()
+                await asyncio.sleep(0.05)
+            raise RuntimeError("feed task died")
+
+    return Feed
+
+
+@pytest.mark.parametrize("after_catch_up", [False, True])
+def test_the_trainer_fails_loudly_when_its_model_feed_dies_instead_of_hanging(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, after_catch_up: bool
+) -> None:
+    monkeypatch.setattr("trainer.service.ModelFeed", _dying_feed(after_catch_up=after_catch_up))
+    monkeypatch.setattr("trainer.service.make_consumer", lambda *a, **k: _Client())
+    monkeypatch.setattr("trainer.service.make_producer", lambda *a, **k: _Client())
+    service = RetrainingService(settings)
+
+    async def scenario() -> BaseException | None:
+        task = asyncio.create_task(service.run())
+        done, _ = await asyncio.wait({task}, timeout=3)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task})
+            pytest.fail("the trainer hung after its model feed died")
+        return task.exception()
+
+    error = asyncio.run(scenario())
+
+    assert isinstance(error, ModelFeedStopped)
+    assert "feed task died" in str(error)
+    assert service.ready.is_set() is after_catch_up
