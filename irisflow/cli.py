@@ -442,7 +442,7 @@ def dlq_list(
 
     settings = _settings(ctx)
     where = _letter_filter(topic, reason, consumer, since, until)
-    reading = asyncio.run(read_letters(settings.kafka, where, limit=limit))
+    reading = asyncio.run(read_letters(settings.kafka, where, limit=limit, keep_originals=False))
     if as_json:
         typer.echo(json.dumps([letter.summary() for letter in reading.letters], indent=2))
         return
@@ -460,8 +460,8 @@ def dlq_list(
         reading.unreadable
     )
     typer.echo(
-        f"{len(reading.letters)} letters shown of {reading.scanned} read from "
-        f"{settings.kafka.topics.dead_letters}{unreadable}",
+        f"{len(reading.letters)} letters shown of {reading.matched} matching, {reading.scanned} "
+        f"read from {settings.kafka.topics.dead_letters}{unreadable}",
         err=True,
     )
 
@@ -516,7 +516,10 @@ def dlq_show(
         "Fix the cause first: a record that fails again is dead-lettered again. Choose letters "
         "by position, by the same filters as `list`, or --all. Letters whose original was cut "
         "to fit the dead-letter topic are refused (exit code 1). Every replayed record carries "
-        "an irisflow-replay-of header naming its letter.\n\n"
+        "an irisflow-replay-of header naming its letter. A record dead-lettered by several "
+        "consumers (same source topic, partition and offset) is replayed once; the other "
+        "letters are reported as skipped. Earlier replays are not looked for: replaying a "
+        "letter twice publishes it twice.\n\n"
         "Examples:\n\n"
         "  irisflow dlq replay 0:17 1:4\n\n"
         "  irisflow dlq replay --reason training_failed --dry-run\n\n"
@@ -568,7 +571,14 @@ def dlq_replay(
             typer.echo(f"{verb} {stored.position} -> {target} ({size:,} bytes, {stored.origin})")
         for stored, why in report.refused:
             typer.echo(f"refused {stored.position}: {why}")
-        typer.echo(f"{verb} {len(report.sent)}, refused {len(report.refused)}")
+        for stored, first in report.skipped:
+            typer.echo(
+                f"skipped {stored.position}: same origin ({stored.origin}) as {first.position}"
+            )
+        typer.echo(
+            f"{verb} {len(report.sent)}, refused {len(report.refused)}, skipped "
+            f"{len(report.skipped)} duplicates"
+        )
     if report.refused:
         raise typer.Exit(1)
 

@@ -5,21 +5,29 @@ once its cause is fixed. The topic is read with no consumer group (reading it ne
 offsets and never competes with another reader), from the beginning up to the end offsets taken
 when the read starts, so a read always finishes even while letters keep arriving.
 
+Letters are filtered as they are read and at most ``limit`` are kept (the rest are only
+counted), and ``irisflow dlq list`` keeps no original bytes at all, so reading a topic of
+thousands of letters of up to the broker's message size costs the memory of one fetch plus the
+letters shown.
+
 A replay publishes the original bytes with the original key (a dead letter is keyed by the
-record's key), to the original topic or another one, with the same delivery guarantees as every
-other irisflow producer; each replayed record carries an ``irisflow-replay-of`` header naming the
-letter it came from. A letter whose original was cut to fit the topic cannot be replayed whole,
-so it is refused rather than sent half.
+record's key), to the original topic or another one, in order, with the same delivery guarantees
+as every other irisflow producer; each replayed record carries an ``irisflow-replay-of`` header
+naming the letter it came from. A letter whose original was cut to fit the topic cannot be
+replayed whole, so it is refused rather than sent half. Several consumers may dead-letter one
+record (same source topic, partition and offset): it is replayed once and the other letters are
+reported as skipped. A replay does not look for earlier replays (that would mean reading the
+source topics for ``irisflow-replay-of`` headers), so replaying the same letters twice publishes
+them twice; a replayed record that fails again gets a new letter with a new origin.
 
 Imports no role package: the gateway or the trainer could offer the same views.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,10 +37,10 @@ from tqdm import tqdm
 
 from irisflow.errors import IrisflowError
 from irisflow.kafka.admin import wait_for_kafka
-from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.kafka.clients import make_consumer, make_producer, send
 from irisflow.schemas import DeadLetter
 from irisflow.settings import KafkaSettings
-from irisflow.topics import HEADER_PREFIX, Refused, Topic, Topics
+from irisflow.topics import HEADER_PREFIX, Outgoing, Refused, Topic, Topics
 
 __all__ = [
     "REPLAY_HEADER",
@@ -102,16 +110,29 @@ def _text_or_base64(data: bytes | None) -> dict[str, str | None]:
 
 @dataclass(frozen=True)
 class StoredLetter:
-    """One dead letter and where it sits on the dead-letter topic."""
+    """One dead letter and where it sits on the dead-letter topic.
+
+    ``original_kept`` is ``False`` when the letter was read for a listing, which drops the
+    original bytes (``letter.original`` is then empty and :attr:`truncated` is ``False``).
+    """
 
     partition: int
     offset: int
     key: bytes | None
     letter: DeadLetter
+    original_kept: bool = True
 
     @property
     def position(self) -> str:
         return f"{self.partition}:{self.offset}"
+
+    @property
+    def source(self) -> tuple[str, int, int] | None:
+        """The record it was made from, when the letter says (duplicates share it)."""
+        letter = self.letter
+        if letter.partition is None or letter.offset is None:
+            return None
+        return letter.source_topic, letter.partition, letter.offset
 
     @property
     def origin(self) -> str:
@@ -123,7 +144,7 @@ class StoredLetter:
     @property
     def truncated(self) -> bool:
         size = self.letter.original_size
-        return size is not None and size > len(self.letter.original)
+        return self.original_kept and size is not None and size > len(self.letter.original)
 
     def summary(self) -> dict[str, Any]:
         letter = self.letter
@@ -176,11 +197,13 @@ class LetterFilter:
 
 @dataclass
 class Reading:
-    """The matching letters, oldest first per partition; ``unreadable`` counts records on the
-    topic that are not dead letters at all (someone produced there by hand)."""
+    """The matching letters kept (at most the limit), oldest first per partition; ``matched``
+    counts every matching letter read, ``scanned`` every record, and ``unreadable`` the records
+    on the topic that are not dead letters at all (someone produced there by hand)."""
 
     letters: list[StoredLetter] = field(default_factory=list)
     scanned: int = 0
+    matched: int = 0
     unreadable: int = 0
 
 
@@ -204,8 +227,10 @@ async def read_letters(
     positions: Sequence[tuple[int | None, int]] = (),
     limit: int | None = None,
     progress: bool = True,
+    keep_originals: bool = True,
 ) -> Reading:
-    """Letters matching ``where`` (and, if given, at ``positions``), at most ``limit``."""
+    """Letters matching ``where`` (and, if given, at ``positions``), at most ``limit`` kept;
+    without ``keep_originals`` their original bytes are dropped as they are read."""
     await wait_for_kafka(kafka.bootstrap_servers, timeout=10.0)
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
@@ -223,15 +248,14 @@ async def read_letters(
             delay=1.0,
             disable=not progress,
         ) as bar:
-            reader = _Reader(consumer, Topics.of(kafka).dead_letters, bar)
+            keep = _Keeper(where, limit=limit, keep_originals=keep_originals)
+            reader = _Reader(consumer, Topics.of(kafka).dead_letters, bar, keep)
             for tp in tps:
                 if wanted is None:
                     await reader.read(tp, start[tp], end[tp])
                 elif tp.partition in wanted:
                     await reader.read(tp, start[tp], end[tp], only=wanted[tp.partition])
-        found = [stored for stored in reader.reading.letters if where.matches(stored)]
-        reader.reading.letters = found[:limit] if limit is not None else found
-        return reader.reading
+        return keep.reading
     finally:
         await consumer.stop()
 
@@ -264,16 +288,46 @@ def _resolve(
     return wanted
 
 
+class _Keeper:
+    """Decodes, counts and filters each record as it is read; keeps at most ``limit``."""
+
+    def __init__(self, where: LetterFilter, *, limit: int | None, keep_originals: bool) -> None:
+        self.where = where
+        self.limit = limit
+        self.keep_originals = keep_originals
+        self.reading = Reading()
+
+    def __call__(self, stored: StoredLetter | None) -> None:
+        reading = self.reading
+        reading.scanned += 1
+        if stored is None:
+            reading.unreadable += 1
+            return
+        if not self.where.matches(stored):
+            return
+        reading.matched += 1
+        if self.limit is not None and len(reading.letters) >= self.limit:
+            return
+        if not self.keep_originals:
+            slim = stored.letter.model_copy(update={"original": b""})
+            stored = StoredLetter(stored.partition, stored.offset, stored.key, slim, False)
+        reading.letters.append(stored)
+
+
 class _Reader:
     """Reads partitions of the dead-letter topic up to fixed end offsets."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, topic: Topic[DeadLetter], bar: tqdm[Any]
+        self,
+        consumer: AIOKafkaConsumer,
+        topic: Topic[DeadLetter],
+        bar: tqdm[Any],
+        keep: Callable[[StoredLetter | None], None],
     ) -> None:
         self.consumer = consumer
         self.topic = topic
         self.bar = bar
-        self.reading = Reading()
+        self.keep = keep
 
     async def read(
         self, tp: TopicPartition, start: int, end: int, *, only: set[int] | None = None
@@ -300,22 +354,23 @@ class _Reader:
         self.bar.update(end - stop)
 
     def _keep(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        self.reading.scanned += 1
         try:
             letter = self.topic.decode(value)
         except Refused:
-            self.reading.unreadable += 1
+            self.keep(None)
             return
-        self.reading.letters.append(StoredLetter(partition, offset, key, letter))
+        self.keep(StoredLetter(partition, offset, key, letter))
 
 
 @dataclass
 class ReplayReport:
-    """What a replay sent (or would send, on a dry run) and what it refused, with why."""
+    """What a replay sent (or would send, on a dry run), what it refused, with why, and what it
+    skipped as a duplicate, with the letter of the same origin that was chosen instead."""
 
     dry_run: bool
     sent: list[tuple[StoredLetter, str]] = field(default_factory=list)
     refused: list[tuple[StoredLetter, str]] = field(default_factory=list)
+    skipped: list[tuple[StoredLetter, StoredLetter]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -325,6 +380,10 @@ class ReplayReport:
                 for s, to in self.sent
             ],
             "refused": [{"position": s.position, "why": why} for s, why in self.refused],
+            "skipped": [
+                {"position": s.position, "duplicate_of": first.position}
+                for s, first in self.skipped
+            ],
         }
 
 
@@ -345,11 +404,21 @@ async def replay(
     to: str | None = None,
     dry_run: bool = False,
 ) -> ReplayReport:
-    """Publish each letter's original bytes and key to its source topic (or ``to``)."""
+    """Publish each letter's original bytes and key to its source topic (or ``to``), once per
+    origin: of the letters with one source topic, partition and offset, the first that can be
+    replayed whole is sent and the others are skipped."""
     report = ReplayReport(dry_run=dry_run)
+    letters = list(letters)
+    chosen: dict[tuple[str, int, int], StoredLetter] = {}
+    for stored in letters:  # per origin, the first letter that can be replayed whole
+        if stored.source is not None and _refusal(stored) is None:
+            chosen.setdefault(stored.source, stored)
     for stored in letters:
+        first = chosen.get(stored.source) if stored.source is not None else None
         why = _refusal(stored)
-        if why is not None:
+        if first is not None and first is not stored:
+            report.skipped.append((stored, first))
+        elif why is not None:
             report.refused.append((stored, why))
         else:
             report.sent.append((stored, to or stored.letter.source_topic))
@@ -359,16 +428,11 @@ async def replay(
     producer = make_producer(kafka)
     await producer.start()
     try:
-        futures = [
-            await producer.send(
-                target,
-                value=stored.letter.original,
-                key=stored.key,
-                headers=[(REPLAY_HEADER, _replay_of(kafka, stored))],
+        for stored, target in report.sent:
+            headers = ((REPLAY_HEADER, _replay_of(kafka, stored)),)
+            await send(
+                producer, Outgoing(target, stored.key, stored.letter.original, None, headers)
             )
-            for stored, target in report.sent
-        ]
-        await asyncio.gather(*futures)
     finally:
         await producer.stop()
     return report

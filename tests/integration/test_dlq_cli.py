@@ -139,7 +139,7 @@ def test_list_shows_every_letter_oldest_first_with_its_origin_and_reason(
     assert f"{topics.labeled}[1]@7" in first
     assert "training_failed" in first
     assert "trainer" in first
-    assert "3 letters shown of 4 read" in result.stderr
+    assert "3 letters shown of 3 matching, 4 read" in result.stderr
     assert "1 records there are not dead letters" in result.stderr
 
 
@@ -224,6 +224,7 @@ def test_replay_sends_the_original_bytes_and_key_back_to_the_source_topic(
         "dry_run": False,
         "sent": [{"position": "0:0", "to": labeled, "bytes": len(letters.sample.to_bytes())}],
         "refused": [],
+        "skipped": [],
     }
     (replayed,) = [r for r in asyncio.run(_read(letters.settings, labeled))]
     key, value, headers = replayed
@@ -247,8 +248,56 @@ def test_a_truncated_original_is_refused_with_the_reason_and_exit_code_1(
     result = letters.run("replay", "0:2")
     assert result.exit_code == 1
     assert "refused 0:2: the original was 5,000,000 bytes, cut to 10" in result.stdout
-    assert "sent 0, refused 1" in result.stdout
+    assert "sent 0, refused 1, skipped 0 duplicates" in result.stdout
     assert asyncio.run(_read(letters.settings, feedback)) == []
+
+
+def test_list_keeps_at_most_the_limit_but_counts_every_match(letters: Letters) -> None:
+    result = letters.run("list", "--limit", "1")
+    assert result.exit_code == 0, result.output
+    assert "1 letters shown of 3 matching, 4 read" in result.stderr
+
+
+def test_a_record_dead_lettered_by_two_consumers_is_replayed_once(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    params = unique_params(tmp_path, kafka_bootstrap)
+    settings = load_settings(params, environ={})
+    topics = settings.kafka.topics
+    twins = [
+        _letter(
+            settings,
+            source=topics.feedback,
+            value=b'{"request_id": "r-9"}',
+            key=b"r-9",
+            reason=Reason.INVALID,
+            consumer=consumer,
+            seen=T0,
+            offset=12,
+        )
+        for consumer in ("streams.join", "gateway.audit")
+    ]
+
+    async def prepare() -> None:
+        await ensure_topics(settings.kafka)
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        try:
+            for record in twins:
+                await send(producer, record)
+        finally:
+            await producer.stop()
+
+    asyncio.run(prepare())
+    twin = Letters(params, settings, LabeledSample(request_id="r", features=SETOSA, true_label="a"))
+
+    result = twin.run("replay", "--all")
+
+    assert result.exit_code == 0, result.output
+    assert f"skipped 0:1: same origin ({topics.feedback}[1]@12) as 0:0" in result.stdout
+    assert "sent 1, refused 0, skipped 1 duplicates" in result.stdout
+    replayed = asyncio.run(_read(settings, topics.feedback))
+    assert [value for _, value, _ in replayed] == [b'{"request_id": "r-9"}']
 
 
 def _cli(letters: Letters, *args: str) -> subprocess.CompletedProcess[str]:
