@@ -9,9 +9,12 @@ as its own task: a client that hangs up does not cancel it for the others.
 
 ``?wait=false`` shares this: it *claims* an id before publishing, so a second call with that id,
 waiting or not, publishes nothing (a waiting one awaits the answer on the topic instead), and a
-claim under other input is a conflict like any other. A claim lasts until its answer comes, or
-until a waiting call that awaited it finishes, whatever that call's outcome: an error such as
-``no_model`` is not remembered, so the next call with the id publishes again.
+claim under other input is a conflict like any other. Whoever relies on another call's publish
+waits for it first: ``?wait=false`` answers 202 only once the id's record is on the broker
+(sharing the other call's 503 if its publish failed), and a waiting call whose claim's publish
+failed publishes itself rather than await an answer that cannot come. A claim lasts until its
+answer comes, or until a waiting call that awaited it finishes, whatever that call's outcome: an
+error such as ``no_model`` is not remembered, so the next call with the id publishes again.
 
 Reusing an id for different input is refused (409) rather than answered with someone else's
 prediction. Across replicas and restarts the audit store is the memory (see
@@ -47,6 +50,30 @@ def _seen(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    """Resolve ``future`` once: with ``exc`` (cancelled if it is a cancellation) or done."""
+    if future.done():
+        return
+    if isinstance(exc, Exception):
+        future.set_exception(exc)
+    elif exc is not None:  # cancelled (or the process is stopping)
+        future.cancel()
+    else:
+        future.set_result(None)
+
+
+async def _reached_kafka(published: asyncio.Future[None]) -> bool:
+    """Wait for another call's publish: ``True`` if its record is on the broker, ``False`` if
+    it gave up first (cancelled); its failure (a 503) is raised as this caller's own."""
+    await asyncio.wait({published})
+    if published.cancelled():
+        return False
+    exc = published.exception()
+    if exc is not None:
+        raise exc
+    return True
+
+
 def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a failure as seen even when every waiter has gone (no 'never retrieved' noise)."""
     if not task.cancelled():
@@ -62,7 +89,8 @@ class AnswerBook:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._done: OrderedDict[str, tuple[str, type[BaseModel], bytes]] = OrderedDict()
-        self._in_flight: dict[str, tuple[str, asyncio.Task[BaseModel]]] = {}
+        #: id -> (fingerprint, the work, whether its record is on the broker yet)
+        self._in_flight: dict[str, tuple[str, asyncio.Task[BaseModel], asyncio.Future[None]]] = {}
         self._claimed: OrderedDict[str, tuple[str, asyncio.Future[None]]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -102,24 +130,27 @@ class AnswerBook:
     async def publish_once(
         self, request_id: str, print_: str, publish: Callable[[], Awaitable[None]]
     ) -> bool:
-        """``?wait=false``: run ``publish`` unless ``request_id`` is answered, in flight or
-        claimed here already; ``True`` if this call published.
+        """``?wait=false``: run ``publish`` unless ``request_id`` is answered here, or claimed or
+        in flight and its record reaches Kafka; ``True`` if this call published.
 
-        A second caller while the first publishes waits for that publish and shares its
-        failure, so no one is told 202 for a record that never reached Kafka. Raises
+        Returns only once the id's record is on the broker: a call that finds the id claimed
+        or in flight waits for that call's publish and shares its failure (a 503), so no one
+        is told 202 for a record that never reached Kafka. If that call gave up before
+        publishing, this one looks again and publishes itself. Raises
         :class:`RequestIdConflict` if the id is known here for other input.
         """
-        if self.lookup(request_id, print_) is not None:
-            return False
-        running = self._in_flight.get(request_id)
-        if running is not None:
-            self._check(request_id, running[0], print_)
-            return False
-        claimed = self._claimed.get(request_id)
-        if claimed is not None:
-            self._check(request_id, claimed[0], print_)
-            await asyncio.shield(claimed[1])
-            return False
+        while True:
+            if self.lookup(request_id, print_) is not None:
+                return False
+            other = self._claimed.get(request_id)
+            if other is None and request_id in self._in_flight:
+                known, _, sent = self._in_flight[request_id]
+                other = (known, sent)
+            if other is None:
+                break
+            self._check(request_id, other[0], print_)
+            if await _reached_kafka(other[1]):
+                return False
         published: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         published.add_done_callback(_seen)
         self._claimed[request_id] = (print_, published)
@@ -127,16 +158,29 @@ class AnswerBook:
             self._claimed.popitem(last=False)
         try:
             await publish()
-        except Exception as exc:
+        except BaseException as exc:
             self.release(request_id)
-            published.set_exception(exc)
-            raise
-        except BaseException:  # cancelled: the waiters retry on their own
-            self.release(request_id)
-            published.cancel()
+            _settle(published, exc)
             raise
         published.set_result(None)
         return True
+
+    async def claim_published(self, request_id: str) -> bool:
+        """Whether a ``?wait=false`` claim on ``request_id`` put its record on the broker
+        (waiting for its publish if need be); ``False`` if none did, so the caller publishes."""
+        claimed = self._claimed.get(request_id)
+        if claimed is None:
+            return False
+        with contextlib.suppress(Exception):
+            return await _reached_kafka(claimed[1])
+        return False
+
+    def sent(self, request_id: str) -> None:
+        """The call in flight for ``request_id`` has its record on the broker (or knows that
+        someone put it there): a ``?wait=false`` call waiting on it may answer 202 now."""
+        running = self._in_flight.get(request_id)
+        if running is not None and not running[2].done():
+            running[2].set_result(None)
 
     def claimed(self, request_id: str) -> bool:
         """Published by ``?wait=false`` and not answered yet (a waiting call awaits it)."""
@@ -164,27 +208,37 @@ class AnswerBook:
         if running is not None:
             self._check(request_id, running[0], print_)
             return await asyncio.shield(running[1]), True
-        task = asyncio.ensure_future(self._run(request_id, print_, produce))
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent.add_done_callback(_seen)
+        task = asyncio.ensure_future(self._run(request_id, print_, produce, sent))
         task.add_done_callback(_retrieve)
-        self._in_flight[request_id] = (print_, task)
+        self._in_flight[request_id] = (print_, task, sent)
         return await asyncio.shield(task), False
 
     async def _run(
-        self, request_id: str, print_: str, produce: Callable[[], Awaitable[BaseModel]]
+        self,
+        request_id: str,
+        print_: str,
+        produce: Callable[[], Awaitable[BaseModel]],
+        sent: asyncio.Future[None],
     ) -> BaseModel:
         try:
             answer = await produce()
             self.remember(request_id, print_, answer)
             return answer
+        except BaseException as exc:
+            _settle(sent, exc)  # failed before its record reached Kafka: so do its 202 waiters
+            raise
         finally:
             # Whatever the outcome, a claim on this id has served: the answer is remembered,
             # or the next call decides afresh (a failure such as no_model may pass).
             self._in_flight.pop(request_id, None)
             self.release(request_id)
+            _settle(sent, None)  # answered without publishing (from the audit): known
 
     async def close(self) -> None:
         """Cancel what is still in flight (the gateway is stopping)."""
-        tasks = [task for _, task in self._in_flight.values()]
+        tasks = [task for _, task, _ in self._in_flight.values()]
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -276,9 +276,19 @@ class KafkaBridge:
         )
         await self._send(request, timeout=timeout)
 
-    async def request(self, request: Request, *, context: str, timeout: float) -> Answer:
-        """Publish ``request`` and wait for its answer; raise a typed error otherwise."""
-        return await self._wait(request, context=context, timeout=timeout, send=True)
+    async def request(
+        self,
+        request: Request,
+        *,
+        context: str,
+        timeout: float,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Answer:
+        """Publish ``request`` and wait for its answer; raise a typed error otherwise.
+        ``on_sent`` is called once the broker has the record (others may rely on it)."""
+        return await self._wait(
+            request, context=context, timeout=timeout, send=True, on_sent=on_sent
+        )
 
     async def await_answer(self, request: Request, *, context: str, timeout: float) -> Answer:
         """Wait for the answer to a request published earlier (by anyone), without resending."""
@@ -287,7 +297,15 @@ class KafkaBridge:
     async def _send(self, request: Request, *, timeout: float) -> None:
         await self.publish(self.topics.requests.record(request), timeout=timeout)
 
-    async def _wait(self, request: Request, *, context: str, timeout: float, send: bool) -> Answer:
+    async def _wait(
+        self,
+        request: Request,
+        *,
+        context: str,
+        timeout: float,
+        send: bool,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Answer:
         shape = _shape_of(request)
         rid = request.request_id
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -296,6 +314,8 @@ class KafkaBridge:
         try:
             if send:
                 await self._send(request, timeout=timeout)
+                if on_sent is not None:
+                    on_sent()
             try:
                 answer = await asyncio.wait_for(future, timeout=timeout)
             except TimeoutError as exc:

@@ -170,13 +170,18 @@ async def _answer(
     if record is not None and record.status != "pending":
         metrics.replays.labels("audit").inc()
         return _from_audit(record)
+    rid = request.request_id
     started = time.perf_counter()
     try:
-        if record is not None or state.answers.claimed(request.request_id):
-            # published before: by another replica, or by ?wait=false here
+        # Published before: by another replica (pending in the audit), or by ?wait=false here
+        # if that publish succeeds (if it fails, this call publishes itself).
+        if record is not None or await state.answers.claim_published(rid):
+            state.answers.sent(rid)
             return await _await_pending(state, request, print_, timeout)
         metrics.published.labels(_kind(request)).inc()
-        answer = await state.bridge.request(request, context=print_, timeout=timeout)
+        answer = await state.bridge.request(
+            request, context=print_, timeout=timeout, on_sent=lambda: state.answers.sent(rid)
+        )
     except PredictionTimeout:
         metrics.timeouts.inc()
         raise
@@ -215,7 +220,9 @@ async def accept(
     """``?wait=false``: publish (unless this id is already known) and say where the answer goes.
 
     Shares the waiting path's deduplication: an id answered, in flight or claimed here is not
-    published again, and the same id with other input is a 409.
+    published again, and the same id with other input is a 409. The 202 comes only once the
+    id's record is on the broker: if a call in flight with the id fails to publish, so does
+    this one (503), rather than promise an answer that cannot come.
     """
     state.require_kafka()
     request, print_ = _request(state, payload, request_id)

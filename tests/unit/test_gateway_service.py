@@ -23,7 +23,7 @@ from gateway.models import PredictionPublic
 from gateway.service import accept, on_late_answer, predict
 from gateway.state import GatewayState
 from gateway.versions import ModelHistory
-from irisflow.errors import PredictionFailed
+from irisflow.errors import KafkaUnavailable, PredictionFailed
 from irisflow.schemas import Feedback, Prediction, PredictionRequest
 from irisflow.topics import Outgoing, decode_request
 from tests.conftest import SettingsFactory
@@ -40,9 +40,13 @@ class _Bridge(KafkaBridge):
         self.published: list[PredictionRequest] = []
         self.delay = delay
         self.no_model = False  # the worker answers no_model (nothing is live there yet)
+        self.failing = 0  # how many publishes fail next, as with an unreachable broker
 
     async def publish(self, record: Outgoing, *, timeout: float) -> None:
         await asyncio.sleep(0.01)  # a broker round trip, during which others may call
+        if self.failing > 0:
+            self.failing -= 1
+            raise KafkaUnavailable("no broker answered")
         request = decode_request(record.value)
         assert isinstance(request, PredictionRequest)
         self.published.append(request)
@@ -241,3 +245,47 @@ async def test_a_transient_failure_seen_by_a_waiting_call_does_not_stick_to_the_
     answer = await _predict(state, metrics, SETOSA, "c1")
     assert answer.label == "setosa"
     assert [r.request_id for r in _published(state)] == ["c1", "c1"]
+
+
+async def test_no_202_for_a_record_a_concurrent_waiting_call_failed_to_publish(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    """Review finding: ``?wait=false`` answered 202 at once because a waiting call with the id
+    was in flight; that call's publish then failed (503), and the 202 client polled forever."""
+    assert isinstance(state.bridge, _Bridge)
+    state.bridge.failing = 1
+    waiting = asyncio.ensure_future(_predict(state, metrics, SETOSA, "p1"))
+    await asyncio.sleep(0)
+    with pytest.raises(KafkaUnavailable):
+        await _accept(state, metrics, SETOSA, "p1")
+    with pytest.raises(KafkaUnavailable):
+        await waiting
+
+
+async def test_no_wait_after_a_waiting_call_answers_once_that_call_has_published(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    waiting = asyncio.ensure_future(_predict(state, metrics, SETOSA, "p2"))
+    await asyncio.sleep(0)
+    accepted = await _accept(state, metrics, SETOSA, "p2")
+    assert [r.request_id for r in _published(state)] == ["p2"]  # on the broker before the 202
+    assert accepted.request_id == "p2"
+    assert (await waiting).label == "setosa"
+
+
+async def test_a_waiting_call_publishes_itself_if_the_claimed_publish_failed(
+    state: GatewayState, metrics: GatewayMetrics
+) -> None:
+    """A waiting call that found the id claimed by ``?wait=false`` awaits that publish; if it
+    failed, it publishes itself instead of waiting for an answer that cannot come."""
+    assert isinstance(state.bridge, _Bridge)
+    state.bridge.failing = 1  # the claim's publish fails; the waiting call's own succeeds
+    accepting = asyncio.ensure_future(_accept(state, metrics, SETOSA, "p3"))
+    await asyncio.sleep(0)
+    assert state.answers.claimed("p3")
+    waiting = asyncio.ensure_future(_predict(state, metrics, SETOSA, "p3"))
+    await asyncio.sleep(0)
+    with pytest.raises(KafkaUnavailable):
+        await accepting
+    assert (await asyncio.wait_for(waiting, 1.0)).label == "setosa"
+    assert [r.request_id for r in _published(state)] == ["p3"]
