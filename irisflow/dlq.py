@@ -127,6 +127,13 @@ class StoredLetter:
         return f"{self.partition}:{self.offset}"
 
     @property
+    def original_key(self) -> bytes | None:
+        """The refused record's key: the letter's own key, unless that key was too long and
+        the letter is keyed by its digest (then the letter carries it)."""
+        letter = self.letter
+        return letter.original_key if letter.original_key is not None else self.key
+
+    @property
     def source(self) -> tuple[str, int, int] | None:
         """The record it was made from, when the letter says (duplicates share it)."""
         letter = self.letter
@@ -394,6 +401,13 @@ def _refusal(stored: StoredLetter) -> str | None:
             f"{len(stored.letter.original):,} to fit the dead-letter topic: it cannot be "
             "replayed whole; produce it again from its source"
         )
+    letter = stored.letter
+    if letter.original_key is not None and letter.original_key_size != len(letter.original_key):
+        return (
+            f"the original key was {letter.original_key_size:,} bytes, cut to "
+            f"{len(letter.original_key):,} to fit the dead-letter topic: it cannot be replayed "
+            "whole; produce it again from its source"
+        )
     return None
 
 
@@ -431,7 +445,8 @@ async def replay(
         for stored, target in report.sent:
             headers = ((REPLAY_HEADER, _replay_of(kafka, stored)),)
             await send(
-                producer, Outgoing(target, stored.key, stored.letter.original, None, headers)
+                producer,
+                Outgoing(target, stored.original_key, stored.letter.original, None, headers),
             )
     finally:
         await producer.stop()

@@ -78,7 +78,8 @@ class Reason(StrEnum):
     BAD_KEY = "bad_key"
     """No key, a key that is not UTF-8, or a key that is not the value's id or model name."""
     SCHEMA_MISMATCH = "schema_mismatch"
-    """Feature names that do not fit the live model (answered with HTTP 422 too)."""
+    """Feature names that do not fit the live model (answered with HTTP 422 too), or a label
+    that is none of its classes."""
     OUT_OF_DOMAIN = "out_of_domain"
     """Feature values the model cannot compute with: beyond float32, or farther from the
     training mean than ``features.max_reference_std`` standard deviations."""

@@ -83,3 +83,27 @@ def test_a_duplicate_that_is_whole_is_replayed_instead_of_a_cut_one() -> None:
     assert [stored.offset for stored, _ in report.sent] == [1]
     assert [(stored.offset, kept.offset) for stored, kept in report.skipped] == [(0, 1)]
     assert report.refused == []
+
+
+def test_a_letter_keyed_by_a_digest_is_replayed_with_the_original_key(
+    make_settings: SettingsFactory,
+) -> None:
+    long_key = b"k" * 5000
+    letter = _stored(0).letter.model_copy(
+        update={"original_key": long_key, "original_key_size": len(long_key)}
+    )
+    stored = StoredLetter(0, 0, b"sha256:abc", letter)
+    assert stored.original_key == long_key
+    report = asyncio.run(replay(make_settings().kafka, [stored], dry_run=True))
+    assert [s.position for s, _ in report.sent] == ["0:0"]
+
+
+def test_a_letter_whose_key_was_cut_is_not_replayed(make_settings: SettingsFactory) -> None:
+    letter = _stored(0).letter.model_copy(
+        update={"original_key": b"k" * 100, "original_key_size": 5000}
+    )
+    report = asyncio.run(
+        replay(make_settings().kafka, [StoredLetter(0, 0, b"sha256:abc", letter)], dry_run=True)
+    )
+    assert report.sent == []
+    assert "original key" in report.refused[0][1]
