@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
+
+import numpy as np
 
 from gateway.answers import AnswerBook
 from gateway.audit.store import AuditStore
@@ -20,6 +23,15 @@ from irisflow.settings import Settings
 __all__ = ["GatewayState"]
 
 log = logging.getLogger(__name__)
+
+
+def _matrix(names: list[str], instances: list[dict[str, float]], fits: list[bool]) -> np.ndarray:
+    """The instances whose names fit, one row each, columns in the model's feature order."""
+    if not names:
+        return np.empty((sum(fits), 0))
+    row = itemgetter(*names)
+    rows = [row(features) for features, ok in zip(instances, fits, strict=True) if ok]
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
 
 
 @dataclass
@@ -71,9 +83,16 @@ class GatewayState:
         self._refuse(self.feature_schema().problems(features, "features"))
 
     def check_instances(self, instances: list[dict[str, float]]) -> None:
+        """:meth:`check_features` for a batch, with the same 422: names are compared per
+        instance (a set comparison), values in one vectorized pass over the instances whose
+        names fit; only the first bad rows are described, in row order, until the cap."""
         schema = self.feature_schema()
+        fits = [features.keys() == schema.name_set for features in instances]
+        bad = iter(schema.out_of_domain(_matrix(schema.names, instances, fits)).tolist())
         problems: list[FeatureProblem] = []
         for i, features in enumerate(instances):
+            if fits[i] and not next(bad):
+                continue
             problems += schema.problems(features, f"instances.{i}")
             if len(problems) > MOST_FIELDS:  # enough to fix the client; later rows unread
                 break

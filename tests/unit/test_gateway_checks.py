@@ -1,0 +1,101 @@
+"""Batch feature checks: names per instance, values in one vectorized pass over the batch, and
+the same 422 (fields, messages, order, cap) as checking each instance on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.answers import AnswerBook
+from gateway.audit.store import AuditStore, audit_url
+from gateway.bridge import KafkaBridge
+from gateway.errors import MOST_FIELDS, FeatureMismatch, capped
+from gateway.models import FieldError
+from gateway.state import GatewayState
+from gateway.versions import ModelHistory
+from irisflow.features import FeatureSchema
+from tests.conftest import SettingsFactory
+from tests.factories import SETOSA, VIRGINICA, model_update
+
+
+@pytest.fixture
+def state(make_settings: SettingsFactory, tmp_path: Path) -> GatewayState:
+    settings = make_settings()
+    state = GatewayState(
+        settings=settings,
+        bridge=KafkaBridge(settings.kafka),
+        history=ModelHistory("iris", tmp_path / "registry"),
+        answers=AnswerBook(10),
+        audit=AuditStore(audit_url(None, tmp_path / "home")),
+    )
+    state.history.make_live(model_update(1))
+    return state
+
+
+def _per_instance(state: GatewayState, instances: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The reference rule: every instance checked alone, in order, cut after the cap."""
+    schema = state.feature_schema()
+    problems: list[tuple[str, str]] = []
+    for i, features in enumerate(instances):
+        problems += [(p.field, p.message) for p in schema.problems(features, f"instances.{i}")]
+        if len(problems) > MOST_FIELDS:
+            break
+    return problems
+
+
+def _refused(state: GatewayState, instances: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The fields of the 422 the client would get (capped as the error handler caps them)."""
+    with pytest.raises(FeatureMismatch) as caught:
+        state.check_instances(instances)
+    return [(f.field, f.message) for f in capped(list(caught.value.fields))]
+
+
+def test_a_valid_batch_checks_its_values_without_a_python_loop_per_value(
+    state: GatewayState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = FeatureSchema.value_problem
+
+    def counted(self: FeatureSchema, name: str, value: float) -> str | None:
+        calls.append(name)
+        return original(self, name, value)
+
+    monkeypatch.setattr(FeatureSchema, "value_problem", counted)
+    state.check_instances([SETOSA, VIRGINICA] * 500)
+    assert calls == []
+
+
+def test_only_the_bad_rows_are_described(
+    state: GatewayState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = FeatureSchema.value_problem
+
+    def counted(self: FeatureSchema, name: str, value: float) -> str | None:
+        calls.append(name)
+        return original(self, name, value)
+
+    monkeypatch.setattr(FeatureSchema, "value_problem", counted)
+    instances = [SETOSA] * 999 + [{**SETOSA, "petal_width": 1e39}]
+    assert _refused(state, instances)[0][0] == "instances.999.petal_width"
+    assert len(calls) == len(SETOSA)
+
+
+@pytest.mark.parametrize(
+    "instances",
+    [
+        [SETOSA, {**SETOSA, "sepal_width": 1e39}],
+        [{**SETOSA, "colour": 1.0}, {**SETOSA, "petal_width": 500.0}, SETOSA],
+        [{**SETOSA, "petal_width": -1e39, "sepal_length": 1e39}, {"sepal_length": 5.0}],
+        [{**SETOSA, "petal_width": 500.0}] * 30,
+        [{**SETOSA, "colour": 1.0}, {**SETOSA, "petal_width": 500.0}] * 15,
+        [{k: v for k, v in SETOSA.items() if k != "sepal_width"}] * 3 + [{**SETOSA, "x": 1}],
+    ],
+)
+def test_a_batch_is_refused_exactly_as_its_instances_would_be_one_by_one(
+    state: GatewayState, instances: list[dict[str, Any]]
+) -> None:
+    expected = [FieldError(field=f, message=m) for f, m in _per_instance(state, instances)]
+    assert _refused(state, instances) == [(f.field, f.message) for f in capped(expected)]
