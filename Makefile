@@ -63,6 +63,6 @@ $(STAMPS)/venv: pyproject.toml | $(STAMPS)/system
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-$(STAMPS)/kafka: irisflow/kafka/pom.xml $(STAMPS)/venv
+$(STAMPS)/kafka: irisflow/local/broker/pom.xml $(STAMPS)/venv
 	$(BIN)/irisflow kafka install
 	@touch $@

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from irisflow.kafka.admin import ensure_topics  # noqa: E402
 from irisflow.kafka.clients import make_consumer, make_producer  # noqa: E402
 from irisflow.kafka.model_topic import publish_update  # noqa: E402
-from irisflow.kafka.runtime import EmbeddedKafka, ensure_kafka_jars, free_port  # noqa: E402
+from irisflow.local.broker.runtime import EmbeddedKafka, ensure_kafka_jars, free_port  # noqa: E402
 from irisflow.registry import serialize_model, sha256_hex  # noqa: E402
 from irisflow.schemas import FeatureStats, ModelUpdate  # noqa: E402
 from irisflow.settings import Settings, load_settings  # noqa: E402

@@ -38,7 +38,7 @@ def _docker_answers() -> bool:
 
 @contextlib.contextmanager
 def _embedded_broker() -> Iterator[str]:
-    from irisflow.kafka.runtime import EmbeddedKafka, ensure_kafka_jars, free_port
+    from irisflow.local.broker.runtime import EmbeddedKafka, ensure_kafka_jars, free_port
 
     cache = Path(os.environ.get("IRISFLOW_CACHE_DIR", Path.home() / ".cache" / "irisflow"))
     data_dir = Path(tempfile.mkdtemp(prefix="irisflow-test-kafka-"))

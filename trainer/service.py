@@ -118,7 +118,7 @@ class RetrainingService:
             self.settings.kafka,
             self.settings.model_name,
             self._on_model,
-            consumer=CONSUMER,
+            consumer=f"{CONSUMER}.model-feed",
             on_letter=self._letters_counted,
         )
         self._feed = feed

@@ -17,7 +17,7 @@ import pytest
 
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.model_topic import publish_update
-from irisflow.kafka.runtime import free_port
+from irisflow.local.broker.runtime import free_port
 from irisflow.settings import Settings, load_settings
 from tests.conftest import unique_params
 from tests.factories import model_update

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from irisflow.kafka.runtime import EmbeddedKafka, ensure_kafka_jars, free_port
+from irisflow.local.broker.runtime import EmbeddedKafka, ensure_kafka_jars, free_port
 from tests.e2e.conftest import Stack, launch_stack, stop_all
 from tests.factories import SETOSA
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from irisflow.kafka.runtime import free_port
+from irisflow.local.broker.runtime import free_port
 from irisflow.settings import load_settings
 from tests.e2e.conftest import GATEWAY_API_KEY, Stack, stop_all
 from tests.factories import SETOSA, VIRGINICA

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from irisflow.errors import SchemaError
 from irisflow.kafka.clients import make_consumer, make_producer
-from irisflow.kafka.runtime import free_port
+from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import DeadLetter
 from irisflow.settings import Settings
 from irisflow.topics import Reason, Refused, Topics

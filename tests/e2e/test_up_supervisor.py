@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from irisflow.kafka.runtime import free_port
+from irisflow.local.broker.runtime import free_port
 from tests.conftest import unique_params
 from tests.factories import SETOSA
 

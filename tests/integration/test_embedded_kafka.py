@@ -13,7 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from irisflow.errors import KafkaRuntimeError
 from irisflow.kafka.admin import ensure_topics
-from irisflow.kafka.runtime import EmbeddedKafka, ensure_kafka_jars, free_port
+from irisflow.local.broker.runtime import EmbeddedKafka, ensure_kafka_jars, free_port
 from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.kafka

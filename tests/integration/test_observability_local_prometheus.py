@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from irisflow.kafka.runtime import free_port
-from irisflow.prometheus import JOBS, local_prometheus
+from irisflow.local.broker.runtime import free_port
+from irisflow.local.prometheus import JOBS, local_prometheus
 from irisflow.settings import Settings, load_settings
 from tests.conftest import ROOT
 

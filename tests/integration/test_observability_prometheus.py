@@ -1,6 +1,6 @@
 """A real Prometheus scrapes real irisflow processes under drifted traffic.
 
-The Prometheus is the one ``irisflow up`` runs (:func:`irisflow.prometheus.local_prometheus`,
+The Prometheus is the one ``irisflow up`` runs (:func:`irisflow.local.prometheus.local_prometheus`,
 Debian package ``prometheus``) on a free port, scraping every second, with the repo's alert
 rules (``for:`` set to 0s in a copy). A worker, a gateway and a trainer serve a model trained
 by ``irisflow train``; ``irisflow produce`` sends labeled traffic whose ``petal_length`` is
@@ -32,8 +32,8 @@ from deploy import dashboards
 from deploy.render_drift import PrometheusClient, render
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.clients import make_producer
-from irisflow.kafka.runtime import free_port
-from irisflow.prometheus import ALERT_RULES, local_prometheus
+from irisflow.local.broker.runtime import free_port
+from irisflow.local.prometheus import ALERT_RULES, local_prometheus
 from irisflow.settings import load_settings
 from tests.conftest import ROOT, unique_params
 from tests.e2e.conftest import Stack

@@ -15,7 +15,7 @@ import pytest
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.clients import make_producer
 from irisflow.kafka.model_topic import publish_update, read_live_update
-from irisflow.kafka.runtime import free_port
+from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import LabeledSample, RetrainRequest
 from irisflow.settings import load_settings
 from tests.conftest import unique_params

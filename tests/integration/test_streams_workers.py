@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.kafka.model_topic import publish_update
-from irisflow.kafka.runtime import free_port
+from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import (
     BatchPredictionRequest,
     DeadLetter,

@@ -21,11 +21,11 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 
-from irisflow.dlq import LetterFilter, read_letters
+from irisflow.cli.dead_letters import LetterFilter, read_letters
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.kafka.model_topic import read_live_update
-from irisflow.kafka.runtime import free_port
+from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import LabeledSample
 from irisflow.settings import load_settings
 from tests.conftest import unique_params

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from irisflow import prometheus
-from irisflow.prometheus import JOBS, local_prometheus, local_targets, prometheus_config
+from irisflow.local import prometheus
+from irisflow.local.prometheus import JOBS, local_prometheus, local_targets, prometheus_config
 from irisflow.settings import Settings, load_settings
 from tests.conftest import ROOT
 
@@ -144,7 +144,7 @@ def test_irisflow_up_scrapes_a_wildcard_bind_on_loopback() -> None:
 def test_without_the_prometheus_binary_up_runs_on_and_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("irisflow.prometheus.shutil.which", lambda name: None)
+    monkeypatch.setattr("irisflow.local.prometheus.shutil.which", lambda name: None)
     with caplog.at_level(logging.INFO), local_prometheus(Settings()) as url:
         assert url is None
     assert "Debian package prometheus" in caplog.text
@@ -154,7 +154,7 @@ def test_a_disabled_local_prometheus_is_not_started(monkeypatch: pytest.MonkeyPa
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("started a process")
 
-    monkeypatch.setattr("irisflow.prometheus.subprocess.Popen", forbidden)
+    monkeypatch.setattr("irisflow.local.prometheus.subprocess.Popen", forbidden)
     settings = load_settings(ROOT / "params.yaml", environ={}, overrides={"prometheus.enabled": 0})
     with local_prometheus(settings) as url:
         assert url is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from irisflow.dlq import LetterFilter, StoredLetter, _Keeper, replay
+from irisflow.cli.dead_letters import LetterFilter, StoredLetter, _Keeper, replay
 from irisflow.schemas import DeadLetter
 from irisflow.settings import Settings
 from tests.conftest import SettingsFactory

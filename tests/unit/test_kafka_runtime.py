@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from irisflow.kafka.runtime import _cluster_id
+from irisflow.local.broker.runtime import _cluster_id
 
 
 def test_cluster_ids_never_start_with_a_dash_that_the_format_tool_would_read_as_an_option() -> None:

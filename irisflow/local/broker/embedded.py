@@ -6,7 +6,7 @@ import asyncio
 
 from irisflow.errors import KafkaRuntimeError
 from irisflow.kafka.admin import ensure_topics
-from irisflow.kafka.runtime import BrokerStatus, EmbeddedKafka, ensure_kafka_jars
+from irisflow.local.broker.runtime import BrokerStatus, EmbeddedKafka, ensure_kafka_jars
 from irisflow.settings import Settings
 
 __all__ = ["embedded_broker", "start_embedded"]

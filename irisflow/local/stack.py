@@ -33,7 +33,7 @@ import httpx
 from irisflow.errors import IrisflowError
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.model_topic import read_live_update
-from irisflow.prometheus import local_prometheus
+from irisflow.local.prometheus import local_prometheus
 from irisflow.settings import Settings
 
 __all__ = ["RestartPolicy", "Role", "Supervisor", "run_local_stack"]
@@ -232,7 +232,7 @@ def _broker(settings: Settings) -> Iterator[None]:
         log.info("using the Kafka cluster at %s", settings.kafka.bootstrap)
         yield
         return
-    from irisflow.kafka.embedded import embedded_broker
+    from irisflow.local.broker.embedded import embedded_broker
 
     broker = embedded_broker(settings)
     started_here = not broker.status().running

@@ -133,7 +133,7 @@ def ensure_kafka_jars(cache_dir: Path) -> Path:
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=target.parent))
-    with resources.as_file(resources.files("irisflow.kafka") / "pom.xml") as pom:
+    with resources.as_file(resources.files("irisflow.local.broker") / "pom.xml") as pom:
         log.info(
             "downloading Apache Kafka %s jars from Maven Central into %s", KAFKA_VERSION, target
         )
