@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 from faust.types import EventT, StreamT
 from prometheus_client import generate_latest
 
-from irisflow.kafka.clients import make_consumer
+from irisflow.kafka.clients import aiokafka_producer_of, make_consumer
 from irisflow.kafka.model_topic import ModelFeed
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
@@ -121,11 +120,6 @@ def _incoming(events: Sequence[EventT[bytes]]) -> list[Incoming]:
     return [Incoming.of(e.message) for e in events]
 
 
-def _kafka_producer(app: faust.App) -> AIOKafkaProducer:
-    """The aiokafka producer under Faust's: the one Faust flushes before committing offsets."""
-    return app.producer._ensure_producer()  # type: ignore[attr-defined]
-
-
 def _producer_sink(app: faust.App) -> Sink:
     """Hand a batch's records to the producer without waiting for their delivery.
 
@@ -143,7 +137,7 @@ def _producer_sink(app: faust.App) -> Sink:
             crashing.add(asyncio.ensure_future(app.crash(error)))
 
     async def send(messages: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:
-        producer = _kafka_producer(app)
+        producer = aiokafka_producer_of(app)
         by_partition: dict[tuple[str, int | None], list[Outgoing]] = defaultdict(list)
         for m in messages:
             by_partition[(m.topic, m.partition)].append(m)

@@ -1,5 +1,8 @@
 """aiokafka producers and consumers configured once for irisflow's message sizes and delivery.
 
+This is the only module that reaches into client internals (a metadata refresh, the bootstrap
+address, the producer under Faust's), and it holds the only group-less follow of a whole topic.
+
 Producers wait for every in-sync replica (``acks=all``) and are idempotent: an accepted request,
 feedback, admin command or dead letter survives a leader failover and is not duplicated by the
 producer's own retries (docs/architecture.md, delivery policy).
@@ -7,14 +10,24 @@ producer's own retries (docs/architecture.md, delivery policy).
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from irisflow.errors import KafkaUnavailable
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Outgoing
 
-__all__ = ["make_consumer", "make_producer", "send"]
+__all__ = [
+    "TopicMissing",
+    "aiokafka_producer_of",
+    "assign_all",
+    "behind",
+    "make_consumer",
+    "make_producer",
+    "send",
+]
 
 
 def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
@@ -52,3 +65,61 @@ async def send(producer: AIOKafkaProducer, record: Outgoing) -> None:
         partition=record.partition,
         headers=list(record.headers) or None,
     )
+
+
+class TopicMissing(KafkaUnavailable):
+    """The topic a follower was asked to read does not exist (within its deadline)."""
+
+
+async def assign_all(
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    *,
+    start: Literal["beginning", "end"],
+    timeout: float | None = 30.0,
+) -> list[TopicPartition]:
+    """Make ``consumer`` (started, no group) follow every partition of ``topic`` from its
+    beginning or its end: the one group-less follow every reader of a whole topic uses (model
+    feeds, the gateway's replies, ``irisflow dlq``).
+
+    Waits for the topic's metadata (refreshing it: a topic created a moment ago is not in a new
+    consumer's metadata yet) up to ``timeout`` seconds (``None``: for ever), then resolves every
+    position at once so no record produced after this call can slip past.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while True:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            break
+        if deadline is not None and loop.time() > deadline:
+            raise TopicMissing(
+                f"topic {topic} does not exist at {consumer._client._bootstrap_servers}: "
+                "create the topics with `irisflow kafka topics`"
+            )
+        await asyncio.sleep(0.2)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    if start == "beginning":
+        await consumer.seek_to_beginning(*tps)
+    else:
+        await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+    return tps
+
+
+async def behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Whether ``consumer`` has not yet read up to ``ends`` (end offsets taken earlier)."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
+
+
+def aiokafka_producer_of(faust_app: Any) -> AIOKafkaProducer:
+    """The aiokafka producer under a Faust app's producer: the one Faust flushes before it
+    commits source offsets (so records sent through it are covered by Faust's commits)."""
+    producer: AIOKafkaProducer = faust_app.producer._ensure_producer()
+    return producer

@@ -27,8 +27,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from irisflow.errors import KafkaUnavailable
-from irisflow.kafka.clients import make_consumer, make_producer, send
+from irisflow.kafka.clients import assign_all, behind, make_consumer, make_producer, send
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import KafkaSettings
 from irisflow.topics import DeadLetters, Incoming, Reason, Refused, Topics
@@ -42,35 +41,6 @@ Accept = Callable[[ModelUpdate], Awaitable[bool]]
 
 CATCH_UP_CANDIDATES = 8
 """Newest updates kept during catch-up to fall back on (each holds an artifact in memory)."""
-
-
-async def _assign_all(
-    consumer: AIOKafkaConsumer, topic: str, timeout: float
-) -> list[TopicPartition]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            return tps
-        if asyncio.get_running_loop().time() > deadline:
-            raise KafkaUnavailable(
-                f"topic {topic} does not exist at {consumer._client._bootstrap_servers}: "
-                "create the topics with `irisflow kafka topics`"
-            )
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.2)
-
-
-async def _behind(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int]
-) -> bool:
-    for tp in tps:
-        if await consumer.position(tp) < end[tp]:
-            return True
-    return False
 
 
 class ModelFeed:
@@ -127,9 +97,9 @@ class ModelFeed:
         await consumer.start()
         producer: AIOKafkaProducer | None = None
         try:
-            tps = await _assign_all(consumer, topic, timeout=30.0)
+            tps = await assign_all(consumer, topic, start="beginning")
             end = await consumer.end_offsets(tps)
-            candidates = await self._catch_up(consumer, tps, end)
+            candidates = await self._catch_up(consumer, end)
             for update in reversed(candidates):
                 if await self._accept(update):
                     break
@@ -204,11 +174,11 @@ class ModelFeed:
             await producer.stop()
 
     async def _catch_up(
-        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int]
+        self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]
     ) -> list[ModelUpdate]:
         """The newest updates of this model up to the end offsets, oldest first."""
         candidates: deque[ModelUpdate] = deque(maxlen=CATCH_UP_CANDIDATES)
-        while await _behind(consumer, tps, end):
+        while await behind(consumer, end):
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
                 for record in records:
