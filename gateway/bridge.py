@@ -40,12 +40,12 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from gateway.errors import UnreadableAnswer
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
-from irisflow.kafka.clients import make_consumer, make_producer, send
+from irisflow.kafka.clients import assign_all, make_consumer, make_producer, send
 from irisflow.schemas import BatchPrediction, BatchPredictionRequest, Prediction, PredictionRequest
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Outgoing, Refused, Topics
@@ -123,18 +123,8 @@ class KafkaBridge:
         await self._producer.start()
         self._consumer = make_consumer(self.kafka, group_id=None)
         await self._consumer.start()
-        topic = self.kafka.topics.predictions
-        partitions = self._consumer.partitions_for_topic(topic)
-        while not partitions:
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(topic)
-            if not partitions:
-                await asyncio.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the end offsets now, so no reply can slip past
-            await self._consumer.position(tp)
+        # every partition from its end, positions resolved now: no reply can slip past
+        await assign_all(self._consumer, self.kafka.topics.predictions, start="end", timeout=None)
         self._reader = asyncio.create_task(self._read_forever(), name="gateway-replies")
 
     async def stop(self) -> None:
