@@ -18,7 +18,7 @@ error such as ``no_model`` is not remembered, so the next call with the id publi
 
 Reusing an id for different input is refused (409) rather than answered with someone else's
 prediction. Across replicas and restarts the audit store is the memory (see
-:mod:`gateway.service`); this class is only the fast, exact, per-process part.
+:mod:`gateway.predicting`); this class is only the fast, exact, per-process part.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from pydantic import BaseModel
 
 from gateway.errors import RequestIdConflict
 
-__all__ = ["AnswerBook", "fingerprint"]
+__all__ = ["AnswerBook", "input_digest"]
 
 
-def fingerprint(kind: str, payload: Any) -> str:
+def input_digest(kind: str, payload: Any) -> str:
     """A stable digest of what was asked (key order does not matter)."""
     raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return f"{kind}:{hashlib.sha256(raw).hexdigest()[:32]}"
@@ -89,34 +89,34 @@ class AnswerBook:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._done: OrderedDict[str, tuple[str, type[BaseModel], bytes]] = OrderedDict()
-        #: id -> (fingerprint, the work, whether its record is on the broker yet)
+        #: id -> (input digest, the work, whether its record is on the broker yet)
         self._in_flight: dict[str, tuple[str, asyncio.Task[BaseModel], asyncio.Future[None]]] = {}
         self._claimed: OrderedDict[str, tuple[str, asyncio.Future[None]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._done)
 
-    def lookup(self, request_id: str, print_: str) -> BaseModel | None:
+    def lookup(self, request_id: str, digest: str) -> BaseModel | None:
         """The remembered answer, or ``None``; raises if the id was used for other input."""
         found = self._done.get(request_id)
         if found is None:
             return None
         known, shape, raw = found
-        self._check(request_id, known, print_)
+        self._check(request_id, known, digest)
         self._done.move_to_end(request_id)
         return shape.model_validate_json(raw)
 
     def in_flight(self, request_id: str) -> bool:
         return request_id in self._in_flight
 
-    def remember(self, request_id: str, print_: str, answer: BaseModel) -> None:
+    def remember(self, request_id: str, digest: str, answer: BaseModel) -> None:
         """Keep ``answer`` as JSON; one larger than the whole budget is not kept at all."""
         self._claimed.pop(request_id, None)
         raw = answer.model_dump_json().encode()
         if self.capacity <= 0 or len(raw) > self.max_bytes:
             return
         self._forget(request_id)
-        self._done[request_id] = (print_, type(answer), raw)
+        self._done[request_id] = (digest, type(answer), raw)
         self.bytes += len(raw)
         while len(self._done) > self.capacity or self.bytes > self.max_bytes:
             _, (_, _, dropped) = self._done.popitem(last=False)
@@ -128,7 +128,7 @@ class AnswerBook:
             self.bytes -= len(found[2])
 
     async def publish_once(
-        self, request_id: str, print_: str, publish: Callable[[], Awaitable[None]]
+        self, request_id: str, digest: str, publish: Callable[[], Awaitable[None]]
     ) -> bool:
         """``?wait=false``: run ``publish`` unless ``request_id`` is answered here, or claimed or
         in flight and its record reaches Kafka; ``True`` if this call published.
@@ -140,7 +140,7 @@ class AnswerBook:
         :class:`RequestIdConflict` if the id is known here for other input.
         """
         while True:
-            if self.lookup(request_id, print_) is not None:
+            if self.lookup(request_id, digest) is not None:
                 return False
             other = self._claimed.get(request_id)
             if other is None and request_id in self._in_flight:
@@ -148,12 +148,12 @@ class AnswerBook:
                 other = (known, sent)
             if other is None:
                 break
-            self._check(request_id, other[0], print_)
+            self._check(request_id, other[0], digest)
             if await _reached_kafka(other[1]):
                 return False
         published: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         published.add_done_callback(_seen)
-        self._claimed[request_id] = (print_, published)
+        self._claimed[request_id] = (digest, published)
         while len(self._claimed) > max(self.capacity, 1):
             self._claimed.popitem(last=False)
         try:
@@ -194,37 +194,37 @@ class AnswerBook:
     async def once(
         self,
         request_id: str,
-        print_: str,
+        digest: str,
         produce: Callable[[], Awaitable[BaseModel]],
     ) -> tuple[BaseModel, bool]:
         """``(answer, replayed)``: run ``produce`` once per id; duplicates share its result."""
-        known = self.lookup(request_id, print_)
+        known = self.lookup(request_id, digest)
         if known is not None:
             return known, True
         claimed = self._claimed.get(request_id)
         if claimed is not None:
-            self._check(request_id, claimed[0], print_)
+            self._check(request_id, claimed[0], digest)
         running = self._in_flight.get(request_id)
         if running is not None:
-            self._check(request_id, running[0], print_)
+            self._check(request_id, running[0], digest)
             return await asyncio.shield(running[1]), True
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         sent.add_done_callback(_seen)
-        task = asyncio.ensure_future(self._run(request_id, print_, produce, sent))
+        task = asyncio.ensure_future(self._run(request_id, digest, produce, sent))
         task.add_done_callback(_retrieve)
-        self._in_flight[request_id] = (print_, task, sent)
+        self._in_flight[request_id] = (digest, task, sent)
         return await asyncio.shield(task), False
 
     async def _run(
         self,
         request_id: str,
-        print_: str,
+        digest: str,
         produce: Callable[[], Awaitable[BaseModel]],
         sent: asyncio.Future[None],
     ) -> BaseModel:
         try:
             answer = await produce()
-            self.remember(request_id, print_, answer)
+            self.remember(request_id, digest, answer)
             return answer
         except BaseException as exc:
             _settle(sent, exc)  # failed before its record reached Kafka: so do its 202 waiters

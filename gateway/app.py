@@ -20,18 +20,18 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from gateway.answers import AnswerBook
+from gateway.answer_book import AnswerBook
 from gateway.audit.feed import AuditFeed
 from gateway.audit.store import AuditStore, audit_url
 from gateway.bridge import KafkaBridge
 from gateway.errors import install_error_handlers
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics
+from gateway.model_versions import ModelHistory, model_feed
 from gateway.openapi import live_openapi
+from gateway.predicting import on_late_answer
 from gateway.routes import dashboard, feedback, health, models, predict, predictions, stats
-from gateway.service import on_late_answer
 from gateway.state import GatewayState
-from gateway.versions import ModelHistory, model_feed
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.admin import ensure_topics
 from irisflow.schemas import ModelMetadata

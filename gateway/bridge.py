@@ -12,7 +12,7 @@ request id is answered from memory instead of being scored again.
 
 An id alone does not make an answer ours: two clients may send one id with different input
 (one of them gets a 409 here, but another replica may have published the other). Each request
-carries ``input_digest``, a fingerprint of its input that the workers echo in the answer; a reply
+carries ``input_digest``, a digest of its input that the workers echo in the answer; a reply
 whose digest differs from the one awaited answers someone else's input, so it is ignored and
 counted (``on_mismatch``), and the wait goes on. A reply with no digest is refused the same way
 once a digest was sent: that is how a worker answers a record it could not read, so a junk

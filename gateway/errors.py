@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.models import ErrorBody, ErrorDetail, FieldError
+from gateway.bodies import ErrorBody, ErrorDetail, FieldError
 from irisflow.errors import (
     ArtifactError,
     IrisflowError,

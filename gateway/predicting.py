@@ -1,12 +1,12 @@
 """What the prediction routes do, as plain keyword-only functions (routes stay a few lines).
 
-A request id is answered once. Within a process, :class:`~gateway.answers.AnswerBook` makes it
+A request id is answered once. Within a process, :class:`~gateway.answer_book.AnswerBook` makes it
 exact. Across replicas and restarts the audit store is the memory: a client-chosen id that the
 audit already knows is answered from it (or awaited on the predictions topic if still pending)
 instead of being published again. The audit is fed from the topics, so it lags by a poll: two
 replicas receiving the same new id within that lag may both publish it (the worker answers
 twice, the answers are equal, the audit keeps one row). If the two carried different input, each
-replica accepts only the answer whose ``input_digest`` is the fingerprint of what it sent.
+replica accepts only the answer whose ``input_digest`` is the digest of what it sent.
 
 An audit row that only has feedback (labels for an id no request was seen for) is not a
 request: such an id is published and answered like a new one.
@@ -23,12 +23,12 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from gateway.answers import fingerprint
+from gateway.answer_book import input_digest
 from gateway.audit.records import AuditRecord
+from gateway.bodies import Accepted, BatchPredictionPublic, InstancePublic, PredictionPublic
 from gateway.bridge import Answer, Request
 from gateway.errors import RequestIdConflict, UnreadableAnswer
 from gateway.metrics import GatewayMetrics
-from gateway.models import Accepted, BatchPredictionPublic, InstancePublic, PredictionPublic
 from gateway.state import GatewayState
 from irisflow.errors import PredictionFailed, PredictionTimeout
 from irisflow.schemas import (
@@ -44,20 +44,20 @@ __all__ = ["accept", "on_late_answer", "predict"]
 def _request(
     state: GatewayState, payload: FeatureVector | list[FeatureVector], request_id: str | None
 ) -> tuple[Request, str]:
-    """The request to publish, and its input's fingerprint (which it carries as its digest)."""
+    """The request to publish, and its input's digest (which it carries as ``input_digest``)."""
     rid = request_id or uuid.uuid4().hex
     reply_to = state.bridge.instance_id
     if isinstance(payload, list):
-        print_ = fingerprint("batch", payload)
+        digest = input_digest("batch", payload)
         batch = BatchPredictionRequest(
-            request_id=rid, instances=payload, reply_to=reply_to, input_digest=print_
+            request_id=rid, instances=payload, reply_to=reply_to, input_digest=digest
         )
-        return batch, print_
-    print_ = fingerprint("single", payload)
+        return batch, digest
+    digest = input_digest("single", payload)
     single = PredictionRequest(
-        request_id=rid, features=payload, reply_to=reply_to, input_digest=print_
+        request_id=rid, features=payload, reply_to=reply_to, input_digest=digest
     )
-    return single, print_
+    return single, digest
 
 
 def _kind(request: Request) -> str:
@@ -125,14 +125,14 @@ def _from_audit(record: AuditRecord) -> BaseModel:
 _TRANSIENT = {"no_model"}
 
 
-async def _known(state: GatewayState, request: Request, print_: str) -> AuditRecord | None:
+async def _known(state: GatewayState, request: Request, digest: str) -> AuditRecord | None:
     """What the audit knows of a client-chosen id: a request still pending, or its answer
     (``None`` if nothing, only feedback, an answer a retry may cure, or an incomplete one, so
     the id is scored again); a different input under it is a conflict."""
     record = await asyncio.to_thread(state.audit.get, request.request_id)
     if record is None or record.status == "unrequested":
         return None
-    if record.features is not None and fingerprint(record.kind, record.features) != print_:
+    if record.features is not None and input_digest(record.kind, record.features) != digest:
         raise RequestIdConflict(request.request_id)
     if record.error_code in _TRANSIENT:
         return None
@@ -140,12 +140,12 @@ async def _known(state: GatewayState, request: Request, print_: str) -> AuditRec
 
 
 async def _await_pending(
-    state: GatewayState, request: Request, print_: str, timeout: float
+    state: GatewayState, request: Request, digest: str, timeout: float
 ) -> BaseModel:
     """Wait for an answer published before: on the topic, or (if it passed already) the audit."""
     started = time.perf_counter()
     waiter = asyncio.ensure_future(
-        state.bridge.await_answer(request, context=print_, timeout=timeout)
+        state.bridge.await_answer(request, context=digest, timeout=timeout)
     )
     try:
         while True:
@@ -162,11 +162,11 @@ async def _await_pending(
 
 
 async def _answer(
-    state: GatewayState, metrics: GatewayMetrics, request: Request, print_: str, client_id: bool
+    state: GatewayState, metrics: GatewayMetrics, request: Request, digest: str, client_id: bool
 ) -> BaseModel:
     timeout = state.settings.gateway.predict_timeout_seconds
     kind = "batch" if isinstance(request, BatchPredictionRequest) else "single"
-    record = await _known(state, request, print_) if client_id else None
+    record = await _known(state, request, digest) if client_id else None
     if record is not None and record.status != "pending":
         metrics.replays.labels("audit").inc()
         return _from_audit(record)
@@ -177,10 +177,10 @@ async def _answer(
         # if that publish succeeds (if it fails, this call publishes itself).
         if record is not None or await state.answers.claim_published(rid):
             state.answers.sent(rid)
-            return await _await_pending(state, request, print_, timeout)
+            return await _await_pending(state, request, digest, timeout)
         metrics.published.labels(_kind(request)).inc()
         answer = await state.bridge.request(
-            request, context=print_, timeout=timeout, on_sent=lambda: state.answers.sent(rid)
+            request, context=digest, timeout=timeout, on_sent=lambda: state.answers.sent(rid)
         )
     except PredictionTimeout:
         metrics.timeouts.inc()
@@ -199,11 +199,11 @@ async def predict(
 ) -> BaseModel:
     """Score one instance or a batch, once per request id."""
     state.require_kafka()
-    request, print_ = _request(state, payload, request_id)
+    request, digest = _request(state, payload, request_id)
     answer, replayed = await state.answers.once(
         request.request_id,
-        print_,
-        lambda: _answer(state, metrics, request, print_, client_id=request_id is not None),
+        digest,
+        lambda: _answer(state, metrics, request, digest, client_id=request_id is not None),
     )
     if replayed:
         metrics.replays.labels("memory").inc()
@@ -225,26 +225,26 @@ async def accept(
     this one (503), rather than promise an answer that cannot come.
     """
     state.require_kafka()
-    request, print_ = _request(state, payload, request_id)
+    request, digest = _request(state, payload, request_id)
     rid = request.request_id
 
     async def publish() -> None:
-        if request_id is not None and await _known(state, request, print_) is not None:
+        if request_id is not None and await _known(state, request, digest) is not None:
             return  # published before, by another replica or before a restart
         timeout = state.settings.gateway.predict_timeout_seconds
-        await state.bridge.submit(request, context=print_, timeout=timeout)
+        await state.bridge.submit(request, context=digest, timeout=timeout)
         metrics.published.labels(_kind(request)).inc()
 
-    await state.answers.publish_once(rid, print_, publish)
+    await state.answers.publish_once(rid, digest, publish)
     return Accepted(request_id=rid, result_url=f"/v1/predictions/{quote(rid, safe='')}")
 
 
 def on_late_answer(state: GatewayState) -> Callable[[str, str, Answer, float], None]:
     """Remember answers nobody waited for, so a retry of that id is not scored again."""
 
-    def remember(rid: str, print_: str, answer: Answer, elapsed: float) -> None:
+    def remember(rid: str, digest: str, answer: Answer, elapsed: float) -> None:
         if answer.error is None:
-            state.answers.remember(rid, print_, public(answer, elapsed))
+            state.answers.remember(rid, digest, public(answer, elapsed))
         else:  # a retry is answered from the audit, or scored again if the error may pass
             state.answers.release(rid)
 

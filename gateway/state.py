@@ -9,12 +9,12 @@ from operator import itemgetter
 
 import numpy as np
 
-from gateway.answers import AnswerBook
+from gateway.answer_book import AnswerBook
 from gateway.audit.store import AuditStore
+from gateway.bodies import FieldError
 from gateway.bridge import KafkaBridge
 from gateway.errors import MOST_FIELDS, FeatureMismatch, NoModelLive
-from gateway.models import FieldError
-from gateway.versions import ModelHistory
+from gateway.model_versions import ModelHistory
 from irisflow.errors import KafkaUnavailable
 from irisflow.features import FeatureProblem, FeatureSchema
 from irisflow.schemas import ModelMetadata

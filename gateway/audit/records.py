@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.models import InstancePublic
+from gateway.bodies import InstancePublic
 
 __all__ = ["AuditPage", "AuditRecord", "DriftAlarm", "FeedbackPublic", "Stats", "Totals"]
 

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.audit.records import AuditRecord, DriftAlarm, FeedbackPublic
-from gateway.models import InstancePublic
+from gateway.bodies import InstancePublic
 from irisflow.errors import ConfigError
 
 __all__ = ["AuditBatch", "AuditStore", "audit_url"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway.bodies import ErrorBody, FeedbackAccepted, FeedbackBody
 from gateway.deps import Metrics, State
-from gateway.models import ErrorBody, FeedbackAccepted, FeedbackBody
 from irisflow.schemas import Feedback
 
 router = APIRouter(prefix="/v1", tags=["feedback"])

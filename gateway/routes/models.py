@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.deps import Metrics, State
-from gateway.models import (
+from gateway.bodies import (
     ErrorBody,
     ModelList,
     ModelVersionDetail,
@@ -14,8 +13,9 @@ from gateway.models import (
     RetrainAccepted,
     RetrainBody,
 )
+from gateway.deps import Metrics, State
+from gateway.model_versions import KnownVersion
 from gateway.security import AdminKey
-from gateway.versions import KnownVersion
 from irisflow.schemas import RetrainRequest
 
 router = APIRouter(prefix="/v1", tags=["models"])

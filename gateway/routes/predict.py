@@ -7,10 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from gateway import service
-from gateway.deps import Metrics, State
-from gateway.errors import TooManyInstances
-from gateway.models import (
+from gateway import predicting
+from gateway.bodies import (
     Accepted,
     BatchPredictBody,
     BatchPredictionPublic,
@@ -18,6 +16,8 @@ from gateway.models import (
     PredictBody,
     PredictionPublic,
 )
+from gateway.deps import Metrics, State
+from gateway.errors import TooManyInstances
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
@@ -52,11 +52,11 @@ async def predict(
     """Score one instance: published to the requests topic, answered by a worker."""
     state.check_features(body.features)
     if not wait:
-        accepted = await service.accept(
+        accepted = await predicting.accept(
             state=state, metrics=metrics, payload=body.features, request_id=body.request_id
         )
         return _accepted(accepted)
-    answer = await service.predict(
+    answer = await predicting.predict(
         state=state, metrics=metrics, payload=body.features, request_id=body.request_id
     )
     assert isinstance(answer, PredictionPublic)
@@ -80,11 +80,11 @@ async def predict_batch(
         raise TooManyInstances(len(body.instances), limit)
     state.check_instances(body.instances)
     if not wait:
-        accepted = await service.accept(
+        accepted = await predicting.accept(
             state=state, metrics=metrics, payload=body.instances, request_id=body.request_id
         )
         return _accepted(accepted)
-    answer = await service.predict(
+    answer = await predicting.predict(
         state=state, metrics=metrics, payload=body.instances, request_id=body.request_id
     )
     assert isinstance(answer, BatchPredictionPublic)

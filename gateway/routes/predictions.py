@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from gateway.audit.records import AuditPage, AuditRecord
+from gateway.bodies import REQUEST_ID_DESCRIPTION, ErrorBody
 from gateway.deps import State
 from gateway.errors import PredictionNotFound
-from gateway.models import REQUEST_ID_DESCRIPTION, ErrorBody
 from irisflow.schemas import REQUEST_ID_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["audit"])

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from pydantic import BaseModel
 
-from gateway.answers import AnswerBook, fingerprint
+from gateway.answer_book import AnswerBook, input_digest
+from gateway.bodies import BatchPredictionPublic, InstancePublic, PredictionPublic
 from gateway.errors import RequestIdConflict
-from gateway.models import BatchPredictionPublic, InstancePublic, PredictionPublic
 
 PROBS = {"setosa": 0.9, "versicolor": 0.05, "virginica": 0.05}
 
@@ -69,9 +69,9 @@ async def test_a_client_that_hangs_up_does_not_cancel_the_others() -> None:
 
 async def test_reusing_an_id_for_other_input_is_a_conflict() -> None:
     book = AnswerBook(10)
-    book.remember("r1", fingerprint("single", {"a": 1.0}), Answer(value=1))
+    book.remember("r1", input_digest("single", {"a": 1.0}), Answer(value=1))
     with pytest.raises(RequestIdConflict):
-        await book.once("r1", fingerprint("single", {"a": 2.0}), Producer())
+        await book.once("r1", input_digest("single", {"a": 2.0}), Producer())
 
 
 async def test_a_failure_is_not_remembered_so_a_retry_runs_again() -> None:
@@ -97,12 +97,12 @@ def test_the_book_forgets_the_least_recently_used_first() -> None:
     assert len(book) == 2
 
 
-def test_fingerprints_ignore_key_order_but_not_values() -> None:
-    assert fingerprint("single", {"a": 1.0, "b": 2.0}) == fingerprint(
+def test_input_digests_ignore_key_order_but_not_values() -> None:
+    assert input_digest("single", {"a": 1.0, "b": 2.0}) == input_digest(
         "single", {"b": 2.0, "a": 1.0}
     )
-    assert fingerprint("single", {"a": 1.0}) != fingerprint("single", {"a": 1.5})
-    assert fingerprint("single", [{"a": 1.0}]) != fingerprint("batch", [{"a": 1.0}])
+    assert input_digest("single", {"a": 1.0}) != input_digest("single", {"a": 1.5})
+    assert input_digest("single", [{"a": 1.0}]) != input_digest("batch", [{"a": 1.0}])
 
 
 def test_remembered_answers_are_bounded_by_bytes_as_well_as_by_count() -> None:

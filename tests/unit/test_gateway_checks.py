@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from gateway.answers import AnswerBook
+from gateway.answer_book import AnswerBook
 from gateway.audit.store import AuditStore, audit_url
+from gateway.bodies import FieldError
 from gateway.bridge import KafkaBridge
 from gateway.errors import MOST_FIELDS, FeatureMismatch, capped
-from gateway.models import FieldError
+from gateway.model_versions import ModelHistory
 from gateway.state import GatewayState
-from gateway.versions import ModelHistory
 from irisflow.features import FeatureSchema
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, VIRGINICA, model_update

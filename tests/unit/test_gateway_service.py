@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from gateway.answers import AnswerBook, fingerprint
+from gateway.answer_book import AnswerBook, input_digest
 from gateway.audit.feed import feedback_row, prediction_row, request_row
 from gateway.audit.store import AuditBatch, AuditStore, audit_url
+from gateway.bodies import PredictionPublic
 from gateway.bridge import KafkaBridge
 from gateway.errors import RequestIdConflict
 from gateway.metrics import GatewayMetrics
-from gateway.models import PredictionPublic
-from gateway.service import accept, on_late_answer, predict
+from gateway.model_versions import ModelHistory
+from gateway.predicting import accept, on_late_answer, predict
 from gateway.state import GatewayState
-from gateway.versions import ModelHistory
 from irisflow.errors import KafkaUnavailable, PredictionFailed
 from irisflow.schemas import Feedback, Prediction, PredictionRequest
 from irisflow.topics import Outgoing, decode_request
@@ -102,14 +102,14 @@ async def _accept(state: GatewayState, metrics: GatewayMetrics, features: Any, r
     return await accept(state=state, metrics=metrics, payload=features, request_id=rid)
 
 
-async def test_every_published_request_carries_the_fingerprint_of_its_input(
+async def test_every_published_request_carries_the_digest_of_its_input(
     state: GatewayState, metrics: GatewayMetrics
 ) -> None:
     await _predict(state, metrics, SETOSA, "d1")
     await _accept(state, metrics, VIRGINICA, "d2")
     assert [(r.request_id, r.input_digest) for r in _published(state)] == [
-        ("d1", fingerprint("single", SETOSA)),
-        ("d2", fingerprint("single", VIRGINICA)),
+        ("d1", input_digest("single", SETOSA)),
+        ("d2", input_digest("single", VIRGINICA)),
     ]
 
 
@@ -173,7 +173,7 @@ async def test_a_failed_answer_to_a_call_that_did_not_wait_lets_a_retry_publish_
         request_id="w5",
         error="no model is live",
         error_code="no_model",
-        input_digest=fingerprint("single", SETOSA),
+        input_digest=input_digest("single", SETOSA),
     )
     state.bridge.deliver("w5", late.to_bytes())  # before the fake worker's answer
     await _accept(state, metrics, SETOSA, "w5")
@@ -185,7 +185,7 @@ async def test_a_late_answer_with_neither_a_result_nor_an_error_is_ignored(
 ) -> None:
     """Review finding: ``{"request_id": X}`` for a watched X used to hit an assert in the
     reader (which then died); it is ignored, and a retry of X is scored normally."""
-    digest = fingerprint("single", SETOSA)
+    digest = input_digest("single", SETOSA)
     decode = state.bridge._topic.decode
     monkeypatch.setattr(
         state.bridge._topic,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.versions import ModelHistory
+from gateway.model_versions import ModelHistory
 from irisflow.errors import ModelNotFound
 from tests.factories import model_update
 
