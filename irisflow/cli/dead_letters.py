@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from irisflow.errors import IrisflowError
 from irisflow.kafka.admin import wait_for_kafka
-from irisflow.kafka.clients import make_consumer, make_producer, send
+from irisflow.kafka.clients import TopicMissing, assign_all, make_consumer, make_producer, send
 from irisflow.schemas import DeadLetter
 from irisflow.settings import KafkaSettings
 from irisflow.topics import HEADER_PREFIX, Outgoing, Refused, Topic, Topics
@@ -215,16 +215,13 @@ class Reading:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    if topic in await consumer.topics():
-        # topics() does not refresh the consumer's own metadata, which assign() relies on.
-        await consumer._client.force_metadata_update()
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
+    try:
+        return await assign_all(consumer, topic, start="beginning", timeout=0.0)
+    except TopicMissing as exc:
         raise DlqError(
             f"topic {topic} does not exist: nothing was dead-lettered yet, or the topics were "
             "never created (`irisflow kafka topics`)"
-        )
-    return [TopicPartition(topic, p) for p in sorted(partitions)]
+        ) from exc
 
 
 async def read_letters(
@@ -243,7 +240,6 @@ async def read_letters(
     await consumer.start()
     try:
         tps = await _partitions(consumer, kafka.topics.dead_letters)
-        consumer.assign(tps)
         start = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         wanted = _resolve(positions, tps, start, end)
