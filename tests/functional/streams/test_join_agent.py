@@ -8,7 +8,7 @@ from irisflow.schemas import DeadLetter, Feedback, LabeledSample, PredictionRequ
 from streams.app import StreamsApp
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA
-from tests.functional.test_score_agent import Sent, agent_app
+from tests.functional.streams.test_score_agent import Sent, agent_app
 
 
 @pytest.fixture
