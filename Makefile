@@ -27,8 +27,8 @@ install: $(STAMPS)/venv $(STAMPS)/kafka ## venv with irisflow and dev tools, Kaf
 run: install ## run the whole system locally (broker, first model, worker, gateway); Ctrl-C stops
 	$(BIN)/irisflow up
 
-test: install ## run the whole test suite (unit, functional, integration, e2e on a real broker)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install ## run the whole test suite (unit, functional, integration, e2e on a real broker), with line coverage of every process it starts
+	$(BIN)/pytest --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 test-unit: install ## only the fast tests (no broker)
 	$(BIN)/pytest tests/unit tests/functional $(PYTEST_ARGS)
