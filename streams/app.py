@@ -37,12 +37,12 @@ from irisflow.kafka.clients import aiokafka_producer_of, make_consumer
 from irisflow.kafka.model_topic import ModelFeed
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
+from irisflow.topics import Incoming, Outgoing
 from streams.lane import Handover, ScoringLane, partition_lags
 from streams.metrics import WorkerMetrics
 from streams.model_updates import ModelHolder
 from streams.pipeline import Pipeline
 from streams.rebalance import Rebalances
-from streams.scoring import Incoming, Outgoing
 
 __all__ = ["Sink", "StreamsApp", "build_app"]
 

@@ -35,7 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.scoring import Incoming, Outgoing
+from irisflow.topics import Incoming, Outgoing
 
 __all__ = ["Handover", "ScoringLane", "partition_lags"]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from irisflow.metrics import LATENCY_BUCKETS, dead_letter_counter
+from streams.intake import BatchResult, LiveModel
 from streams.monitor import Alarm, Reading
 from streams.quality import RollingScore
-from streams.scoring import BatchResult, LiveModel
 
 __all__ = ["CONFIDENCE_SAMPLES", "WorkerMetrics"]
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from irisflow.registry import load_update
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import ArtifactSettings
-from streams.scoring import LiveModel
+from streams.intake import LiveModel
 
 __all__ = ["ModelHolder"]
 

@@ -15,13 +15,14 @@ from collections.abc import Callable, Collection, MutableMapping, Sequence
 from irisflow.schemas import DriftEvent, LabeledSample
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
+from streams.intake import CONSUMER as SCORING
+from streams.intake import BatchResult, LiveModel, Scored, unanswerable
 from streams.join import JoinWindow
 from streams.metrics import WorkerMetrics
 from streams.model_updates import ModelHolder
 from streams.monitor import Alarm, DriftMonitor
 from streams.quality import LiveQuality
-from streams.scoring import CONSUMER as SCORING
-from streams.scoring import BatchResult, LiveModel, Scored, score_batch, unanswerable
+from streams.scoring import score_batch
 
 __all__ = ["Pipeline"]
 

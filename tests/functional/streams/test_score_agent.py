@@ -15,8 +15,9 @@ from irisflow.schemas import (
     Prediction,
     PredictionRequest,
 )
+from irisflow.topics import Outgoing
 from streams.app import StreamsApp, build_app
-from streams.scoring import LiveModel, Outgoing
+from streams.intake import LiveModel
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, VIRGINICA, model_update
 

@@ -11,8 +11,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 
+from irisflow.topics import Incoming, Outgoing
 from streams.lane import Handover, ScoringLane
-from streams.scoring import Incoming, Outgoing
 
 TOPIC = "requests"
 

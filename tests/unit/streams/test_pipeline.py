@@ -17,10 +17,11 @@ from irisflow.schemas import (
     PredictionRequest,
 )
 from irisflow.settings import Settings
+from irisflow.topics import Incoming, Outgoing
+from streams.intake import LiveModel
 from streams.metrics import WorkerMetrics
 from streams.model_updates import ModelHolder
 from streams.pipeline import Pipeline
-from streams.scoring import Incoming, LiveModel, Outgoing
 from tests.conftest import SettingsFactory
 from tests.factories import IRIS_FEATURES, SETOSA, VIRGINICA, iris_xy, model_update
 

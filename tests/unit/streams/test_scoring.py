@@ -15,7 +15,9 @@ from irisflow.schemas import (
     Prediction,
     PredictionRequest,
 )
-from streams.scoring import BatchResult, Incoming, LiveModel, score_batch
+from irisflow.topics import Incoming
+from streams.intake import BatchResult, LiveModel
+from streams.scoring import score_batch
 from tests.factories import SETOSA, VIRGINICA, model_update
 
 
