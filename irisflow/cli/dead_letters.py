@@ -1,4 +1,8 @@
-"""The dead-letter topic, readable and replayable: what ``irisflow dlq`` does, without the CLI.
+"""The dead-letter topic, readable: what ``irisflow dlq list|show`` does, without the CLI
+(replay is :mod:`irisflow.cli.replay`).
+
+About 360 lines, kept whole on purpose: the stored-letter shape, its filter, the bounded keeper
+and the reader are one pipeline and each only makes sense with the others.
 
 Dead letters are only worth keeping if someone can find the one that matters and send it back
 once its cause is fixed. The topic is read with no consumer group (reading it never moves anyone's
@@ -10,15 +14,9 @@ counted), and ``irisflow dlq list`` keeps no original bytes at all, so reading a
 thousands of letters of up to the broker's message size costs the memory of one fetch plus the
 letters shown.
 
-A replay publishes the original bytes with the original key (a dead letter is keyed by the
-record's key), to the original topic or another one, in order, with the same delivery guarantees
-as every other irisflow producer; each replayed record carries an ``irisflow-replay-of`` header
-naming the letter it came from. A letter whose original was cut to fit the topic cannot be
-replayed whole, so it is refused rather than sent half. Several consumers may dead-letter one
-record (same source topic, partition and offset): it is replayed once and the other letters are
-reported as skipped. A replay does not look for earlier replays (that would mean reading the
-source topics for ``irisflow-replay-of`` headers), so replaying the same letters twice publishes
-them twice; a replayed record that fails again gets a new letter with a new origin.
+A replay (see :mod:`irisflow.cli.replay`) publishes the original bytes with the original key,
+once per origin, with an ``irisflow-replay-of`` header; it refuses letters whose original was
+cut to fit the topic, and replaying the same letters twice publishes them twice.
 
 Imports no role package: the gateway or the trainer could offer the same views.
 """
@@ -27,7 +25,7 @@ from __future__ import annotations
 
 import base64
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,26 +35,20 @@ from tqdm import tqdm
 
 from irisflow.errors import IrisflowError
 from irisflow.kafka.admin import wait_for_kafka
-from irisflow.kafka.clients import TopicMissing, assign_all, make_consumer, make_producer, send
+from irisflow.kafka.clients import TopicMissing, assign_all, make_consumer
 from irisflow.schemas import DeadLetter
 from irisflow.settings import KafkaSettings
-from irisflow.topics import HEADER_PREFIX, Outgoing, Refused, Topic, Topics
+from irisflow.topics import Refused, Topic, Topics
 
 __all__ = [
-    "REPLAY_HEADER",
     "DlqError",
     "LetterFilter",
     "Reading",
-    "ReplayReport",
     "StoredLetter",
     "parse_position",
     "parse_time",
     "read_letters",
-    "replay",
 ]
-
-REPLAY_HEADER = HEADER_PREFIX + "replay-of"
-"""Names the dead letter a replayed record came from (``<dead-letter topic>[partition:offset]``)."""
 
 _PATIENCE = 15
 """Empty one-second polls in a row after which a read that should go on gives up."""
@@ -363,106 +355,3 @@ class _Reader:
             self.keep(None)
             return
         self.keep(StoredLetter(partition, offset, key, letter))
-
-
-@dataclass
-class ReplayReport:
-    """What a replay sent (or would send, on a dry run), what it refused, with why, and what it
-    skipped as a duplicate, with the letter of the same origin that was chosen instead."""
-
-    dry_run: bool
-    sent: list[tuple[StoredLetter, str]] = field(default_factory=list)
-    refused: list[tuple[StoredLetter, str]] = field(default_factory=list)
-    skipped: list[tuple[StoredLetter, StoredLetter]] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "sent" if not self.dry_run else "would_send": [
-                {"position": s.position, "to": to, "bytes": len(s.letter.original)}
-                for s, to in self.sent
-            ],
-            "refused": [{"position": s.position, "why": why} for s, why in self.refused],
-            "skipped": [
-                {"position": s.position, "duplicate_of": first.position}
-                for s, first in self.skipped
-            ],
-        }
-
-
-def _refusal(stored: StoredLetter) -> str | None:
-    if stored.truncated:
-        return (
-            f"the original was {stored.letter.original_size:,} bytes, cut to "
-            f"{len(stored.letter.original):,} to fit the dead-letter topic: it cannot be "
-            "replayed whole; produce it again from its source"
-        )
-    letter = stored.letter
-    if letter.original_key is not None and letter.original_key_size != len(letter.original_key):
-        return (
-            f"the original key was {letter.original_key_size:,} bytes, cut to "
-            f"{len(letter.original_key):,} to fit the dead-letter topic: it cannot be replayed "
-            "whole; produce it again from its source"
-        )
-    return None
-
-
-async def replay(
-    kafka: KafkaSettings,
-    letters: Iterable[StoredLetter],
-    *,
-    to: str | None = None,
-    dry_run: bool = False,
-) -> ReplayReport:
-    """Publish each letter's original bytes and key to its source topic (or ``to``), once per
-    origin: of the letters with one source topic, partition and offset, the first that can be
-    replayed whole is sent and the others are skipped."""
-    report = ReplayReport(dry_run=dry_run)
-    letters = list(letters)
-    chosen: dict[tuple[str, int, int], StoredLetter] = {}
-    for stored in letters:  # per origin, the first letter that can be replayed whole
-        if stored.source is not None and _refusal(stored) is None:
-            chosen.setdefault(stored.source, stored)
-    for stored in letters:
-        first = chosen.get(stored.source) if stored.source is not None else None
-        why = _refusal(stored)
-        if first is not None and first is not stored:
-            report.skipped.append((stored, first))
-        elif why is not None:
-            report.refused.append((stored, why))
-        else:
-            report.sent.append((stored, to or stored.letter.source_topic))
-    if dry_run or not report.sent:
-        return report
-    await _require_topics(kafka, {target for _, target in report.sent})
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        for stored, target in report.sent:
-            headers = ((REPLAY_HEADER, _replay_of(kafka, stored)),)
-            await send(
-                producer,
-                Outgoing(target, stored.original_key, stored.letter.original, None, headers),
-            )
-    finally:
-        await producer.stop()
-    return report
-
-
-def _replay_of(kafka: KafkaSettings, stored: StoredLetter) -> bytes:
-    return f"{kafka.topics.dead_letters}[{stored.position}]".encode()
-
-
-async def _require_topics(kafka: KafkaSettings, names: set[str]) -> None:
-    """A replay never creates a topic by accident (a typo in ``--to`` would)."""
-    consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        missing = sorted(names - set(await consumer.topics()))
-    finally:
-        await consumer.stop()
-    if missing:
-        raise DlqError(
-            f"topic {', '.join(missing)} does not exist: check --to (or create it first); "
-            "nothing was replayed"
-        )

@@ -220,7 +220,8 @@ def dlq_replay(
     as_json: JsonOption = False,
 ) -> None:
     """Refuses to run with no selection at all: replaying everything should be asked for."""
-    from irisflow.cli.dead_letters import DlqError, parse_position, read_letters, replay
+    from irisflow.cli.dead_letters import DlqError, parse_position, read_letters
+    from irisflow.cli.replay import replay
 
     settings = _settings(ctx)
     where = _letter_filter(topic, reason, consumer, since, until)

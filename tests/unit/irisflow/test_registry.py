@@ -17,10 +17,11 @@ from irisflow.registry import (
     LocalRegistry,
     deserialize_model,
     load_update,
+    republish,
     serialize_model,
     sha256_hex,
 )
-from irisflow.settings import ArtifactSettings
+from irisflow.settings import ArtifactSettings, KafkaSettings
 from tests.factories import fitted_pipeline, forged_update, iris_xy, model_update
 
 
@@ -92,6 +93,30 @@ def test_a_registry_artifact_changed_on_disk_is_refused(tmp_path: Path) -> None:
     (folder / "model.skops").write_bytes(b"changed")
     with pytest.raises(ArtifactError, match="checksum"):
         registry.get(1)
+
+
+def test_the_registry_owns_its_paths(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path)
+    folder = registry.save(model_update(7), extra_files={LocalRegistry.CARD: b"# v7"})
+    assert folder == registry.version_dir(7) == tmp_path / "v0007"
+    assert registry.card_path(7).read_bytes() == b"# v7"
+    assert not registry.card_path(8).exists()
+
+
+def test_decisions_are_appended_and_read_back_oldest_first(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path / "new")
+    assert registry.decisions() == []
+    registry.append_decision({"outcome": "rejected", "version": None})
+    registry.append_decision({"outcome": "promoted", "version": 2})
+    assert [d["outcome"] for d in registry.decisions()] == ["rejected", "promoted"]
+    assert registry.decisions_path.read_text().count("\n") == 2
+
+
+async def test_a_version_that_does_not_load_is_never_republished() -> None:
+    # Refused before any Kafka client is made: nothing listens at this address.
+    kafka = KafkaSettings(bootstrap="127.0.0.1:9")
+    with pytest.raises(ArtifactError, match="checksum"):
+        await republish(kafka, forged_update(2, "checksum"), limits=ArtifactSettings(), timeout=1)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ exiting, forgive exits that are old enough."""
 
 from __future__ import annotations
 
-from irisflow.local.stack import RestartPolicy
+from irisflow.local.supervisor import RestartPolicy
 
 
 def test_each_exit_doubles_the_pause_before_the_restart() -> None:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from irisflow.local.stack import Role, RoleGaveUp, Supervisor
+from irisflow.local.supervisor import Role, RoleGaveUp, Supervisor
 
 CRASHER = "import sys, os; print(f'boom from {os.getpid()}', file=sys.stderr); sys.exit(3)"
 SLEEPER = "import time; time.sleep(60)"

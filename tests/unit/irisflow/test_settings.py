@@ -8,8 +8,7 @@ import pytest
 
 from irisflow.errors import ConfigError
 from irisflow.settings import load_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
 
 
 def test_the_project_params_file_loads_with_iris_defaults() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from irisflow.cli.dead_letters import LetterFilter, StoredLetter, _Keeper, replay
+from irisflow.cli.dead_letters import LetterFilter, StoredLetter, _Keeper
+from irisflow.cli.replay import replay
 from irisflow.schemas import DeadLetter
 from irisflow.settings import Settings
 from tests.conftest import SettingsFactory
