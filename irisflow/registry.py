@@ -11,6 +11,7 @@ compacted ``model-updates`` topic is what every worker reads, so no worker needs
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -18,15 +19,18 @@ import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import skops.io as sio
+from aiokafka.errors import KafkaError
 
-from irisflow.errors import ArtifactError, ModelNotFound
+from irisflow.errors import ArtifactError, KafkaUnavailable, ModelNotFound
+from irisflow.kafka.model_topic import publish_update
 from irisflow.schemas import ModelMetadata, ModelUpdate
-from irisflow.settings import ArtifactSettings
+from irisflow.settings import ArtifactSettings, KafkaSettings
 
 __all__ = [
     "TRUSTED_TYPES",
@@ -34,6 +38,7 @@ __all__ = [
     "check_contract",
     "deserialize_model",
     "load_update",
+    "republish",
     "serialize_model",
     "sha256_hex",
 ]
@@ -200,13 +205,25 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class LocalRegistry:
-    """``<root>/v0001/{model.skops, metadata.json}``: one folder per immutable version."""
+    """``<root>/v0001/{model.skops, metadata.json, card.md}``: one folder per immutable version,
+    and ``<root>/decisions.jsonl``: one line per retraining decision (the audit trail)."""
+
+    CARD = "card.md"
+    """The model card's file name inside a version's folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _dir(self, version: int) -> Path:
+    def version_dir(self, version: int) -> Path:
         return self.root / f"v{version:04d}"
+
+    def card_path(self, version: int) -> Path:
+        """Where the version's model card is (it may not exist: cards are optional)."""
+        return self.version_dir(version) / self.CARD
+
+    @property
+    def decisions_path(self) -> Path:
+        return self.root / "decisions.jsonl"
 
     def versions(self) -> list[int]:
         if not self.root.exists():
@@ -225,7 +242,7 @@ class LocalRegistry:
         return versions[-1] if versions else None
 
     def metadata(self, version: int) -> ModelMetadata:
-        path = self._dir(version) / "metadata.json"
+        path = self.version_dir(version) / "metadata.json"
         if not path.exists():
             raise ModelNotFound(f"model version {version} is not in the registry at {self.root}")
         return ModelMetadata.model_validate_json(path.read_bytes())
@@ -233,14 +250,14 @@ class LocalRegistry:
     def get(self, version: int) -> ModelUpdate:
         """The full update (metadata + verified artifact bytes), ready to republish."""
         meta = self.metadata(version)
-        artifact = (self._dir(version) / "model.skops").read_bytes()
+        artifact = (self.version_dir(version) / "model.skops").read_bytes()
         if sha256_hex(artifact) != meta.sha256:
             raise ArtifactError(f"registry artifact of version {version} fails its checksum")
         return ModelUpdate(**meta.model_dump(), artifact=artifact)
 
     def save(self, update: ModelUpdate, *, extra_files: dict[str, bytes] | None = None) -> Path:
         """Write a new version; refuses to overwrite one (versions are immutable)."""
-        target = self._dir(update.version)
+        target = self.version_dir(update.version)
         if (target / "metadata.json").exists():
             existing = self.metadata(update.version)
             if existing.sha256 == update.sha256:
@@ -258,3 +275,41 @@ class LocalRegistry:
         _atomic_write(target / "metadata.json", json.dumps(meta, indent=2).encode())
         log.info("registry: saved %s version %d in %s", update.model_name, update.version, target)
         return target
+
+    def append_decision(self, entry: Mapping[str, Any]) -> None:
+        """Add one retraining decision (a JSON object) to the end of the decisions log."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.decisions_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every recorded decision, oldest first (none before the first retraining)."""
+        if not self.decisions_path.exists():
+            return []
+        lines = self.decisions_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+async def republish(
+    kafka: KafkaSettings,
+    update: ModelUpdate,
+    *,
+    limits: ArtifactSettings,
+    timeout: float = 30.0,
+) -> None:
+    """Make a version that was live before live again (a rollback), the one way to do it.
+
+    The update first passes :func:`load_update`, as on every worker, so an artifact the workers
+    would refuse (a registry file changed on disk, a refused Kafka record) is never republished;
+    :class:`ArtifactError` then. A broker that does not acknowledge within ``timeout`` seconds is
+    :class:`KafkaUnavailable`.
+    """
+    await asyncio.to_thread(load_update, update, limits)
+    try:
+        await asyncio.wait_for(publish_update(kafka, update), timeout=timeout)
+    except (KafkaError, TimeoutError) as exc:
+        raise KafkaUnavailable(
+            f"could not republish {update.model_name} version {update.version} to "
+            f"{kafka.topics.model_updates} at {kafka.bootstrap_servers}: {exc!r}"
+        ) from exc
+    log.info("republished %s version %d (rollback)", update.model_name, update.version)

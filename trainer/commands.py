@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from irisflow.kafka.model_topic import publish_update, read_live_update
-from irisflow.registry import LocalRegistry
+from irisflow.kafka.model_topic import read_live_update
+from irisflow.registry import LocalRegistry, republish
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 from trainer.publish import save_and_publish
@@ -72,6 +72,7 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
 
 
 def promote(settings: Settings, version: int) -> ModelUpdate:
+    """Republish a registry version (see :func:`~irisflow.registry.republish`)."""
     update = LocalRegistry(settings.registry_dir).get(version)
-    asyncio.run(publish_update(settings.kafka, update))
+    asyncio.run(republish(settings.kafka, update, limits=settings.artifacts))
     return update

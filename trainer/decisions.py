@@ -22,12 +22,11 @@ What a decision costs in labels, as its entry records it:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from irisflow.registry import LocalRegistry
 from trainer.gate import GateDecision
 from trainer.metrics import TrainerMetrics
 from trainer.training import TrainingOutcome
@@ -68,10 +67,10 @@ class Decision:
 
 
 class DecisionLog:
-    """Writes each decision to the registry folder, the metrics and the log."""
+    """Writes each decision to the registry's decisions log, the metrics and the log."""
 
-    def __init__(self, folder: Path, metrics: TrainerMetrics) -> None:
-        self.folder = folder
+    def __init__(self, registry: LocalRegistry, metrics: TrainerMetrics) -> None:
+        self.registry = registry
         self.metrics = metrics
 
     def record(
@@ -105,9 +104,7 @@ class DecisionLog:
             entry.update(error=decision.error, dead_lettered=decision.dead_lettered)
         if decision.excluded:
             entry.update(excluded=decision.excluded)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with (self.folder / "decisions.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
+        self.registry.append_decision(entry)
         self._log(decision)
 
     def _log(self, decision: Decision) -> None:

@@ -99,7 +99,7 @@ async def save_and_publish(
     LocalRegistry(settings.registry_dir).save(
         update,
         extra_files={
-            "card.md": card.encode(),
+            LocalRegistry.CARD: card.encode(),
             "confusion_matrix.png": confusion_matrix_png(outcome),
         },
     )

@@ -37,7 +37,7 @@ from aiokafka.errors import KafkaError
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.clients import make_consumer, make_producer, send
 from irisflow.kafka.model_topic import ModelFeed
-from irisflow.registry import load_update
+from irisflow.registry import LocalRegistry, load_update
 from irisflow.schemas import LabeledSample, ModelUpdate, RetrainRequest
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
@@ -92,7 +92,7 @@ class RetrainingService:
             on_letter=self._letters_counted,
         )
         self._outbox: list[Outgoing] = []
-        self._log = DecisionLog(settings.registry_dir, self.metrics)
+        self._log = DecisionLog(LocalRegistry(settings.registry_dir), self.metrics)
         self._feed: ModelFeed | None = None
         self.ready = asyncio.Event()
 

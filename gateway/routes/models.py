@@ -16,6 +16,7 @@ from gateway.bodies import (
 from gateway.deps import Metrics, State
 from gateway.model_versions import KnownVersion
 from gateway.security import AdminKey
+from irisflow.registry import republish
 from irisflow.schemas import RetrainRequest
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -67,11 +68,14 @@ async def promote(version: int, state: State, metrics: Metrics, _: AdminKey) -> 
     """Make a version live again by republishing it to model-updates (this is a rollback)."""
     state.require_kafka()
     update, source = state.history.update_for(version)
-    record = state.bridge.topics.model_updates.record(update)
-    await state.bridge.publish(record, timeout=30.0)
+    kafka = state.settings.kafka
+    await republish(kafka, update, limits=state.settings.artifacts)
     metrics.published.labels("promote").inc()
     return PromoteAccepted(
-        model_name=update.model_name, version=version, source=source, topic=record.topic
+        model_name=update.model_name,
+        version=version,
+        source=source,
+        topic=kafka.topics.model_updates,
     )
 
 

@@ -47,13 +47,13 @@ def models_show(
     """One version's metadata (and the path of its model card)."""
     from irisflow.registry import LocalRegistry
 
-    settings = _settings(ctx)
-    meta = LocalRegistry(settings.registry_dir).metadata(version)
+    registry = LocalRegistry(_settings(ctx).registry_dir)
+    meta = registry.metadata(version)
     body = meta.model_dump(mode="json")
     if as_json:
         typer.echo(json.dumps(body, indent=2))
         return
-    card = settings.registry_dir / f"v{version:04d}" / "card.md"
+    card = registry.card_path(version)
     typer.echo(card.read_text() if card.exists() else json.dumps(body, indent=2))
 
 

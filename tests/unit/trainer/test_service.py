@@ -4,13 +4,13 @@ failed retraining costs dead letters and a recorded decision, never the service.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 import numpy as np
 import orjson
 import pytest
 
+from irisflow.registry import LocalRegistry
 from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, ModelUpdate, RetrainRequest
 from irisflow.settings import Settings
 from irisflow.topics import Incoming, Outgoing
@@ -238,7 +238,7 @@ def test_a_failing_retraining_is_a_failed_decision_that_dead_letters_its_new_lab
         == 1
     )
     assert registry.get_sample_value("irisflow_trainer_pending_labels") == 0
-    entry = json.loads((settings.registry_dir / "decisions.jsonl").read_text().splitlines()[-1])
+    entry = LocalRegistry(settings.registry_dir).decisions()[-1]
     assert entry["outcome"] == "failed"
     assert entry["error"] == "ValueError: cannot learn this"
     assert entry["dead_lettered"] == 12
@@ -356,7 +356,7 @@ def test_samples_of_a_class_training_cannot_learn_are_left_out_and_only_they_dea
     assert {letter.reason for letter in letters} == {"schema_mismatch"}
     assert "class 'hybrid' would have fewer than" in letters[0].error
     assert len(service._window) == 12
-    entry = json.loads((settings.registry_dir / "decisions.jsonl").read_text().splitlines()[-1])
+    entry = LocalRegistry(settings.registry_dir).decisions()[-1]
     assert entry["excluded"] == 2
 
 
