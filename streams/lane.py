@@ -8,11 +8,11 @@ records, straight to :meth:`streams.pipeline.Pipeline.score`. It does not linger
 batch: aiokafka prefetches in the background, so batches fill by themselves under load and a
 quiet stream is answered at once.
 
-Which partitions: the lane follows Faust. ``requests``, ``feedback`` and the join table's
-changelog have the same partition count and are keyed by request id, so partition *n* of each
-holds the same requests; Faust assigns co-partitioned topics to one worker, and the app hands
-the lane the feedback partitions Faust gave this worker once table recovery is over. A
-prediction is therefore remembered by the worker that receives its feedback.
+Which partitions: the lane follows Faust (:mod:`streams.handover`). ``requests``, ``feedback``
+and the join table's changelog have the same partition count and are keyed by request id, so
+partition *n* of each holds the same requests; Faust assigns co-partitioned topics to one
+worker, and the app hands the lane the feedback partitions Faust gave this worker once table
+recovery is over. A prediction is therefore remembered by the worker that receives its feedback.
 
 Delivery is at-least-once. Offsets live in their own consumer group (no members, commits
 only) and a source offset is committed only after the broker acknowledged every answer of the
@@ -35,9 +35,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from irisflow.kafka.clients import make_consumer
+from irisflow.settings import Settings
 from irisflow.topics import Incoming, Outgoing
 
-__all__ = ["Handover", "ScoringLane", "partition_lags"]
+__all__ = ["ScoringLane", "partition_lags", "scoring_lane"]
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +233,27 @@ class ScoringLane:
             await consumer.stop()
 
 
+def scoring_lane(settings: Settings, *, score: Score, send: Send) -> ScoringLane:
+    """A worker's lane: request offsets in their own consumer group (commits only, no members)."""
+    kafka = settings.kafka
+
+    def consumer() -> AIOKafkaConsumer:
+        return make_consumer(
+            kafka,
+            group_id=f"{kafka.app_id}-streams-scoring",
+            client_id=f"{kafka.app_id}-scoring-lane",
+        )
+
+    return ScoringLane(
+        consumer,
+        topic=kafka.topics.requests,
+        score=score,
+        send=send,
+        batch_size=settings.scoring.batch_size,
+        commit_interval_seconds=settings.scoring.commit_interval_seconds,
+    )
+
+
 async def partition_lags(consumer: Any, partitions: Iterable[Any]) -> list[tuple[str, int, int]]:
     """(topic, partition, records not yet read) of a consumer, aiokafka's or Faust's.
 
@@ -263,42 +286,3 @@ def _all_of(futures: Sequence[asyncio.Future[Any]]) -> asyncio.Future[Any]:
 
 def _brief(offsets: dict[TopicPartition, int]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(offsets.items()))
-
-
-class Handover:
-    """When the lane may take the partitions Faust assigned, from Faust's rebalance signals.
-
-    Per rebalance Faust signals revoked, then assigned, then (after table recovery) complete.
-    A completion can be stale: Faust sends it before checking whether another rebalance began,
-    and its own end-of-rebalance flags can be cleared by a stale recovery. So this counts
-    revokes itself: a completion hands partitions over only if no revoke came after the last
-    assignment, and :meth:`reconcile` (run every second) repairs a hand-over that was missed.
-    """
-
-    def __init__(self, lane: ScoringLane, owned: Callable[[], set[int]]) -> None:
-        self.lane = lane
-        self.owned = owned
-        self._revokes = 0
-        self._assigned_at = -1
-        self._completed_at = -1
-
-    async def revoked(self) -> None:
-        self._revokes += 1
-        await self.lane.release()
-
-    def assigned(self) -> None:
-        self._assigned_at = self._revokes
-
-    async def completed(self) -> None:
-        if self._assigned_at != self._revokes:  # revoked since: a newer rebalance is under way
-            return
-        self._completed_at = self._revokes
-        await self.lane.assign(self.owned())
-
-    async def reconcile(self) -> None:
-        if not self._assigned_at == self._completed_at == self._revokes:
-            return
-        owned = self.owned()
-        if self.lane.partitions != owned:
-            log.warning("scoring lane missed a hand-over; taking %s now", sorted(owned))
-            await self.lane.assign(owned)

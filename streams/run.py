@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings) -> None:
     """Blocks until SIGINT/SIGTERM; Faust commits offsets and leaves the group cleanly."""
     asyncio.run(ensure_topics(settings.kafka))
-    streams = build_app(settings)
+    worker_app = build_app(settings)
     worker = faust.Worker(
-        streams.app,
+        worker_app.app,
         loglevel=settings.log_level.lower(),
         quiet=True,
         redirect_stdouts=False,

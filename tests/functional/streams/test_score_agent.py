@@ -52,14 +52,13 @@ def agent_app(make_settings: SettingsFactory, *, version: int) -> tuple[StreamsA
             "scoring.consumer": "agent",
         }
     )
-    app = build_app(settings)
+    sent = Sent()
+    app = build_app(settings, sink=sent)
     update = model_update(version)
     app.holder.current = LiveModel(
         update.metadata(), deserialize_model(update.artifact, sha256=update.sha256)
     )
     app.feed.caught_up.set()
-    sent = Sent()
-    app.sink = sent
     return app, sent
 
 

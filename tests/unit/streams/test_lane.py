@@ -12,7 +12,8 @@ from aiokafka.errors import IllegalStateError, KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 
 from irisflow.topics import Incoming, Outgoing
-from streams.lane import Handover, ScoringLane
+from streams.handover import Handover
+from streams.lane import ScoringLane
 
 TOPIC = "requests"
 
