@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response
@@ -24,14 +25,16 @@ from gateway.answer_book import AnswerBook
 from gateway.audit.feed import AuditFeed
 from gateway.audit.store import AuditStore, audit_url
 from gateway.bridge import KafkaBridge
+from gateway.deps import LegacyState
 from gateway.errors import install_error_handlers
+from gateway.input_checks import InputChecks
+from gateway.kafka_health import KafkaHealth
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics
 from gateway.model_versions import ModelHistory, model_feed
 from gateway.openapi import live_openapi
 from gateway.predicting import on_late_answer
 from gateway.routes import dashboard, feedback, health, models, predict, predictions, stats
-from gateway.state import GatewayState
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.admin import ensure_topics
 from irisflow.schemas import ModelMetadata
@@ -48,19 +51,19 @@ class _QuietWhileDown(logging.Filter):
     """While the probe says Kafka is down, aiokafka's per-retry errors (about a hundred a
     second across the gateway's clients) are dropped; the probe logs the outage once."""
 
-    def __init__(self, state: GatewayState) -> None:
+    def __init__(self, kafka: KafkaHealth) -> None:
         super().__init__()
-        self._state = state
+        self._kafka = kafka
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return self._state.kafka_ready or record.levelno >= logging.CRITICAL
+        return self._kafka.ready or record.levelno >= logging.CRITICAL
 
 
 @contextlib.contextmanager
-def _quiet_aiokafka(state: GatewayState) -> Iterator[None]:
+def _quiet_aiokafka(kafka: KafkaHealth) -> Iterator[None]:
     names = [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] == "aiokafka"]
     loggers = [logging.getLogger(name) for name in names]
-    quiet = _QuietWhileDown(state)
+    quiet = _QuietWhileDown(kafka)
     for logger in loggers:
         logger.addFilter(quiet)
     try:
@@ -82,38 +85,80 @@ async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(1.0)
 
 
-async def _probe(state: GatewayState, metrics: GatewayMetrics) -> None:
+async def _probe(bridge: KafkaBridge, kafka: KafkaHealth, metrics: GatewayMetrics) -> None:
     while True:
-        ok = await state.bridge.reachable()
-        if ok != state.kafka_ready:
+        ok = await bridge.reachable()
+        if ok != kafka.ready:
             log.warning("gateway: Kafka %s", "reachable again" if ok else "unreachable")
-        state.kafka_ready = ok
-        state.kafka_error = None if ok else "no broker answered the gateway's probe"
+        kafka.ready = ok
+        kafka.error = None if ok else "no broker answered the gateway's probe"
         metrics.kafka_up.set(int(ok))
         await asyncio.sleep(PROBE_INTERVAL_SECONDS)
 
 
-async def _connect(state: GatewayState, metrics: GatewayMetrics) -> None:
+@dataclass(frozen=True)
+class _Parts:
+    """What one gateway process is made of, built once by :func:`create_app`; routes get each
+    part on its own (:mod:`gateway.deps`), the background loops the ones they drive."""
+
+    settings: Settings
+    metrics: GatewayMetrics
+    bridge: KafkaBridge
+    history: ModelHistory
+    answers: AnswerBook
+    audit: AuditStore
+    kafka: KafkaHealth
+    checks: InputChecks
+
+    @classmethod
+    def build(cls, settings: Settings) -> _Parts:
+        gateway, metrics = settings.gateway, GatewayMetrics.create()
+        answers = AnswerBook(gateway.answer_cache_size, max_bytes=gateway.answer_cache_bytes)
+        history = ModelHistory(settings.model_name, settings.registry_dir)
+        bridge = KafkaBridge(
+            settings.kafka,
+            watch_capacity=max(gateway.answer_cache_size, 100),
+            on_late=on_late_answer(answers),
+            on_mismatch=metrics.mismatched_answers.inc,
+            on_error=metrics.answer_errors.inc,
+        )
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            bridge=bridge,
+            history=history,
+            answers=answers,
+            audit=AuditStore(audit_url(gateway.audit_url, settings.home)),
+            kafka=KafkaHealth(settings.kafka.bootstrap_servers),
+            checks=InputChecks(
+                history,
+                default_features=settings.data.feature_columns,
+                max_reference_std=settings.features.max_reference_std,
+            ),
+        )
+
+
+async def _connect(parts: _Parts) -> None:
     """Connect to Kafka, retrying until it answers, then run the background loops for good."""
-    settings = state.settings
+    settings, bridge, kafka, metrics = parts.settings, parts.bridge, parts.kafka, parts.metrics
     while True:
         try:
             await ensure_topics(settings.kafka, timeout=10.0)
-            await state.bridge.start()
+            await bridge.start()
             break
         except (KafkaUnavailable, KafkaError, OSError) as exc:
-            state.kafka_error = str(exc)
+            kafka.error = str(exc)
             log.warning("gateway: %s; retrying", exc)
             with contextlib.suppress(Exception):
-                await state.bridge.stop()
+                await bridge.stop()
             await asyncio.sleep(1.0)
-    state.kafka_ready, state.kafka_error = True, None
+    kafka.ready, kafka.error = True, None
     metrics.kafka_up.set(1)
     log.info(
         "gateway %s connected to Kafka at %s; audit in %s",
-        state.bridge.instance_id,
+        bridge.instance_id,
         settings.kafka.bootstrap_servers,
-        state.audit.url,
+        parts.audit.url,
     )
 
     def on_live(meta: ModelMetadata) -> None:
@@ -121,7 +166,7 @@ async def _connect(state: GatewayState, metrics: GatewayMetrics) -> None:
 
     feed = AuditFeed(
         settings.kafka,
-        state.audit,
+        parts.audit,
         on_written=lambda stream, n: metrics.audit_records.labels(stream).inc(n),
         on_skipped=lambda stream: metrics.audit_skipped.labels(stream).inc(),
         on_letter=metrics.count_letter,
@@ -131,53 +176,34 @@ async def _connect(state: GatewayState, metrics: GatewayMetrics) -> None:
             "model feed",
             lambda: model_feed(
                 settings.kafka,
-                state.history,
+                parts.history,
                 settings.artifacts,
                 on_live=on_live,
                 on_letter=metrics.count_letter,
             ).run(),
         ),
         _supervise("audit feed", feed.run),
-        _supervise("Kafka probe", lambda: _probe(state, metrics)),
+        _supervise("Kafka probe", lambda: _probe(bridge, kafka, metrics)),
     )
-
-
-def _state(settings: Settings, metrics: GatewayMetrics) -> GatewayState:
-    gateway = settings.gateway
-    state = GatewayState(
-        settings=settings,
-        bridge=KafkaBridge(
-            settings.kafka,
-            watch_capacity=max(gateway.answer_cache_size, 100),
-            on_mismatch=metrics.mismatched_answers.inc,
-            on_error=metrics.answer_errors.inc,
-        ),
-        history=ModelHistory(settings.model_name, settings.registry_dir),
-        answers=AnswerBook(gateway.answer_cache_size, max_bytes=gateway.answer_cache_bytes),
-        audit=AuditStore(audit_url(gateway.audit_url, settings.home)),
-        started_at=time.time(),
-    )
-    state.bridge.on_late = on_late_answer(state)
-    return state
 
 
 def create_app(settings: Settings) -> FastAPI:
-    metrics = GatewayMetrics.create()
-    state = _state(settings, metrics)
+    parts = _Parts.build(settings)
+    metrics = parts.metrics
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_connect(state, metrics), name="gateway-kafka")
+        task = asyncio.create_task(_connect(parts), name="gateway-kafka")
         try:
-            with _quiet_aiokafka(state):
+            with _quiet_aiokafka(parts.kafka):
                 yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            await state.answers.close()
-            await state.bridge.stop()
-            state.audit.close()
+            await parts.answers.close()
+            await parts.bridge.stop()
+            parts.audit.close()
 
     app = FastAPIOffline(
         title="irisflow gateway",
@@ -185,9 +211,12 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Predictions, feedback, model versions and an audit trail over Apache Kafka",
         lifespan=lifespan,
     )
-    app.state.irisflow = state
-    app.state.metrics = metrics
-    app.openapi = live_openapi(app, state)  # type: ignore[method-assign]
+    for name, part in vars(parts).items():
+        setattr(app.state, name, part)  # read by the dependencies in gateway.deps
+    app.state.legacy = LegacyState(parts.settings, parts.history, parts.bridge, parts.kafka)
+    app.openapi = live_openapi(  # type: ignore[method-assign]
+        app, parts.checks, max_batch=settings.gateway.max_batch_instances
+    )
     install_error_handlers(app)
     for module in (predict, predictions, feedback, models, stats, health, dashboard):
         app.include_router(module.router)

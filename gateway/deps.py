@@ -1,26 +1,90 @@
-"""FastAPI dependencies as ``Annotated`` aliases."""
+"""FastAPI dependencies as ``Annotated`` aliases: each names one part of the gateway.
+
+The parts are built once by :func:`gateway.app.create_app` and kept on ``app.state``; a
+dependency only reads its part (``async``, so FastAPI calls it on the event loop rather than in
+a worker thread). A route asks for exactly the parts it uses.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar, cast
 
 from fastapi import Depends, Request
 
+from gateway.answer_book import AnswerBook
+from gateway.audit.store import AuditStore
+from gateway.bridge import KafkaBridge
+from gateway.input_checks import InputChecks
+from gateway.kafka_health import KafkaHealth
 from gateway.metrics import GatewayMetrics
-from gateway.state import GatewayState
+from gateway.model_versions import ModelHistory
+from irisflow.schemas import ModelMetadata
+from irisflow.settings import Settings as IrisflowSettings
 
-__all__ = ["Metrics", "State"]
+__all__ = [
+    "Answers",
+    "Audit",
+    "Bridge",
+    "Checks",
+    "History",
+    "Kafka",
+    "LegacyState",
+    "Live",
+    "Metrics",
+    "Settings",
+    "State",
+]
+
+T = TypeVar("T")
 
 
-def _state(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.irisflow
-    return state
+def _part(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A dependency returning ``app.state.<name>`` (``kind`` is for the type checker)."""
+
+    async def part(request: Request) -> T:
+        return cast(T, getattr(request.app.state, name))
+
+    part.__name__ = f"{name}_of"
+    return part
 
 
-def _metrics(request: Request) -> GatewayMetrics:
-    metrics: GatewayMetrics = request.app.state.metrics
-    return metrics
+async def _live(request: Request) -> ModelMetadata | None:
+    history: ModelHistory = request.app.state.history
+    return history.live
 
 
-State = Annotated[GatewayState, Depends(_state)]
-Metrics = Annotated[GatewayMetrics, Depends(_metrics)]
+Answers = Annotated[AnswerBook, Depends(_part("answers", AnswerBook))]
+Audit = Annotated[AuditStore, Depends(_part("audit", AuditStore))]
+Bridge = Annotated[KafkaBridge, Depends(_part("bridge", KafkaBridge))]
+Checks = Annotated[InputChecks, Depends(_part("checks", InputChecks))]
+History = Annotated[ModelHistory, Depends(_part("history", ModelHistory))]
+Kafka = Annotated[KafkaHealth, Depends(_part("kafka", KafkaHealth))]
+Live = Annotated[ModelMetadata | None, Depends(_live)]
+"""The live model's metadata now (``None`` before one is live)."""
+Metrics = Annotated[GatewayMetrics, Depends(_part("metrics", GatewayMetrics))]
+Settings = Annotated[IrisflowSettings, Depends(_part("settings", IrisflowSettings))]
+
+
+@dataclass(frozen=True)
+class LegacyState:
+    """The old all-in-one view, for ``routes/models.py`` only (see :data:`State`)."""
+
+    settings: IrisflowSettings
+    history: ModelHistory
+    bridge: KafkaBridge
+    kafka: KafkaHealth
+
+    @property
+    def live(self) -> ModelMetadata | None:
+        return self.history.live
+
+    def require_kafka(self) -> None:
+        self.kafka.require()
+
+
+State = Annotated[LegacyState, Depends(_part("legacy", LegacyState))]
+"""Transitional: only ``routes/models.py`` (being changed by another hand) still takes the old
+all-in-one view; it reads ``settings``, ``history``, ``live``, ``bridge`` and
+``require_kafka()``. Move it to the aliases above, then delete this and ``LegacyState``."""

@@ -1,28 +1,20 @@
-"""What a gateway process knows: its Kafka bridge, the model versions, answers and the audit."""
+"""What the live model can take, checked before anything reaches Kafka: feature names and
+values (the rule the workers apply too, :class:`~irisflow.features.FeatureSchema`) and labels."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
 import numpy as np
 
-from gateway.answer_book import AnswerBook
-from gateway.audit.store import AuditStore
 from gateway.bodies import FieldError
-from gateway.bridge import KafkaBridge
 from gateway.errors import MOST_FIELDS, FeatureMismatch, NoModelLive
 from gateway.model_versions import ModelHistory
-from irisflow.errors import KafkaUnavailable
 from irisflow.features import FeatureProblem, FeatureSchema
 from irisflow.schemas import ModelMetadata
-from irisflow.settings import Settings
 
-__all__ = ["GatewayState"]
-
-log = logging.getLogger(__name__)
+__all__ = ["InputChecks"]
 
 
 def _matrix(names: list[str], instances: list[dict[str, float]], fits: list[bool]) -> np.ndarray:
@@ -34,46 +26,37 @@ def _matrix(names: list[str], instances: list[dict[str, float]], fits: list[bool
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
 
 
-@dataclass
-class GatewayState:
-    settings: Settings
-    bridge: KafkaBridge
-    history: ModelHistory
-    answers: AnswerBook
-    audit: AuditStore
-    kafka_ready: bool = False
-    kafka_error: str | None = "not connected yet"
-    started_at: float = field(default=0.0)
-    _schema: tuple[ModelMetadata | None, FeatureSchema] | None = field(default=None, repr=False)
+class InputChecks:
+    """The live model's names, value domain and classes (read from ``history`` at each call)."""
 
-    @property
-    def live(self) -> ModelMetadata | None:
-        return self.history.live
-
-    def require_kafka(self) -> None:
-        """Fail fast with a 503 while the broker is unreachable (the probe notices recovery)."""
-        if not self.kafka_ready:
-            raise KafkaUnavailable(
-                f"Kafka at {self.settings.kafka.bootstrap_servers} is unreachable "
-                f"({self.kafka_error}); the gateway reconnects by itself, retry shortly"
-            )
+    def __init__(
+        self,
+        history: ModelHistory,
+        *,
+        default_features: Sequence[str],
+        max_reference_std: float | None,
+    ) -> None:
+        self.history = history
+        self.default_features = list(default_features)
+        """The names params.yaml gives, used until a model is live."""
+        self.max_reference_std = max_reference_std
+        self._schema: tuple[ModelMetadata | None, FeatureSchema] | None = None
 
     def expected_features(self) -> list[str]:
         """The live model's features; before one is known, the ones params.yaml names."""
-        if self.live is not None:
-            return list(self.live.feature_names)
-        return list(self.settings.data.feature_columns)
+        live = self.history.live
+        if live is not None:
+            return list(live.feature_names)
+        return list(self.default_features)
 
     def feature_schema(self) -> FeatureSchema:
         """The live model's names and value domain (the rule the workers apply too), rebuilt
         only when the live version changes."""
-        live = self.live
+        live = self.history.live
         if self._schema is None or self._schema[0] is not live:
             reference = live.reference_stats if live is not None else None
             schema = FeatureSchema(
-                self.expected_features(),
-                reference,
-                max_reference_std=self.settings.features.max_reference_std,
+                self.expected_features(), reference, max_reference_std=self.max_reference_std
             )
             self._schema = (live, schema)
         return self._schema[1]
@@ -106,9 +89,10 @@ class GatewayState:
 
     def check_label(self, label: str) -> None:
         """Feedback must name one of the live model's classes."""
-        if self.live is None:
+        live = self.history.live
+        if live is None:
             raise NoModelLive("no model is live yet, so no label can be checked: publish one")
-        classes = self.live.class_labels
+        classes = live.class_labels
         if label not in classes:
             raise FeatureMismatch(
                 [FieldError(field="label", message=f"Unknown class; one of {', '.join(classes)}")]

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from gateway.state import GatewayState
+from gateway.input_checks import InputChecks
 
 __all__ = ["live_openapi"]
 
@@ -30,9 +30,9 @@ def _features(names: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _patch(schema: dict[str, Any], state: GatewayState) -> dict[str, Any]:
+def _patch(schema: dict[str, Any], checks: InputChecks, max_batch: int) -> dict[str, Any]:
     components = schema.get("components", {}).get("schemas", {})
-    names = state.expected_features()
+    names = checks.expected_features()
     if names:
         if "PredictBody" in components:
             components["PredictBody"]["properties"]["features"] = _features(names)
@@ -41,14 +41,17 @@ def _patch(schema: dict[str, Any], state: GatewayState) -> dict[str, Any]:
             instances["items"] = _features(names)
     if "BatchPredictBody" in components:
         instances = components["BatchPredictBody"]["properties"]["instances"]
-        instances["maxItems"] = state.settings.gateway.max_batch_instances
-    if state.live is not None and "FeedbackBody" in components:
+        instances["maxItems"] = max_batch
+    live = checks.history.live
+    if live is not None and "FeedbackBody" in components:
         label = components["FeedbackBody"]["properties"]["label"]
-        label["enum"] = list(state.live.class_labels)
+        label["enum"] = list(live.class_labels)
     return schema
 
 
-def live_openapi(app: FastAPI, state: GatewayState) -> Callable[[], dict[str, Any]]:
+def live_openapi(
+    app: FastAPI, checks: InputChecks, *, max_batch: int
+) -> Callable[[], dict[str, Any]]:
     """A replacement for ``app.openapi``: the generated schema, patched with the live model."""
     base: dict[str, Any] = {}
 
@@ -63,6 +66,6 @@ def live_openapi(app: FastAPI, state: GatewayState) -> Callable[[], dict[str, An
                     routes=app.routes,
                 )
             )
-        return _patch(copy.deepcopy(base), state)
+        return _patch(copy.deepcopy(base), checks, max_batch)
 
     return openapi

@@ -18,18 +18,18 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from gateway.answer_book import input_digest
+from gateway.answer_book import AnswerBook, input_digest
 from gateway.audit.records import AuditRecord
+from gateway.audit.store import AuditStore
 from gateway.bodies import Accepted, BatchPredictionPublic, InstancePublic, PredictionPublic
-from gateway.bridge import Answer, Request
+from gateway.bridge import Answer, KafkaBridge, LateHandler, Request
 from gateway.errors import RequestIdConflict, UnreadableAnswer
 from gateway.metrics import GatewayMetrics
-from gateway.state import GatewayState
 from irisflow.errors import PredictionFailed, PredictionTimeout
 from irisflow.schemas import (
     BatchPrediction,
@@ -42,11 +42,10 @@ __all__ = ["accept", "on_late_answer", "predict"]
 
 
 def _request(
-    state: GatewayState, payload: FeatureVector | list[FeatureVector], request_id: str | None
+    reply_to: str, payload: FeatureVector | list[FeatureVector], request_id: str | None
 ) -> tuple[Request, str]:
     """The request to publish, and its input's digest (which it carries as ``input_digest``)."""
     rid = request_id or uuid.uuid4().hex
-    reply_to = state.bridge.instance_id
     if isinstance(payload, list):
         digest = input_digest("batch", payload)
         batch = BatchPredictionRequest(
@@ -125,11 +124,11 @@ def _from_audit(record: AuditRecord) -> BaseModel:
 _TRANSIENT = {"no_model"}
 
 
-async def _known(state: GatewayState, request: Request, digest: str) -> AuditRecord | None:
+async def _known(audit: AuditStore, request: Request, digest: str) -> AuditRecord | None:
     """What the audit knows of a client-chosen id: a request still pending, or its answer
     (``None`` if nothing, only feedback, an answer a retry may cure, or an incomplete one, so
     the id is scored again); a different input under it is a conflict."""
-    record = await asyncio.to_thread(state.audit.get, request.request_id)
+    record = await asyncio.to_thread(audit.get, request.request_id)
     if record is None or record.status == "unrequested":
         return None
     if record.features is not None and input_digest(record.kind, record.features) != digest:
@@ -140,19 +139,17 @@ async def _known(state: GatewayState, request: Request, digest: str) -> AuditRec
 
 
 async def _await_pending(
-    state: GatewayState, request: Request, digest: str, timeout: float
+    bridge: KafkaBridge, audit: AuditStore, request: Request, digest: str, timeout: float
 ) -> BaseModel:
     """Wait for an answer published before: on the topic, or (if it passed already) the audit."""
     started = time.perf_counter()
-    waiter = asyncio.ensure_future(
-        state.bridge.await_answer(request, context=digest, timeout=timeout)
-    )
+    waiter = asyncio.ensure_future(bridge.await_answer(request, context=digest, timeout=timeout))
     try:
         while True:
             done, _ = await asyncio.wait({waiter}, timeout=0.25)
             if waiter in done:
                 return public(waiter.result(), time.perf_counter() - started)
-            record = await asyncio.to_thread(state.audit.get, request.request_id)
+            record = await asyncio.to_thread(audit.get, request.request_id)
             if record is not None and _usable(record):
                 return _from_audit(record)
     finally:
@@ -162,11 +159,18 @@ async def _await_pending(
 
 
 async def _answer(
-    state: GatewayState, metrics: GatewayMetrics, request: Request, digest: str, client_id: bool
+    *,
+    bridge: KafkaBridge,
+    answers: AnswerBook,
+    audit: AuditStore,
+    metrics: GatewayMetrics,
+    timeout: float,
+    request: Request,
+    digest: str,
+    client_id: bool,
 ) -> BaseModel:
-    timeout = state.settings.gateway.predict_timeout_seconds
     kind = "batch" if isinstance(request, BatchPredictionRequest) else "single"
-    record = await _known(state, request, digest) if client_id else None
+    record = await _known(audit, request, digest) if client_id else None
     if record is not None and record.status != "pending":
         metrics.replays.labels("audit").inc()
         return _from_audit(record)
@@ -175,12 +179,12 @@ async def _answer(
     try:
         # Published before: by another replica (pending in the audit), or by ?wait=false here
         # if that publish succeeds (if it fails, this call publishes itself).
-        if record is not None or await state.answers.claim_published(rid):
-            state.answers.sent(rid)
-            return await _await_pending(state, request, digest, timeout)
+        if record is not None or await answers.claim_published(rid):
+            answers.sent(rid)
+            return await _await_pending(bridge, audit, request, digest, timeout)
         metrics.published.labels(_kind(request)).inc()
-        answer = await state.bridge.request(
-            request, context=digest, timeout=timeout, on_sent=lambda: state.answers.sent(rid)
+        answer = await bridge.request(
+            request, context=digest, timeout=timeout, on_sent=lambda: answers.sent(rid)
         )
     except PredictionTimeout:
         metrics.timeouts.inc()
@@ -192,28 +196,42 @@ async def _answer(
 
 async def predict(
     *,
-    state: GatewayState,
+    bridge: KafkaBridge,
+    answers: AnswerBook,
+    audit: AuditStore,
     metrics: GatewayMetrics,
+    timeout: float,
     payload: FeatureVector | list[FeatureVector],
     request_id: str | None,
 ) -> BaseModel:
-    """Score one instance or a batch, once per request id."""
-    state.require_kafka()
-    request, digest = _request(state, payload, request_id)
-    answer, replayed = await state.answers.once(
-        request.request_id,
-        digest,
-        lambda: _answer(state, metrics, request, digest, client_id=request_id is not None),
-    )
+    """Score one instance or a batch, once per request id (the caller checked Kafka is up)."""
+    request, digest = _request(bridge.instance_id, payload, request_id)
+
+    def answer() -> Awaitable[BaseModel]:
+        return _answer(
+            bridge=bridge,
+            answers=answers,
+            audit=audit,
+            metrics=metrics,
+            timeout=timeout,
+            request=request,
+            digest=digest,
+            client_id=request_id is not None,
+        )
+
+    result, replayed = await answers.once(request.request_id, digest, answer)
     if replayed:
         metrics.replays.labels("memory").inc()
-    return answer
+    return result
 
 
 async def accept(
     *,
-    state: GatewayState,
+    bridge: KafkaBridge,
+    answers: AnswerBook,
+    audit: AuditStore,
     metrics: GatewayMetrics,
+    timeout: float,
     payload: FeatureVector | list[FeatureVector],
     request_id: str | None,
 ) -> Accepted:
@@ -224,28 +242,26 @@ async def accept(
     id's record is on the broker: if a call in flight with the id fails to publish, so does
     this one (503), rather than promise an answer that cannot come.
     """
-    state.require_kafka()
-    request, digest = _request(state, payload, request_id)
+    request, digest = _request(bridge.instance_id, payload, request_id)
     rid = request.request_id
 
     async def publish() -> None:
-        if request_id is not None and await _known(state, request, digest) is not None:
+        if request_id is not None and await _known(audit, request, digest) is not None:
             return  # published before, by another replica or before a restart
-        timeout = state.settings.gateway.predict_timeout_seconds
-        await state.bridge.submit(request, context=digest, timeout=timeout)
+        await bridge.submit(request, context=digest, timeout=timeout)
         metrics.published.labels(_kind(request)).inc()
 
-    await state.answers.publish_once(rid, digest, publish)
+    await answers.publish_once(rid, digest, publish)
     return Accepted(request_id=rid, result_url=f"/v1/predictions/{quote(rid, safe='')}")
 
 
-def on_late_answer(state: GatewayState) -> Callable[[str, str, Answer, float], None]:
+def on_late_answer(answers: AnswerBook) -> LateHandler:
     """Remember answers nobody waited for, so a retry of that id is not scored again."""
 
     def remember(rid: str, digest: str, answer: Answer, elapsed: float) -> None:
         if answer.error is None:
-            state.answers.remember(rid, digest, public(answer, elapsed))
+            answers.remember(rid, digest, public(answer, elapsed))
         else:  # a retry is answered from the audit, or scored again if the error may pass
-            state.answers.release(rid)
+            answers.release(rid)
 
     return remember

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Security
 from fastapi.security import APIKeyHeader
 
-from gateway.deps import State
+from gateway.deps import Settings
 from gateway.errors import AdminDisabled, Forbidden, Unauthorized
 
 __all__ = ["AdminKey", "check_api_key"]
@@ -36,8 +36,8 @@ def check_api_key(configured: str | None, given: str | None) -> None:
         raise Forbidden("the X-API-Key header does not match the gateway's API key")
 
 
-def _require(state: State, key: Annotated[str | None, Security(_HEADER)]) -> None:
-    secret = state.settings.gateway.api_key
+async def _require(settings: Settings, key: Annotated[str | None, Security(_HEADER)]) -> None:
+    secret = settings.gateway.api_key
     check_api_key(secret.get_secret_value() if secret is not None else None, key)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gateway.bodies import ErrorBody, FeedbackAccepted, FeedbackBody
-from gateway.deps import Metrics, State
+from gateway.deps import Bridge, Checks, Kafka, Metrics, Settings
 from irisflow.schemas import Feedback
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
@@ -20,12 +20,19 @@ router = APIRouter(prefix="/v1", tags=["feedback"])
         503: {"model": ErrorBody, "description": "Kafka unreachable, or no model is live yet"},
     },
 )
-async def feedback(body: FeedbackBody, state: State, metrics: Metrics) -> FeedbackAccepted:
+async def feedback(
+    body: FeedbackBody,
+    checks: Checks,
+    kafka: Kafka,
+    bridge: Bridge,
+    metrics: Metrics,
+    settings: Settings,
+) -> FeedbackAccepted:
     """Joined with its prediction by the workers: live accuracy, then retraining data."""
-    state.check_label(body.label)
-    state.require_kafka()
+    checks.check_label(body.label)
+    kafka.require()
     message = Feedback(request_id=body.request_id, label=body.label)
-    record = state.bridge.topics.feedback.record(message)
-    await state.bridge.publish(record, timeout=state.settings.gateway.predict_timeout_seconds)
+    record = bridge.topics.feedback.record(message)
+    await bridge.publish(record, timeout=settings.gateway.predict_timeout_seconds)
     metrics.published.labels("feedback").inc()
     return FeedbackAccepted(request_id=body.request_id, label=body.label, topic=record.topic)

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
-from gateway.deps import Metrics, State
+from gateway.deps import Bridge, Kafka, Live, Metrics
 
 router = APIRouter(tags=["operations"])
 
@@ -33,14 +33,14 @@ async def live() -> dict[str, str]:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Kafka unreachable or no model live"}},
 )
-async def ready(state: State) -> JSONResponse:
+async def ready(kafka: Kafka, live: Live, bridge: Bridge) -> JSONResponse:
     """Ready means Kafka is reachable and a model is live (send traffic only then)."""
     body = Readiness(
-        ready=state.kafka_ready and state.live is not None,
-        kafka=state.kafka_ready,
-        kafka_error=None if state.kafka_ready else state.kafka_error,
-        model_version=state.live.version if state.live else None,
-        instance_id=state.bridge.instance_id,
+        ready=kafka.ready and live is not None,
+        kafka=kafka.ready,
+        kafka_error=None if kafka.ready else kafka.error,
+        model_version=live.version if live else None,
+        instance_id=bridge.instance_id,
     )
     return JSONResponse(status_code=200 if body.ready else 503, content=body.model_dump())
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from gateway import predicting
 from gateway.bodies import (
@@ -16,8 +17,9 @@ from gateway.bodies import (
     PredictBody,
     PredictionPublic,
 )
-from gateway.deps import Metrics, State
+from gateway.deps import Answers, Audit, Bridge, Checks, Kafka, Metrics, Settings
 from gateway.errors import TooManyInstances
+from irisflow.schemas import FeatureVector
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
@@ -45,22 +47,58 @@ def _accepted(accepted: Accepted) -> JSONResponse:
     )
 
 
+async def _score(
+    payload: FeatureVector | list[FeatureVector],
+    request_id: str | None,
+    *,
+    wait: bool,
+    kafka: Kafka,
+    bridge: Bridge,
+    answers: Answers,
+    audit: Audit,
+    metrics: Metrics,
+    settings: Settings,
+) -> BaseModel | JSONResponse:
+    """The same for one instance and a batch: wait for the answer, or 202 at once."""
+    kafka.require()
+    score = predicting.predict if wait else predicting.accept
+    answer = await score(
+        bridge=bridge,
+        answers=answers,
+        audit=audit,
+        metrics=metrics,
+        timeout=settings.gateway.predict_timeout_seconds,
+        payload=payload,
+        request_id=request_id,
+    )
+    return _accepted(answer) if isinstance(answer, Accepted) else answer
+
+
 @router.post("/predict", response_model=PredictionPublic, responses=_ERRORS)
 async def predict(
-    body: PredictBody, state: State, metrics: Metrics, wait: Wait = True
-) -> PredictionPublic | JSONResponse:
+    body: PredictBody,
+    checks: Checks,
+    kafka: Kafka,
+    bridge: Bridge,
+    answers: Answers,
+    audit: Audit,
+    metrics: Metrics,
+    settings: Settings,
+    wait: Wait = True,
+) -> BaseModel | JSONResponse:
     """Score one instance: published to the requests topic, answered by a worker."""
-    state.check_features(body.features)
-    if not wait:
-        accepted = await predicting.accept(
-            state=state, metrics=metrics, payload=body.features, request_id=body.request_id
-        )
-        return _accepted(accepted)
-    answer = await predicting.predict(
-        state=state, metrics=metrics, payload=body.features, request_id=body.request_id
+    checks.check_features(body.features)
+    return await _score(
+        body.features,
+        body.request_id,
+        wait=wait,
+        kafka=kafka,
+        bridge=bridge,
+        answers=answers,
+        audit=audit,
+        metrics=metrics,
+        settings=settings,
     )
-    assert isinstance(answer, PredictionPublic)
-    return answer
 
 
 @router.post(
@@ -72,20 +110,29 @@ async def predict(
     },
 )
 async def predict_batch(
-    body: BatchPredictBody, state: State, metrics: Metrics, wait: Wait = True
-) -> BatchPredictionPublic | JSONResponse:
+    body: BatchPredictBody,
+    checks: Checks,
+    kafka: Kafka,
+    bridge: Bridge,
+    answers: Answers,
+    audit: Audit,
+    metrics: Metrics,
+    settings: Settings,
+    wait: Wait = True,
+) -> BaseModel | JSONResponse:
     """Score many instances in one Kafka record; answers come back in request order."""
-    limit = state.settings.gateway.max_batch_instances
+    limit = settings.gateway.max_batch_instances
     if len(body.instances) > limit:
         raise TooManyInstances(len(body.instances), limit)
-    state.check_instances(body.instances)
-    if not wait:
-        accepted = await predicting.accept(
-            state=state, metrics=metrics, payload=body.instances, request_id=body.request_id
-        )
-        return _accepted(accepted)
-    answer = await predicting.predict(
-        state=state, metrics=metrics, payload=body.instances, request_id=body.request_id
+    checks.check_instances(body.instances)
+    return await _score(
+        body.instances,
+        body.request_id,
+        wait=wait,
+        kafka=kafka,
+        bridge=bridge,
+        answers=answers,
+        audit=audit,
+        metrics=metrics,
+        settings=settings,
     )
-    assert isinstance(answer, BatchPredictionPublic)
-    return answer

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 
 from gateway.audit.records import AuditPage, AuditRecord
 from gateway.bodies import REQUEST_ID_DESCRIPTION, ErrorBody
-from gateway.deps import State
+from gateway.deps import Audit
 from gateway.errors import PredictionNotFound
 from irisflow.schemas import REQUEST_ID_PATTERN
 
@@ -36,9 +36,9 @@ def _seconds(moment: datetime | None) -> float | None:
     response_model=AuditRecord,
     responses={404: {"model": ErrorBody, "description": "No request with this id is known"}},
 )
-async def get_prediction(request_id: RequestIdPath, state: State) -> AuditRecord:
+async def get_prediction(request_id: RequestIdPath, audit: Audit) -> AuditRecord:
     """A request, its prediction and, once it came, its feedback (from the audit store)."""
-    record = await asyncio.to_thread(state.audit.get, request_id)
+    record = await asyncio.to_thread(audit.get, request_id)
     if record is None:
         raise PredictionNotFound(request_id)
     return record
@@ -46,7 +46,7 @@ async def get_prediction(request_id: RequestIdPath, state: State) -> AuditRecord
 
 @router.get("/audit", response_model=AuditPage)
 async def audit(
-    state: State,
+    audit: Audit,
     since: Instant = None,
     until: Instant = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -54,7 +54,5 @@ async def audit(
 ) -> AuditPage:
     """Requests with their predictions and feedback, by time: ``since`` ≤ time < ``until``."""
     start, end = _seconds(since), _seconds(until)
-    records = await asyncio.to_thread(
-        state.audit.page, since=start, until=end, limit=limit, order=order
-    )
+    records = await asyncio.to_thread(audit.page, since=start, until=end, limit=limit, order=order)
     return AuditPage(records=records, count=len(records), since=start, until=end, order=order)

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.state import GatewayState
+from gateway.model_versions import ModelHistory
 from irisflow.registry import LocalRegistry
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, model_update
@@ -25,10 +25,9 @@ ClientFactory = Callable[..., TestClient]
 def client_for(make_settings: SettingsFactory) -> ClientFactory:
     def factory(*, live: bool = True, kafka: bool = False, **changes: Any) -> TestClient:
         app = create_app(make_settings(**changes))
-        state: GatewayState = app.state.irisflow
         if live:
-            state.history.make_live(model_update(1))
-        state.kafka_ready = kafka
+            app.state.history.make_live(model_update(1))
+        app.state.kafka.ready = kafka
         return TestClient(app)
 
     return factory
@@ -161,9 +160,9 @@ def test_models_lists_the_registry_and_kafka_versions_with_the_live_one(
     client_for: ClientFactory, make_settings: SettingsFactory
 ) -> None:
     client = client_for(live=False)
-    state: GatewayState = client.app.state.irisflow  # type: ignore[attr-defined]
-    LocalRegistry(state.settings.registry_dir).save(model_update(1))
-    state.history.make_live(model_update(2, kind="naive_bayes"))
+    history: ModelHistory = client.app.state.history  # type: ignore[attr-defined]
+    LocalRegistry(history.registry.root).save(model_update(1))
+    history.make_live(model_update(2, kind="naive_bayes"))
     body = client.get("/v1/models").json()
     assert body["live_version"] == 2
     assert [(v["version"], v["live"], v["sources"]) for v in body["versions"]] == [

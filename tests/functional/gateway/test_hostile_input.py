@@ -17,8 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.audit.store import AuditBatch, records
-from gateway.state import GatewayState
+from gateway.audit.store import AuditBatch, AuditStore, records
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, model_update
 
@@ -30,8 +29,7 @@ JSON = {"content-type": "application/json"}
 def client_for(make_settings: SettingsFactory) -> ClientFactory:
     def factory(**changes: Any) -> TestClient:
         app = create_app(make_settings(**changes))
-        state: GatewayState = app.state.irisflow
-        state.history.make_live(model_update(1))
+        app.state.history.make_live(model_update(1))
         return TestClient(app)
 
     return factory
@@ -173,9 +171,9 @@ def test_a_batch_names_the_row_whose_value_is_out_of_domain(client: TestClient) 
 
 def test_stats_survive_stored_values_that_are_not_finite(client: TestClient) -> None:
     """Rows written before the feed refused NaN and Infinity must not break the dashboard."""
-    state: GatewayState = client.app.state.irisflow  # type: ignore[attr-defined]
+    audit: AuditStore = client.app.state.audit  # type: ignore[attr-defined]
     now = 1.0e9
-    state.audit.write(
+    audit.write(
         AuditBatch(
             requests=[
                 {
@@ -196,7 +194,7 @@ def test_stats_survive_stored_values_that_are_not_finite(client: TestClient) -> 
         "label": "setosa",
         "true_label": "setosa",
     }
-    with state.audit.engine.begin() as conn:
+    with audit.engine.begin() as conn:
         for i, (at, scored, labeled) in enumerate(
             [(math.inf, math.inf, -math.inf), (1e300, math.nan, 1e300), (-1e300, 1e300, 0.0)]
         ):

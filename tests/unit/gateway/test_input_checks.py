@@ -8,35 +8,30 @@ from typing import Any
 
 import pytest
 
-from gateway.answer_book import AnswerBook
-from gateway.audit.store import AuditStore, audit_url
 from gateway.bodies import FieldError
-from gateway.bridge import KafkaBridge
 from gateway.errors import MOST_FIELDS, FeatureMismatch, capped
+from gateway.input_checks import InputChecks
 from gateway.model_versions import ModelHistory
-from gateway.state import GatewayState
 from irisflow.features import FeatureSchema
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, VIRGINICA, model_update
 
 
 @pytest.fixture
-def state(make_settings: SettingsFactory, tmp_path: Path) -> GatewayState:
+def checks(make_settings: SettingsFactory, tmp_path: Path) -> InputChecks:
     settings = make_settings()
-    state = GatewayState(
-        settings=settings,
-        bridge=KafkaBridge(settings.kafka),
-        history=ModelHistory("iris", tmp_path / "registry"),
-        answers=AnswerBook(10),
-        audit=AuditStore(audit_url(None, tmp_path / "home")),
+    history = ModelHistory("iris", tmp_path / "registry")
+    history.make_live(model_update(1))
+    return InputChecks(
+        history,
+        default_features=settings.data.feature_columns,
+        max_reference_std=settings.features.max_reference_std,
     )
-    state.history.make_live(model_update(1))
-    return state
 
 
-def _per_instance(state: GatewayState, instances: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _per_instance(checks: InputChecks, instances: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """The reference rule: every instance checked alone, in order, cut after the cap."""
-    schema = state.feature_schema()
+    schema = checks.feature_schema()
     problems: list[tuple[str, str]] = []
     for i, features in enumerate(instances):
         problems += [(p.field, p.message) for p in schema.problems(features, f"instances.{i}")]
@@ -45,15 +40,15 @@ def _per_instance(state: GatewayState, instances: list[dict[str, Any]]) -> list[
     return problems
 
 
-def _refused(state: GatewayState, instances: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _refused(checks: InputChecks, instances: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """The fields of the 422 the client would get (capped as the error handler caps them)."""
     with pytest.raises(FeatureMismatch) as caught:
-        state.check_instances(instances)
+        checks.check_instances(instances)
     return [(f.field, f.message) for f in capped(list(caught.value.fields))]
 
 
 def test_a_valid_batch_checks_its_values_without_a_python_loop_per_value(
-    state: GatewayState, monkeypatch: pytest.MonkeyPatch
+    checks: InputChecks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
     original = FeatureSchema.value_problem
@@ -63,12 +58,12 @@ def test_a_valid_batch_checks_its_values_without_a_python_loop_per_value(
         return original(self, name, value)
 
     monkeypatch.setattr(FeatureSchema, "value_problem", counted)
-    state.check_instances([SETOSA, VIRGINICA] * 500)
+    checks.check_instances([SETOSA, VIRGINICA] * 500)
     assert calls == []
 
 
 def test_only_the_bad_rows_are_described(
-    state: GatewayState, monkeypatch: pytest.MonkeyPatch
+    checks: InputChecks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
     original = FeatureSchema.value_problem
@@ -79,7 +74,7 @@ def test_only_the_bad_rows_are_described(
 
     monkeypatch.setattr(FeatureSchema, "value_problem", counted)
     instances = [SETOSA] * 999 + [{**SETOSA, "petal_width": 1e39}]
-    assert _refused(state, instances)[0][0] == "instances.999.petal_width"
+    assert _refused(checks, instances)[0][0] == "instances.999.petal_width"
     assert len(calls) == len(SETOSA)
 
 
@@ -95,7 +90,7 @@ def test_only_the_bad_rows_are_described(
     ],
 )
 def test_a_batch_is_refused_exactly_as_its_instances_would_be_one_by_one(
-    state: GatewayState, instances: list[dict[str, Any]]
+    checks: InputChecks, instances: list[dict[str, Any]]
 ) -> None:
-    expected = [FieldError(field=f, message=m) for f, m in _per_instance(state, instances)]
-    assert _refused(state, instances) == [(f.field, f.message) for f in capped(expected)]
+    expected = [FieldError(field=f, message=m) for f, m in _per_instance(checks, instances)]
+    assert _refused(checks, instances) == [(f.field, f.message) for f in capped(expected)]

@@ -1,0 +1,107 @@
+"""A fake Kafka bridge for fast tests of the gateway's predict path (no broker).
+
+:class:`FakeBridge` is the real :class:`~gateway.bridge.KafkaBridge` except for ``publish``:
+records go into a list, and a fake worker answers each request after ``delay`` seconds through
+the bridge's own ``deliver`` (echoing ``input_digest`` as the real workers do), so waiting, late
+answers and digest checks are the gateway's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import predicting
+from gateway.answer_book import AnswerBook
+from gateway.audit.store import AuditStore
+from gateway.bodies import Accepted
+from gateway.bridge import KafkaBridge
+from gateway.metrics import GatewayMetrics
+from irisflow.errors import KafkaUnavailable
+from irisflow.schemas import Prediction, PredictionRequest
+from irisflow.topics import Outgoing, decode_request
+
+__all__ = ["PROBS", "FakeBridge", "Scoring", "ScoringFactory"]
+
+PROBS = {"setosa": 0.9, "versicolor": 0.05, "virginica": 0.05}
+
+
+class FakeBridge(KafkaBridge):
+    """Publishes into ``published``; a worker answers each request after ``delay`` seconds."""
+
+    def __init__(
+        self, *args: Any, delay: float = 0.05, silent: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.published: list[PredictionRequest] = []
+        self.delay = delay
+        self.no_model = False  # the worker answers no_model (nothing is live there yet)
+        self.failing = 0  # how many publishes fail next, as with an unreachable broker
+        self.silent = silent  # the worker never answers (a timeout, then a late answer)
+
+    async def publish(self, record: Outgoing, *, timeout: float) -> None:
+        await asyncio.sleep(0.01)  # a broker round trip, during which others may call
+        if self.failing > 0:
+            self.failing -= 1
+            raise KafkaUnavailable("no broker answered")
+        request = decode_request(record.value)
+        assert isinstance(request, PredictionRequest)
+        self.published.append(request)
+        if not self.silent:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.delay, self.answer, request)
+
+    def answer(self, request: PredictionRequest) -> None:
+        """What a worker answers to ``request`` (now, whoever waits)."""
+        if self.no_model:
+            answer = Prediction(
+                request_id=request.request_id,
+                error="no model is live",
+                error_code="no_model",
+                input_digest=request.input_digest,
+            )
+        else:
+            answer = Prediction(
+                request_id=request.request_id,
+                label="setosa",
+                probabilities=PROBS,
+                model_version=1,
+                input_digest=request.input_digest,
+            )
+        self.deliver(request.request_id, answer.to_bytes())
+
+
+@dataclass
+class Scoring:
+    """What the predict path takes, with the two calls the routes make."""
+
+    bridge: FakeBridge
+    answers: AnswerBook
+    audit: AuditStore
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics.create)
+    timeout: float = 2.0
+
+    @property
+    def published(self) -> list[PredictionRequest]:
+        return self.bridge.published
+
+    async def predict(self, features: Any, rid: str | None) -> Any:
+        return await predicting.predict(**self._parts(), payload=features, request_id=rid)
+
+    async def accept(self, features: Any, rid: str | None) -> Accepted:
+        return await predicting.accept(**self._parts(), payload=features, request_id=rid)
+
+    def _parts(self) -> dict[str, Any]:
+        return {
+            "bridge": self.bridge,
+            "answers": self.answers,
+            "audit": self.audit,
+            "metrics": self.metrics,
+            "timeout": self.timeout,
+        }
+
+
+ScoringFactory = Callable[..., Scoring]
+"""The ``make_scoring`` fixture: ``make_scoring(delay=…, timeout=…, silent=…)``."""
