@@ -12,10 +12,10 @@ from irisflow.kafka.model_topic import read_live_update
 from irisflow.registry import LocalRegistry, republish
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
-from trainer.publish import save_and_publish
+from trainer.publish import read_live_version, save_and_publish
 from trainer.reports import write_reports
 from trainer.tracking import log_run
-from trainer.training import train_offline
+from trainer.training import TrainingOutcome, train_offline
 
 __all__ = ["list_models", "promote", "run_train"]
 
@@ -40,7 +40,7 @@ def run_train(
     if not publish:
         log_run(settings, outcome, trigger=trigger, version=None, created_at=created_at)
         return None
-    update = asyncio.run(save_and_publish(settings, outcome, trigger=trigger))
+    update = asyncio.run(_publish(settings, outcome, trigger=trigger))
     log_run(settings, outcome, trigger=trigger, version=update.version, created_at=created_at)
     cv_score = outcome.metrics.get(f"cv_{metric}_mean", float("nan"))
     print(
@@ -48,6 +48,11 @@ def run_train(
         f"CV {metric} {cv_score:.4f}, published to {settings.kafka.topics.model_updates}"
     )
     return update
+
+
+async def _publish(settings: Settings, outcome: TrainingOutcome, *, trigger: str) -> ModelUpdate:
+    live_version = await read_live_version(settings)
+    return await save_and_publish(settings, outcome, trigger=trigger, live_version=live_version)
 
 
 def list_models(settings: Settings) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ Order matters for "no partial artifact ever published": the version is written c
 the registry first (metadata last), and only then sent to ``model-updates``; the send waits for
 the broker's acknowledgement. A crash in between leaves a registry version that was never live,
 which the next publish skips past (versions are numbered from both the registry and the topic).
+The topic's newest version comes from the caller: the retraining service follows the topic
+anyway (its champion feed); ``irisflow train`` reads it once (:func:`read_live_version`).
 
 Before either, the serialized update goes through the same :func:`~irisflow.registry.load_update`
 every worker runs (checksum, archive limits, type allow-list, estimator contract, a smoke
@@ -24,7 +26,13 @@ from irisflow.settings import Settings
 from trainer.card import confusion_matrix_png, render_model_card
 from trainer.training import TrainingOutcome
 
-__all__ = ["build_update", "next_version", "save_and_publish", "verified_update"]
+__all__ = [
+    "build_update",
+    "next_version",
+    "read_live_version",
+    "save_and_publish",
+    "verified_update",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +76,24 @@ def verified_update(
     return update
 
 
-async def next_version(settings: Settings) -> tuple[int, int | None]:
-    """(new version number, live parent version) from both the registry and the topic."""
+async def read_live_version(settings: Settings) -> int | None:
+    """The version the topic holds now (``None`` before the first publish): one read of it."""
     live = await read_live_update(settings.kafka, settings.model_name)
+    return live.version if live else None
+
+
+def next_version(settings: Settings, live_version: int | None) -> int:
+    """One past both the registry's newest version and the topic's."""
     local = LocalRegistry(settings.registry_dir).latest() or 0
-    parent = live.version if live else None
-    return max(local, parent or 0) + 1, parent
+    return max(local, live_version or 0) + 1
 
 
 async def save_and_publish(
-    settings: Settings, outcome: TrainingOutcome, *, trigger: str
+    settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
 ) -> ModelUpdate:
-    version, parent = await next_version(settings)
+    """Verify, save and publish ``outcome`` as the version after both the registry's newest and
+    ``live_version`` (the topic's newest, which becomes its parent)."""
+    version, parent = next_version(settings, live_version), live_version
     update = await asyncio.to_thread(
         verified_update,
         outcome,

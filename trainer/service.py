@@ -79,6 +79,8 @@ class RetrainingService:
         self._train = train or (lambda data: train_on(data, settings.training, show_progress=False))
         self._window = Window(settings.retraining.window_size)
         self._champion: tuple[ModelUpdate, Any] | None = None
+        self._newest_published: int | None = None
+        """The newest version on the model topic (loadable or not): the next one's parent."""
         self._last_drift_retrain = float("-inf")
         self._base = load_dataset(settings.data, base_dir=settings.params_path.parent)
         self._topics = Topics.of(settings.kafka)
@@ -112,6 +114,9 @@ class RetrainingService:
         self.metrics.live_version.set(update.version)
         return True
 
+    def _seen(self, update: ModelUpdate) -> None:
+        self._newest_published = update.version
+
     async def run(self) -> None:
         topics = self._topics
         feed = ModelFeed(
@@ -119,6 +124,7 @@ class RetrainingService:
             self.settings.model_name,
             self._on_model,
             consumer=f"{CONSUMER}.model-feed",
+            on_seen=self._seen,
             on_letter=self._letters_counted,
         )
         self._feed = feed
@@ -294,7 +300,10 @@ class RetrainingService:
         )
         version = None
         if gate.promoted:
-            update = await save_and_publish(self.settings, outcome, trigger=trigger)
+            update = await save_and_publish(
+                self.settings, outcome, trigger=trigger, live_version=self._newest_published
+            )
+            self._newest_published = update.version  # before the feed brings it back
             version = update.version
         seconds = time.perf_counter() - started
         return Decision(trigger, gate, version, outcome.algorithm, seconds), outcome

@@ -69,18 +69,14 @@ def test_an_artifact_a_worker_would_refuse_is_refused_before_it_is_saved(
 ) -> None:
     published: list[ModelUpdate] = []
 
-    async def no_live_version(settings: Settings) -> tuple[int, int | None]:
-        return 1, None
-
     async def publish_update(kafka: object, update: ModelUpdate) -> None:
         published.append(update)
 
-    monkeypatch.setattr(publish, "next_version", no_live_version)
     monkeypatch.setattr(publish, "publish_update", publish_update)
     broken = dataclasses.replace(outcome, **change)  # type: ignore[arg-type]
 
     with pytest.raises(ArtifactError, match=message):
-        asyncio.run(publish.save_and_publish(settings, broken, trigger="labels"))
+        asyncio.run(publish.save_and_publish(settings, broken, trigger="labels", live_version=None))
 
     assert LocalRegistry(settings.registry_dir).versions() == []
     assert published == []
@@ -91,16 +87,25 @@ def test_a_sound_outcome_is_saved_then_published(
 ) -> None:
     published: list[ModelUpdate] = []
 
-    async def no_live_version(settings: Settings) -> tuple[int, int | None]:
-        return 1, None
-
     async def publish_update(kafka: object, update: ModelUpdate) -> None:
         assert LocalRegistry(settings.registry_dir).versions() == [1]  # saved first
         published.append(update)
 
-    monkeypatch.setattr(publish, "next_version", no_live_version)
     monkeypatch.setattr(publish, "publish_update", publish_update)
 
-    update = asyncio.run(publish.save_and_publish(settings, outcome, trigger="labels"))
+    update = asyncio.run(
+        publish.save_and_publish(settings, outcome, trigger="labels", live_version=None)
+    )
 
     assert [p.version for p in published] == [update.version] == [1]
+
+
+def test_the_next_version_is_one_past_both_the_registry_and_the_topic(
+    outcome: TrainingOutcome, settings: Settings
+) -> None:
+    assert publish.next_version(settings, None) == 1
+    assert publish.next_version(settings, 7) == 8
+    LocalRegistry(settings.registry_dir).save(
+        publish.verified_update(outcome, settings=settings, version=9, parent=7, trigger="labels")
+    )
+    assert publish.next_version(settings, 7) == 10

@@ -478,3 +478,26 @@ def test_the_trainer_fails_loudly_when_its_model_feed_dies_instead_of_hanging(
     assert isinstance(error, ModelFeedStopped)
     assert "feed task died" in str(error)
     assert service.ready.is_set() is after_catch_up
+
+
+def test_a_promoted_challenger_is_numbered_from_the_model_feed_without_reading_the_topic(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[int | None] = []
+
+    async def save_and_publish(
+        settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
+    ) -> ModelUpdate:
+        published.append(live_version)
+        return model_update((live_version or 0) + 1)
+
+    monkeypatch.setattr("trainer.service.save_and_publish", save_and_publish)
+    service = RetrainingService(settings)
+    service._seen(model_update(4))  # the feed saw version 4 on the topic (it need not load)
+
+    for round_ in range(2):
+        for offset in range(12):
+            assert service.take(_labeled(settings, 12 * round_ + offset)) is None
+        assert asyncio.run(service.retrain("manual")).outcome == "promoted"
+
+    assert published == [4, 5]  # the second parent is the first's version, not yet fed back
