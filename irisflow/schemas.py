@@ -125,11 +125,10 @@ class WireMessage(BaseModel):
             raise SchemaError(f"{cls.__name__}: {describe_validation_error(exc)}") from exc
 
 
-class PredictionRequest(WireMessage):
-    """``irisflow.requests``, keyed by request_id: one instance to score."""
+class _Request(WireMessage):
+    """What every request carries besides its features: its id, when, and for whom."""
 
     request_id: RequestId
-    features: FeatureVector
     sent_at: Timestamp = Field(default_factory=now)
     reply_to: Name | None = None
     """Which gateway replica waits for the answer (informational; replies are matched by id)."""
@@ -138,16 +137,30 @@ class PredictionRequest(WireMessage):
     sent, even if two requests share an id."""
 
 
-class Prediction(WireMessage):
-    """``irisflow.predictions``, keyed by request_id: exactly one visible answer per request.
+class PredictionRequest(_Request):
+    """``irisflow.requests``, keyed by request_id: one instance to score."""
 
-    A request that cannot be scored (no model live yet, features that do not fit the model) still
-    gets a Prediction, with ``error`` set and no label, so no caller waits for nothing.
+    features: FeatureVector
+
+
+class BatchPredictionRequest(_Request):
+    """``irisflow.requests``, keyed by request_id: many instances in one message.
+
+    The batch endpoint and the producers use it so that one Kafka record carries up to
+    ``gateway.max_batch_instances`` rows; it is answered by one :class:`BatchPrediction`.
+    """
+
+    instances: list[FeatureVector] = Field(min_length=1)
+
+
+class _Answer(WireMessage):
+    """What every answer carries: the request it answers, the version, when, or why not.
+
+    Exactly one visible answer per request: a result (label or per-instance answers, and the
+    model version) or an error with its code, never something in between.
     """
 
     request_id: RequestId
-    label: Name | None = None
-    probabilities: dict[str, float] = Field(default_factory=dict)
     model_version: int | None = Field(default=None, ge=1)
     latency_seconds: Seconds = 0.0
     scored_at: Timestamp = Field(default_factory=now)
@@ -160,28 +173,32 @@ class Prediction(WireMessage):
     def ok(self) -> bool:
         return self.error is None
 
+    def _has_result(self) -> bool:
+        raise NotImplementedError
+
     @model_validator(mode="after")
-    def _answer_or_error(self) -> Self:
-        """A success names its label and version; a failure says why. Nothing in between."""
-        if self.error is None and (self.label is None or self.model_version is None):
-            raise ValueError("an answer without an error needs a label and a model_version")
+    def _result_or_error(self) -> Self:
+        if self.error is None and (not self._has_result() or self.model_version is None):
+            raise ValueError(
+                f"a {type(self).__name__} without an error needs its result and a model_version"
+            )
         if self.error is not None and self.error_code is None:
             raise ValueError("an error answer needs an error_code")
         return self
 
 
-class BatchPredictionRequest(WireMessage):
-    """``irisflow.requests``, keyed by request_id: many instances in one message.
+class Prediction(_Answer):
+    """``irisflow.predictions``, keyed by request_id: the answer to one request.
 
-    The batch endpoint and the producers use it so that one Kafka record carries up to
-    ``gateway.max_batch_instances`` rows; it is answered by one :class:`BatchPrediction`.
+    A request that cannot be scored (no model live yet, features that do not fit the model) still
+    gets a Prediction, with ``error`` set and no label, so no caller waits for nothing.
     """
 
-    request_id: RequestId
-    instances: list[FeatureVector] = Field(min_length=1)
-    sent_at: Timestamp = Field(default_factory=now)
-    reply_to: Name | None = None
-    input_digest: Digest | None = None
+    label: Name | None = None
+    probabilities: dict[str, float] = Field(default_factory=dict)
+
+    def _has_result(self) -> bool:
+        return self.label is not None
 
 
 class InstancePrediction(BaseModel):
@@ -193,28 +210,14 @@ class InstancePrediction(BaseModel):
     probabilities: dict[str, float]
 
 
-class BatchPrediction(WireMessage):
+class BatchPrediction(_Answer):
     """``irisflow.predictions``, keyed by request_id: the answer to a BatchPredictionRequest,
     one entry per instance in request order (or ``error`` and no entries)."""
 
-    request_id: RequestId
     predictions: list[InstancePrediction] = Field(default_factory=list)
-    model_version: int | None = Field(default=None, ge=1)
-    latency_seconds: Seconds = 0.0
-    scored_at: Timestamp = Field(default_factory=now)
-    error: Text | None = None
-    error_code: AnswerError | None = None
-    reply_to: Name | None = None
-    input_digest: Digest | None = None
 
-    @model_validator(mode="after")
-    def _answers_or_error(self) -> Self:
-        """A success has its answers and its version; a failure says why."""
-        if self.error is None and (not self.predictions or self.model_version is None):
-            raise ValueError("a batch answer without an error needs predictions and a version")
-        if self.error is not None and self.error_code is None:
-            raise ValueError("an error answer needs an error_code")
-        return self
+    def _has_result(self) -> bool:
+        return bool(self.predictions)
 
 
 class Feedback(WireMessage):
