@@ -14,7 +14,6 @@ __all__ = [
     "KafkaRuntimeError",
     "KafkaUnavailable",
     "ModelNotFound",
-    "ModelRejected",
     "PredictionFailed",
     "PredictionTimeout",
     "SchemaError",
@@ -47,10 +46,6 @@ class SchemaError(IrisflowError):
 
 class ArtifactError(IrisflowError):
     """A model artifact failed its checksum or contains types outside the allow-list."""
-
-
-class ModelRejected(ArtifactError):
-    """A published model version was refused; the current model keeps serving."""
 
 
 class ModelNotFound(IrisflowError):

@@ -8,8 +8,9 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 
 from irisflow.kafka.clients import make_producer
-from irisflow.schemas import BatchPredictionRequest, Feedback, PredictionRequest
+from irisflow.schemas import Feedback, PredictionRequest
 from irisflow.settings import KafkaSettings
+from irisflow.topics import Outgoing, Topics
 
 __all__ = ["IrisflowProducer"]
 
@@ -18,7 +19,7 @@ class IrisflowProducer:
     """``async with IrisflowProducer(settings.kafka) as p: await p.request({...})``."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self._kafka = kafka
+        self._topics = Topics.of(kafka)
         self._producer: AIOKafkaProducer = make_producer(kafka, linger_ms=5)
 
     async def __aenter__(self) -> IrisflowProducer:
@@ -33,28 +34,18 @@ class IrisflowProducer:
     async def request(self, features: dict[str, float], *, request_id: str | None = None) -> str:
         """Publish one prediction request (buffered); returns its request id."""
         message = PredictionRequest(request_id=request_id or uuid.uuid4().hex, features=features)
-        await self._producer.send(
-            self._kafka.topics.requests, key=message.request_id.encode(), value=message.to_bytes()
-        )
-        return message.request_id
-
-    async def request_batch(
-        self, instances: list[dict[str, float]], *, request_id: str | None = None
-    ) -> str:
-        """Publish many instances in one message (one answer with one entry per instance)."""
-        message = BatchPredictionRequest(
-            request_id=request_id or uuid.uuid4().hex, instances=instances
-        )
-        await self._producer.send(
-            self._kafka.topics.requests, key=message.request_id.encode(), value=message.to_bytes()
-        )
+        await self._buffer(self._topics.requests.record(message))
         return message.request_id
 
     async def feedback(self, request_id: str, label: str) -> None:
-        message = Feedback(request_id=request_id, label=label)
-        await self._producer.send(
-            self._kafka.topics.feedback, key=request_id.encode(), value=message.to_bytes()
+        """Publish the true label of an earlier request (buffered)."""
+        await self._buffer(
+            self._topics.feedback.record(Feedback(request_id=request_id, label=label))
         )
 
     async def flush(self) -> None:
         await self._producer.flush()
+
+    async def _buffer(self, record: Outgoing) -> None:
+        """Hand ``record`` to the producer without waiting for the broker (see :meth:`flush`)."""
+        await self._producer.send(record.topic, key=record.key, value=record.value)
