@@ -15,9 +15,15 @@ from typing import Any
 
 import orjson
 
-from irisflow.schemas import SCHEMA_VERSION, AnswerError, clip
+from irisflow.schemas import (
+    SCHEMA_VERSION,
+    AnswerError,
+    BatchPredictionRequest,
+    PredictionRequest,
+    clip,
+)
 
-__all__ = ["batch_prediction", "error_answer", "prediction"]
+__all__ = ["error_answer", "scored_answer"]
 
 
 def error_answer(
@@ -47,63 +53,40 @@ def error_answer(
     )
 
 
-def _scored(
-    request_id: str,
-    model_version: int,
-    latency_seconds: float,
-    scored_at: float,
-    reply_to: str | None,
-    input_digest: str | None,
-) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "request_id": request_id,
-        "model_version": model_version,
-        "latency_seconds": latency_seconds,
-        "scored_at": scored_at,
-        "error": None,
-        "error_code": None,
-        "reply_to": reply_to,
-        "input_digest": input_digest,
-    }
-
-
-def prediction(
-    request_id: str,
+def scored_answer(
+    request: PredictionRequest | BatchPredictionRequest,
     *,
-    label: str,
-    classes: Sequence[str],
-    probabilities: Sequence[float],
-    model_version: int,
-    latency_seconds: float,
-    scored_at: float,
-    reply_to: str | None,
-    input_digest: str | None,
-) -> bytes:
-    """A single request's label and its probability of each class (in ``classes`` order)."""
-    body = _scored(request_id, model_version, latency_seconds, scored_at, reply_to, input_digest)
-    body["label"] = label
-    body["probabilities"] = dict(zip(classes, probabilities, strict=True))
-    return orjson.dumps(body)
-
-
-def batch_prediction(
-    request_id: str,
-    *,
+    first: int,
     classes: Sequence[str],
     labels: Sequence[str],
     probabilities: Sequence[Sequence[float]],
     model_version: int,
     latency_seconds: float,
     scored_at: float,
-    reply_to: str | None,
-    input_digest: str | None,
 ) -> bytes:
-    """A batch request's answers: one label and probability row per instance, in order
-    (each an :class:`~irisflow.schemas.InstancePrediction`)."""
-    body = _scored(request_id, model_version, latency_seconds, scored_at, reply_to, input_digest)
-    body["predictions"] = [
-        {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
-        for label, row in zip(labels, probabilities, strict=True)
-    ]
+    """The answer to a scored request: a Prediction, or a BatchPrediction for a batch request.
+
+    ``labels`` and ``probabilities`` (each row in ``classes`` order) hold a whole micro-batch;
+    the request's rows start at index ``first``: one row for a single request, one per
+    instance for a batch request.
+    """
+    body: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "request_id": request.request_id,
+        "model_version": model_version,
+        "latency_seconds": latency_seconds,
+        "scored_at": scored_at,
+        "error": None,
+        "error_code": None,
+        "reply_to": request.reply_to,
+        "input_digest": request.input_digest,
+    }
+    if isinstance(request, PredictionRequest):
+        body["label"] = labels[first]
+        body["probabilities"] = dict(zip(classes, probabilities[first], strict=True))
+    else:
+        body["predictions"] = [
+            {"label": labels[i], "probabilities": dict(zip(classes, probabilities[i], strict=True))}
+            for i in range(first, first + len(request.instances))
+        ]
     return orjson.dumps(body)

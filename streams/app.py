@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +35,8 @@ from prometheus_client import generate_latest
 
 from irisflow.kafka.model_topic import ModelFeed
 from irisflow.schemas import ModelUpdate
-from irisflow.settings import Settings
-from irisflow.topics import Incoming
+from irisflow.settings import ScoringSettings, Settings
+from irisflow.topics import Incoming, Outgoing
 from streams.faust_app import RAW, Sink, faust_app, producer_sink
 from streams.handover import follow_assignment
 from streams.lane import ScoringLane, partition_lags, scoring_lane
@@ -108,7 +108,9 @@ def build_app(settings: Settings, *, sink: Sink | None = None) -> StreamsApp:
 
     _follow_models(app, feed)
     lane, score_agent = _score(app, settings, requests, pipeline, feed, sink, owned)
-    feedback_agent = _join(app, settings, feedback, pipeline, sink)
+    feedback_agent = _batch_agent(
+        app, feedback, "join_feedback", settings.scoring, pipeline.feedback, sink
+    )
     _sweep(app, settings, pipeline, sink, owned)
     _watch(app, settings, metrics, pipeline, lane, owned)
     _web_pages(app, metrics, holder, feed, rebalances, lane, owned)
@@ -150,7 +152,10 @@ def _score(
         follow_assignment(app, lane, owned)
         _run_lane(app, lane, feed)
         return lane, None
-    return None, _score_agent(app, settings, requests, pipeline, feed, sink)
+    # the first batch is scored by the live model, if any
+    ready = feed.caught_up.wait
+    agent = _batch_agent(app, requests, "score", settings.scoring, pipeline.score, sink, ready)
+    return None, agent
 
 
 def _run_lane(app: faust.App, lane: ScoringLane, feed: ModelFeed) -> None:
@@ -166,38 +171,27 @@ def _run_lane(app: faust.App, lane: ScoringLane, feed: ModelFeed) -> None:
             raise
 
 
-def _score_agent(
+def _batch_agent(
     app: faust.App,
-    settings: Settings,
-    requests: Any,
-    pipeline: Pipeline,
-    feed: ModelFeed,
+    topic: Any,
+    name: str,
+    scoring: ScoringSettings,
+    handle: Callable[[list[Incoming]], list[Outgoing]],
     sink: Sink,
+    ready: Callable[[], Awaitable[Any]] | None = None,
 ) -> Any:
-    scoring = settings.scoring
+    """An agent that hands each micro-batch of ``topic`` to ``handle`` and sinks what it returns
+    (after ``ready``, if given)."""
 
-    @app.agent(requests, concurrency=1)
-    async def score(stream: StreamT[bytes]) -> None:
-        await feed.caught_up.wait()  # the first batch is scored by the live model, if any
+    async def agent(stream: StreamT[bytes]) -> None:
+        if ready is not None:
+            await ready()
         async for events in stream.take_events(  # type: ignore[attr-defined]
             scoring.batch_size, within=scoring.batch_linger_seconds
         ):
-            await sink(pipeline.score(_incoming(events)))
+            await sink(handle(_incoming(events)))
 
-    return score
-
-
-def _join(app: faust.App, settings: Settings, feedback: Any, pipeline: Pipeline, sink: Sink) -> Any:
-    scoring = settings.scoring
-
-    @app.agent(feedback, concurrency=1)
-    async def join_feedback(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            scoring.batch_size, within=scoring.batch_linger_seconds
-        ):
-            await sink(pipeline.feedback(_incoming(events)))
-
-    return join_feedback
+    return app.agent(topic, name=f"{__name__}.{name}", concurrency=1)(agent)
 
 
 def _sweep(

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sklearn
 
-from irisflow.answers import batch_prediction, prediction
+from irisflow.answers import scored_answer
 from irisflow.schemas import PredictionRequest
 from irisflow.topics import DeadLetters, Incoming, Reason
 from streams.intake import (
@@ -172,34 +172,20 @@ def _predict(
     for record, request in batch.valid:
         latency = max(0.0, stamp - request.sent_at)
         result.latencies.append(latency)
+        value = scored_answer(
+            request,
+            first=start,
+            classes=classes,
+            labels=labels,
+            probabilities=table,
+            model_version=version,
+            latency_seconds=latency,
+            scored_at=stamp,
+        )
+        batch.answer(record, request, value)
         if isinstance(request, PredictionRequest):
-            label = labels[start]
-            value = prediction(
-                request.request_id,
-                label=label,
-                classes=classes,
-                probabilities=table[start],
-                model_version=version,
-                latency_seconds=latency,
-                scored_at=stamp,
-                reply_to=request.reply_to,
-                input_digest=request.input_digest,
-            )
             key = request.request_id.encode()
-            result.singles.append(Scored(key, record.partition, request.features, label))
+            result.singles.append(Scored(key, record.partition, request.features, labels[start]))
             start += 1
         else:
-            stop = start + len(request.instances)
-            value = batch_prediction(
-                request.request_id,
-                classes=classes,
-                labels=labels[start:stop],
-                probabilities=table[start:stop],
-                model_version=version,
-                latency_seconds=latency,
-                scored_at=stamp,
-                reply_to=request.reply_to,
-                input_digest=request.input_digest,
-            )
-            start = stop
-        batch.answer(record, request, value)
+            start += len(request.instances)
