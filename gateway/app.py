@@ -33,7 +33,7 @@ from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics
 from gateway.model_versions import ModelHistory, model_feed
 from gateway.openapi import live_openapi
-from gateway.predicting import on_late_answer
+from gateway.predicting import Scoring, on_late_answer
 from gateway.routes import dashboard, feedback, health, models, predict, predictions, stats
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.admin import ensure_topics
@@ -109,6 +109,7 @@ class _Parts:
     audit: AuditStore
     kafka: KafkaHealth
     checks: InputChecks
+    scoring: Scoring
 
     @classmethod
     def build(cls, settings: Settings) -> _Parts:
@@ -122,19 +123,21 @@ class _Parts:
             on_mismatch=metrics.mismatched_answers.inc,
             on_error=metrics.answer_errors.inc,
         )
+        audit = AuditStore(audit_url(gateway.audit_url, settings.home))
         return cls(
             settings=settings,
             metrics=metrics,
             bridge=bridge,
             history=history,
             answers=answers,
-            audit=AuditStore(audit_url(gateway.audit_url, settings.home)),
+            audit=audit,
             kafka=KafkaHealth(settings.kafka.bootstrap_servers),
             checks=InputChecks(
                 history,
                 default_features=settings.data.feature_columns,
                 max_reference_std=settings.features.max_reference_std,
             ),
+            scoring=Scoring(bridge, answers, audit, metrics, gateway.predict_timeout_seconds),
         )
 
 

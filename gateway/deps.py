@@ -13,18 +13,17 @@ from typing import Annotated, TypeVar, cast
 
 from fastapi import Depends, Request
 
-from gateway.answer_book import AnswerBook
 from gateway.audit.store import AuditStore
 from gateway.bridge import KafkaBridge
 from gateway.input_checks import InputChecks
 from gateway.kafka_health import KafkaHealth
 from gateway.metrics import GatewayMetrics
 from gateway.model_versions import ModelHistory
+from gateway.predicting import Scoring as ScoringParts
 from irisflow.schemas import ModelMetadata
 from irisflow.settings import Settings as IrisflowSettings
 
 __all__ = [
-    "Answers",
     "Audit",
     "Bridge",
     "Checks",
@@ -33,6 +32,7 @@ __all__ = [
     "LegacyState",
     "Live",
     "Metrics",
+    "Scoring",
     "Settings",
     "State",
 ]
@@ -55,7 +55,6 @@ async def _live(request: Request) -> ModelMetadata | None:
     return history.live
 
 
-Answers = Annotated[AnswerBook, Depends(_part("answers", AnswerBook))]
 Audit = Annotated[AuditStore, Depends(_part("audit", AuditStore))]
 Bridge = Annotated[KafkaBridge, Depends(_part("bridge", KafkaBridge))]
 Checks = Annotated[InputChecks, Depends(_part("checks", InputChecks))]
@@ -64,6 +63,8 @@ Kafka = Annotated[KafkaHealth, Depends(_part("kafka", KafkaHealth))]
 Live = Annotated[ModelMetadata | None, Depends(_live)]
 """The live model's metadata now (``None`` before one is live)."""
 Metrics = Annotated[GatewayMetrics, Depends(_part("metrics", GatewayMetrics))]
+Scoring = Annotated[ScoringParts, Depends(_part("scoring", ScoringParts))]
+"""What the predict path takes (:class:`gateway.predicting.Scoring`)."""
 Settings = Annotated[IrisflowSettings, Depends(_part("settings", IrisflowSettings))]
 
 

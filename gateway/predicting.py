@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -38,7 +38,7 @@ from irisflow.schemas import (
     PredictionRequest,
 )
 
-__all__ = ["accept", "on_late_answer", "predict"]
+__all__ = ["Scoring", "accept", "on_late_answer", "predict"]
 
 
 def _request(
@@ -158,19 +158,28 @@ async def _await_pending(
             await waiter
 
 
-async def _answer(
-    *,
-    bridge: KafkaBridge,
-    answers: AnswerBook,
-    audit: AuditStore,
-    metrics: GatewayMetrics,
-    timeout: float,
-    request: Request,
-    digest: str,
-    client_id: bool,
-) -> BaseModel:
+@dataclass(frozen=True)
+class Scoring:
+    """What the predict path takes, built once per process: the bridge to the workers, the
+    per-process answer book, the audit (the memory across replicas), the metrics, and how long
+    a caller waits for a worker."""
+
+    bridge: KafkaBridge
+    answers: AnswerBook
+    audit: AuditStore
+    metrics: GatewayMetrics
+    timeout: float
+
+
+async def _answer(scoring: Scoring, request: Request, digest: str, client_id: bool) -> BaseModel:
+    bridge, answers, metrics, timeout = (
+        scoring.bridge,
+        scoring.answers,
+        scoring.metrics,
+        scoring.timeout,
+    )
     kind = "batch" if isinstance(request, BatchPredictionRequest) else "single"
-    record = await _known(audit, request, digest) if client_id else None
+    record = await _known(scoring.audit, request, digest) if client_id else None
     if record is not None and record.status != "pending":
         metrics.replays.labels("audit").inc()
         return _from_audit(record)
@@ -181,7 +190,7 @@ async def _answer(
         # if that publish succeeds (if it fails, this call publishes itself).
         if record is not None or await answers.claim_published(rid):
             answers.sent(rid)
-            return await _await_pending(bridge, audit, request, digest, timeout)
+            return await _await_pending(bridge, scoring.audit, request, digest, timeout)
         metrics.published.labels(_kind(request)).inc()
         answer = await bridge.request(
             request, context=digest, timeout=timeout, on_sent=lambda: answers.sent(rid)
@@ -195,45 +204,22 @@ async def _answer(
 
 
 async def predict(
-    *,
-    bridge: KafkaBridge,
-    answers: AnswerBook,
-    audit: AuditStore,
-    metrics: GatewayMetrics,
-    timeout: float,
-    payload: FeatureVector | list[FeatureVector],
-    request_id: str | None,
+    *, scoring: Scoring, payload: FeatureVector | list[FeatureVector], request_id: str | None
 ) -> BaseModel:
     """Score one instance or a batch, once per request id (the caller checked Kafka is up)."""
-    request, digest = _request(bridge.instance_id, payload, request_id)
-
-    def answer() -> Awaitable[BaseModel]:
-        return _answer(
-            bridge=bridge,
-            answers=answers,
-            audit=audit,
-            metrics=metrics,
-            timeout=timeout,
-            request=request,
-            digest=digest,
-            client_id=request_id is not None,
-        )
-
-    result, replayed = await answers.once(request.request_id, digest, answer)
+    request, digest = _request(scoring.bridge.instance_id, payload, request_id)
+    result, replayed = await scoring.answers.once(
+        request.request_id,
+        digest,
+        lambda: _answer(scoring, request, digest, client_id=request_id is not None),
+    )
     if replayed:
-        metrics.replays.labels("memory").inc()
+        scoring.metrics.replays.labels("memory").inc()
     return result
 
 
 async def accept(
-    *,
-    bridge: KafkaBridge,
-    answers: AnswerBook,
-    audit: AuditStore,
-    metrics: GatewayMetrics,
-    timeout: float,
-    payload: FeatureVector | list[FeatureVector],
-    request_id: str | None,
+    *, scoring: Scoring, payload: FeatureVector | list[FeatureVector], request_id: str | None
 ) -> Accepted:
     """``?wait=false``: publish (unless this id is already known) and say where the answer goes.
 
@@ -242,16 +228,16 @@ async def accept(
     id's record is on the broker: if a call in flight with the id fails to publish, so does
     this one (503), rather than promise an answer that cannot come.
     """
-    request, digest = _request(bridge.instance_id, payload, request_id)
+    request, digest = _request(scoring.bridge.instance_id, payload, request_id)
     rid = request.request_id
 
     async def publish() -> None:
-        if request_id is not None and await _known(audit, request, digest) is not None:
+        if request_id is not None and await _known(scoring.audit, request, digest) is not None:
             return  # published before, by another replica or before a restart
-        await bridge.submit(request, context=digest, timeout=timeout)
-        metrics.published.labels(_kind(request)).inc()
+        await scoring.bridge.submit(request, context=digest, timeout=scoring.timeout)
+        scoring.metrics.published.labels(_kind(request)).inc()
 
-    await answers.publish_once(rid, digest, publish)
+    await scoring.answers.publish_once(rid, digest, publish)
     return Accepted(request_id=rid, result_url=f"/v1/predictions/{quote(rid, safe='')}")
 
 

@@ -17,7 +17,7 @@ from gateway.bodies import (
     PredictBody,
     PredictionPublic,
 )
-from gateway.deps import Answers, Audit, Bridge, Checks, Kafka, Metrics, Settings
+from gateway.deps import Checks, Kafka, Scoring, Settings
 from gateway.errors import TooManyInstances
 from irisflow.schemas import FeatureVector
 
@@ -48,57 +48,27 @@ def _accepted(accepted: Accepted) -> JSONResponse:
 
 
 async def _score(
+    scoring: Scoring,
+    kafka: Kafka,
     payload: FeatureVector | list[FeatureVector],
     request_id: str | None,
-    *,
     wait: bool,
-    kafka: Kafka,
-    bridge: Bridge,
-    answers: Answers,
-    audit: Audit,
-    metrics: Metrics,
-    settings: Settings,
 ) -> BaseModel | JSONResponse:
     """The same for one instance and a batch: wait for the answer, or 202 at once."""
     kafka.require()
-    score = predicting.predict if wait else predicting.accept
-    answer = await score(
-        bridge=bridge,
-        answers=answers,
-        audit=audit,
-        metrics=metrics,
-        timeout=settings.gateway.predict_timeout_seconds,
-        payload=payload,
-        request_id=request_id,
-    )
-    return _accepted(answer) if isinstance(answer, Accepted) else answer
+    if not wait:
+        accepted = await predicting.accept(scoring=scoring, payload=payload, request_id=request_id)
+        return _accepted(accepted)
+    return await predicting.predict(scoring=scoring, payload=payload, request_id=request_id)
 
 
 @router.post("/predict", response_model=PredictionPublic, responses=_ERRORS)
 async def predict(
-    body: PredictBody,
-    checks: Checks,
-    kafka: Kafka,
-    bridge: Bridge,
-    answers: Answers,
-    audit: Audit,
-    metrics: Metrics,
-    settings: Settings,
-    wait: Wait = True,
+    body: PredictBody, checks: Checks, kafka: Kafka, scoring: Scoring, wait: Wait = True
 ) -> BaseModel | JSONResponse:
     """Score one instance: published to the requests topic, answered by a worker."""
     checks.check_features(body.features)
-    return await _score(
-        body.features,
-        body.request_id,
-        wait=wait,
-        kafka=kafka,
-        bridge=bridge,
-        answers=answers,
-        audit=audit,
-        metrics=metrics,
-        settings=settings,
-    )
+    return await _score(scoring, kafka, body.features, body.request_id, wait)
 
 
 @router.post(
@@ -113,10 +83,7 @@ async def predict_batch(
     body: BatchPredictBody,
     checks: Checks,
     kafka: Kafka,
-    bridge: Bridge,
-    answers: Answers,
-    audit: Audit,
-    metrics: Metrics,
+    scoring: Scoring,
     settings: Settings,
     wait: Wait = True,
 ) -> BaseModel | JSONResponse:
@@ -125,14 +92,4 @@ async def predict_batch(
     if len(body.instances) > limit:
         raise TooManyInstances(len(body.instances), limit)
     checks.check_instances(body.instances)
-    return await _score(
-        body.instances,
-        body.request_id,
-        wait=wait,
-        kafka=kafka,
-        bridge=bridge,
-        answers=answers,
-        audit=audit,
-        metrics=metrics,
-        settings=settings,
-    )
+    return await _score(scoring, kafka, body.instances, body.request_id, wait)

@@ -16,28 +16,11 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.audit.store import AuditBatch, AuditStore, records
-from tests.conftest import SettingsFactory
-from tests.factories import SETOSA, model_update
+from tests.factories import SETOSA
 
 ClientFactory = Callable[..., TestClient]
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def client_for(make_settings: SettingsFactory) -> ClientFactory:
-    def factory(**changes: Any) -> TestClient:
-        app = create_app(make_settings(**changes))
-        app.state.history.make_live(model_update(1))
-        return TestClient(app)
-
-    return factory
-
-
-@pytest.fixture
-def client(client_for: ClientFactory) -> TestClient:
-    return client_for()
 
 
 def _error(response: Any, status: int, code: str) -> dict[str, Any]:

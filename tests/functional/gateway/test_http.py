@@ -12,30 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.model_versions import ModelHistory
 from irisflow.registry import LocalRegistry
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, model_update
 
 ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture
-def client_for(make_settings: SettingsFactory) -> ClientFactory:
-    def factory(*, live: bool = True, kafka: bool = False, **changes: Any) -> TestClient:
-        app = create_app(make_settings(**changes))
-        if live:
-            app.state.history.make_live(model_update(1))
-        app.state.kafka.ready = kafka
-        return TestClient(app)
-
-    return factory
-
-
-@pytest.fixture
-def client(client_for: ClientFactory) -> TestClient:
-    return client_for()
 
 
 def _error(response: Any, status: int, code: str) -> dict[str, Any]:

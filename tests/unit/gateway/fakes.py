@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway import predicting
-from gateway.answer_book import AnswerBook
-from gateway.audit.store import AuditStore
 from gateway.bodies import Accepted
 from gateway.bridge import KafkaBridge
-from gateway.metrics import GatewayMetrics
 from irisflow.errors import KafkaUnavailable
 from irisflow.schemas import Prediction, PredictionRequest
 from irisflow.topics import Outgoing, decode_request
 
-__all__ = ["PROBS", "FakeBridge", "Scoring", "ScoringFactory"]
+__all__ = ["PROBS", "FakeBridge", "FakeScoring", "ScoringFactory"]
 
 PROBS = {"setosa": 0.9, "versicolor": 0.05, "virginica": 0.05}
 
@@ -73,35 +70,25 @@ class FakeBridge(KafkaBridge):
         self.deliver(request.request_id, answer.to_bytes())
 
 
-@dataclass
-class Scoring:
-    """What the predict path takes, with the two calls the routes make."""
+@dataclass(frozen=True)
+class FakeScoring(predicting.Scoring):
+    """The predict path over a :class:`FakeBridge`, with the two calls the routes make."""
 
-    bridge: FakeBridge
-    answers: AnswerBook
-    audit: AuditStore
-    metrics: GatewayMetrics = field(default_factory=GatewayMetrics.create)
-    timeout: float = 2.0
+    @property
+    def fake(self) -> FakeBridge:
+        assert isinstance(self.bridge, FakeBridge)
+        return self.bridge
 
     @property
     def published(self) -> list[PredictionRequest]:
-        return self.bridge.published
+        return self.fake.published
 
     async def predict(self, features: Any, rid: str | None) -> Any:
-        return await predicting.predict(**self._parts(), payload=features, request_id=rid)
+        return await predicting.predict(scoring=self, payload=features, request_id=rid)
 
     async def accept(self, features: Any, rid: str | None) -> Accepted:
-        return await predicting.accept(**self._parts(), payload=features, request_id=rid)
-
-    def _parts(self) -> dict[str, Any]:
-        return {
-            "bridge": self.bridge,
-            "answers": self.answers,
-            "audit": self.audit,
-            "metrics": self.metrics,
-            "timeout": self.timeout,
-        }
+        return await predicting.accept(scoring=self, payload=features, request_id=rid)
 
 
-ScoringFactory = Callable[..., Scoring]
+ScoringFactory = Callable[..., FakeScoring]
 """The ``make_scoring`` fixture: ``make_scoring(delay=…, timeout=…, silent=…)``."""

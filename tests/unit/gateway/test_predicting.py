@@ -20,10 +20,12 @@ from gateway.errors import RequestIdConflict
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
 from irisflow.schemas import Feedback, Prediction
 from tests.factories import SETOSA, VIRGINICA
-from tests.unit.gateway.fakes import Scoring, ScoringFactory
+from tests.unit.gateway.fakes import FakeScoring, ScoringFactory
 
 
-async def test_every_published_request_carries_the_digest_of_its_input(scoring: Scoring) -> None:
+async def test_every_published_request_carries_the_digest_of_its_input(
+    scoring: FakeScoring,
+) -> None:
     await scoring.predict(SETOSA, "d1")
     await scoring.accept(VIRGINICA, "d2")
     assert [(r.request_id, r.input_digest) for r in scoring.published] == [
@@ -32,14 +34,14 @@ async def test_every_published_request_carries_the_digest_of_its_input(scoring: 
     ]
 
 
-async def test_two_concurrent_calls_without_waiting_publish_once(scoring: Scoring) -> None:
+async def test_two_concurrent_calls_without_waiting_publish_once(scoring: FakeScoring) -> None:
     accepted = await asyncio.gather(*[scoring.accept(SETOSA, "w1") for _ in range(5)])
     assert {a.request_id for a in accepted} == {"w1"}
     assert [r.request_id for r in scoring.published] == ["w1"]
 
 
 async def test_a_waiting_call_awaits_the_answer_to_a_call_that_did_not_wait(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     accepted, answer = await asyncio.gather(
         scoring.accept(SETOSA, "w2"), scoring.predict(SETOSA, "w2")
@@ -51,7 +53,7 @@ async def test_a_waiting_call_awaits_the_answer_to_a_call_that_did_not_wait(
 
 
 async def test_the_same_id_with_other_input_is_a_conflict_with_or_without_waiting(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     await scoring.accept(SETOSA, "w3")
     with pytest.raises(RequestIdConflict):
@@ -67,7 +69,7 @@ async def test_the_same_id_with_other_input_is_a_conflict_with_or_without_waitin
 
 
 async def test_an_id_with_only_feedback_in_the_audit_is_published_and_answered(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     """Finding 4: feedback for a never-requested id must not make the id look published."""
     for rid in ("victim-1", "victim-2"):
@@ -83,7 +85,7 @@ async def test_an_id_with_only_feedback_in_the_audit_is_published_and_answered(
 
 
 async def test_a_failed_answer_to_a_call_that_did_not_wait_lets_a_retry_publish_again(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     await scoring.accept(SETOSA, "w5")
     late = Prediction(
@@ -92,42 +94,42 @@ async def test_a_failed_answer_to_a_call_that_did_not_wait_lets_a_retry_publish_
         error_code="no_model",
         input_digest=input_digest("single", SETOSA),
     )
-    scoring.bridge.deliver("w5", late.to_bytes())  # before the fake worker's answer
+    scoring.fake.deliver("w5", late.to_bytes())  # before the fake worker's answer
     await scoring.accept(SETOSA, "w5")
     assert [r.request_id for r in scoring.published] == ["w5", "w5"]
 
 
 async def test_a_late_answer_with_neither_a_result_nor_an_error_is_ignored(
-    scoring: Scoring, monkeypatch: pytest.MonkeyPatch
+    scoring: FakeScoring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Review finding: ``{"request_id": X}`` for a watched X used to hit an assert in the
     reader (which then died); it is ignored, and a retry of X is scored normally."""
     digest = input_digest("single", SETOSA)
-    decode = scoring.bridge._topic.decode
+    decode = scoring.fake._topic.decode
     monkeypatch.setattr(
-        scoring.bridge._topic,
+        scoring.fake._topic,
         "decode",
         lambda value, key=None: Prediction.model_construct(
             request_id="z1", input_digest=digest, error=None
         ),
     )
-    scoring.bridge.watch("z1", Prediction, digest, 0.0, digest)
-    scoring.bridge.deliver("z1", b'{"request_id": "z1"}')
-    monkeypatch.setattr(scoring.bridge._topic, "decode", decode)
+    scoring.fake.watch("z1", Prediction, digest, 0.0, digest)
+    scoring.fake.deliver("z1", b'{"request_id": "z1"}')
+    monkeypatch.setattr(scoring.fake._topic, "decode", decode)
     assert scoring.answers.lookup("z1", digest) is None
     answer = await scoring.predict(SETOSA, "z1")
     assert answer.label == "setosa"
 
 
 async def test_a_call_awaiting_an_id_with_only_feedback_in_the_audit_gets_the_answer(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     """Review finding: awaiting a claimed id read the audit's ``unrequested`` row (feedback
     only, no model version) as the answer and failed on an assert (a 500)."""
     scoring.audit.write(
         AuditBatch(feedback=[feedback_row(Feedback(request_id="u1", label="setosa"))])
     )
-    scoring.bridge.delay = 0.6  # the audit is polled (every 0.25 s) before the answer comes
+    scoring.fake.delay = 0.6  # the audit is polled (every 0.25 s) before the answer comes
     accepted, answer = await asyncio.gather(
         scoring.accept(SETOSA, "u1"), scoring.predict(SETOSA, "u1")
     )
@@ -136,12 +138,12 @@ async def test_a_call_awaiting_an_id_with_only_feedback_in_the_audit_gets_the_an
 
 
 async def test_a_transient_failure_seen_by_a_waiting_call_does_not_stick_to_the_id(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     """Review finding: ``?wait=false`` claimed the id, a concurrent waiting call took the
     ``no_model`` answer, and the claim stayed: every retry then awaited the audit's
     ``no_model`` (503) instead of publishing again, even with a model live."""
-    scoring.bridge.no_model = True
+    scoring.fake.no_model = True
     results = await asyncio.gather(
         scoring.accept(SETOSA, "c1"),
         scoring.predict(SETOSA, "c1"),
@@ -156,18 +158,18 @@ async def test_a_transient_failure_seen_by_a_waiting_call_does_not_stick_to_the_
     scoring.audit.write(
         AuditBatch(requests=[request_row(first)], predictions=[prediction_row(failed)])
     )
-    scoring.bridge.no_model = False  # a model is live now
+    scoring.fake.no_model = False  # a model is live now
     answer = await scoring.predict(SETOSA, "c1")
     assert answer.label == "setosa"
     assert [r.request_id for r in scoring.published] == ["c1", "c1"]
 
 
 async def test_no_202_for_a_record_a_concurrent_waiting_call_failed_to_publish(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     """Review finding: ``?wait=false`` answered 202 at once because a waiting call with the id
     was in flight; that call's publish then failed (503), and the 202 client polled forever."""
-    scoring.bridge.failing = 1
+    scoring.fake.failing = 1
     waiting = asyncio.ensure_future(scoring.predict(SETOSA, "p1"))
     await asyncio.sleep(0)
     with pytest.raises(KafkaUnavailable):
@@ -177,7 +179,7 @@ async def test_no_202_for_a_record_a_concurrent_waiting_call_failed_to_publish(
 
 
 async def test_no_wait_after_a_waiting_call_answers_once_that_call_has_published(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     waiting = asyncio.ensure_future(scoring.predict(SETOSA, "p2"))
     await asyncio.sleep(0)
@@ -188,11 +190,11 @@ async def test_no_wait_after_a_waiting_call_answers_once_that_call_has_published
 
 
 async def test_a_waiting_call_publishes_itself_if_the_claimed_publish_failed(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     """A waiting call that found the id claimed by ``?wait=false`` awaits that publish; if it
     failed, it publishes itself instead of waiting for an answer that cannot come."""
-    scoring.bridge.failing = 1  # the claim's publish fails; the waiting call's own succeeds
+    scoring.fake.failing = 1  # the claim's publish fails; the waiting call's own succeeds
     accepting = asyncio.ensure_future(scoring.accept(SETOSA, "p3"))
     await asyncio.sleep(0)
     assert scoring.answers.claimed("p3")
@@ -205,7 +207,7 @@ async def test_a_waiting_call_publishes_itself_if_the_claimed_publish_failed(
 
 
 async def test_a_repeated_id_is_answered_from_memory_without_scoring_again(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     """Idempotency: the second call gets the first answer and publishes nothing."""
     first = await scoring.predict(SETOSA, "m1")
@@ -216,7 +218,7 @@ async def test_a_repeated_id_is_answered_from_memory_without_scoring_again(
 
 
 async def test_concurrent_waiting_calls_with_one_id_share_one_publish_and_one_answer(
-    scoring: Scoring,
+    scoring: FakeScoring,
 ) -> None:
     """In-flight sharing: duplicates that arrive while the first waits await its answer."""
     answers = await asyncio.gather(*[scoring.predict(SETOSA, "f1") for _ in range(5)])
@@ -233,7 +235,7 @@ async def test_an_answer_that_comes_after_the_timeout_answers_the_retry(
     scoring = make_scoring(timeout=0.05, silent=True)
     with pytest.raises(PredictionTimeout):
         await scoring.predict(SETOSA, "l1")
-    scoring.bridge.answer(scoring.published[0])  # the worker catches up
+    scoring.fake.answer(scoring.published[0])  # the worker catches up
     answer = await scoring.predict(SETOSA, "l1")
     assert isinstance(answer, PredictionPublic)
     assert answer.label == "setosa"
