@@ -28,6 +28,8 @@ restarted if it ever fails.
 
 The producer is the core's: ``acks=all`` and idempotent, so an accepted request, feedback or
 admin command survives a leader failover and is not duplicated by the producer's retries.
+
+Which reply answers whom (waiters, watched ids, digest checks) is :mod:`gateway.replies`.
 """
 
 from __future__ import annotations
@@ -37,45 +39,20 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
-from gateway.errors import UnreadableAnswer
+from gateway.replies import Answer, LateHandler, Replies, Request, Shape, shape_of
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
 from irisflow.kafka.clients import assign_all, make_consumer, make_producer, send
-from irisflow.schemas import BatchPrediction, BatchPredictionRequest, Prediction, PredictionRequest
 from irisflow.settings import KafkaSettings
-from irisflow.topics import Outgoing, Refused, Topics
+from irisflow.topics import Outgoing, Topics
 
-__all__ = ["Answer", "KafkaBridge", "LateHandler", "Request", "complete"]
+__all__ = ["Answer", "KafkaBridge", "LateHandler", "Request"]
 
 log = logging.getLogger(__name__)
-
-Answer = Prediction | BatchPrediction
-Request = PredictionRequest | BatchPredictionRequest
-Shape = type[Prediction] | type[BatchPrediction]
-#: ``(request_id, context, answer, seconds since the request was sent)``
-LateHandler = Callable[[str, str, Answer, float], None]
-
-
-class _Mismatch(Exception):
-    """A reply under the awaited id that answers other input (or another shape)."""
-
-
-def complete(answer: Answer) -> bool:
-    """A success the caller can be given: its result and the version that produced it."""
-    if answer.model_version is None:
-        return False
-    if isinstance(answer, BatchPrediction):
-        return bool(answer.predictions)
-    return answer.label is not None
-
-
-def _shape_of(request: Request) -> Shape:
-    return BatchPrediction if isinstance(request, BatchPredictionRequest) else Prediction
 
 
 class KafkaBridge:
@@ -96,15 +73,16 @@ class KafkaBridge:
     ) -> None:
         self.kafka = kafka
         self.instance_id = instance_id or f"gw-{uuid.uuid4().hex[:8]}"
-        self.on_late = on_late
-        self.on_mismatch = on_mismatch
         self.on_error = on_error
         self.topics = Topics.of(kafka)
         """Every record the gateway produces is built by its topic (name, key, encoding)."""
-        self._topic = self.topics.predictions
-        self._watch_capacity = watch_capacity
-        self._pending: dict[str, tuple[Shape, str | None, asyncio.Future[Answer]]] = {}
-        self._watched: OrderedDict[str, tuple[Shape, str | None, str, float]] = OrderedDict()
+        self.replies = Replies(
+            self.topics.predictions,
+            on_late=on_late,
+            on_mismatch=on_mismatch,
+            watch_capacity=watch_capacity,
+        )
+        """Who waits for which reply (:mod:`gateway.replies`); the reader feeds it."""
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -132,9 +110,7 @@ class KafkaBridge:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        for _, _, pending in self._pending.values():
-            pending.cancel()
-        self._pending.clear()
+        self.replies.cancel_all()
         consumer, producer = self._consumer, self._producer
         self._reader = self._consumer = self._producer = None
         if consumer is not None:
@@ -180,7 +156,7 @@ class KafkaBridge:
         """One reply, in its own ``try``: a record that breaks its handling costs that record."""
         try:
             if record.key is not None:
-                self.deliver(record.key.decode(errors="replace"), record.value)
+                self.replies.deliver(record.key.decode(errors="replace"), record.value)
         except Exception:
             log.exception(
                 "%s[%s] offset %s: handling this answer failed; skipped",
@@ -192,56 +168,14 @@ class KafkaBridge:
                 self.on_error()
 
     def deliver(self, rid: str, value: bytes | None) -> None:
-        """Hand one record of the predictions topic to whoever waits for it (or watches it)."""
-        waiting = self._pending.get(rid)
-        if waiting is not None and not waiting[2].done():
-            shape, digest, future = waiting
-            try:
-                future.set_result(self._decode(rid, value, shape, digest))
-            except Refused as exc:
-                log.error("the answer to %s is unreadable: %s", rid, exc)
-                future.set_exception(UnreadableAnswer(f"the worker's answer is unreadable: {exc}"))
-            except _Mismatch as exc:
-                self._mismatched(rid, exc)
-            return
-        watched = self._watched.get(rid)
-        if watched is None or self.on_late is None:
-            return
-        shape, digest, context, sent = watched
-        try:
-            answer = self._decode(rid, value, shape, digest)
-        except Refused as exc:
-            log.warning("late answer to %s unreadable: %s", rid, exc)
-            return
-        except _Mismatch as exc:
-            self._mismatched(rid, exc)
-            return
-        del self._watched[rid]
-        self.on_late(rid, context, answer, time.monotonic() - sent)
-
-    def _decode(self, rid: str, value: bytes | None, shape: Shape, digest: str | None) -> Answer:
-        answer = self._topic.decode(value, rid.encode())
-        if not isinstance(answer, shape):
-            raise _Mismatch(f"a {type(answer).__name__} where a {shape.__name__} was awaited")
-        if answer.error is None and not complete(answer):
-            raise _Mismatch("neither a result (with its model version) nor an error")
-        if digest is not None and answer.input_digest != digest:
-            raise _Mismatch(f"input digest {answer.input_digest!r}, awaited {digest!r}")
-        return answer
-
-    def _mismatched(self, rid: str, exc: _Mismatch) -> None:
-        log.warning("ignoring an answer to %s that does not answer what was sent: %s", rid, exc)
-        if self.on_mismatch is not None:
-            self.on_mismatch()
+        """Hand one record of the predictions topic to :attr:`replies` (as the reader does)."""
+        self.replies.deliver(rid, value)
 
     def watch(
         self, rid: str, shape: Shape, context: str, sent: float, digest: str | None = None
     ) -> None:
-        """Hand the answer to ``rid`` to ``on_late`` when it comes (bounded, oldest dropped)."""
-        self._watched[rid] = (shape, digest, context, sent)
-        self._watched.move_to_end(rid)
-        while len(self._watched) > self._watch_capacity:
-            self._watched.popitem(last=False)
+        """See :meth:`Replies.watch`."""
+        self.replies.watch(rid, shape, context, sent, digest)
 
     async def publish(self, record: Outgoing, *, timeout: float) -> None:
         """Send one record built by its topic (``Topics.…record(message)``) and wait for the
@@ -257,9 +191,9 @@ class KafkaBridge:
 
     async def submit(self, request: Request, *, context: str, timeout: float) -> None:
         """Publish without waiting; the answer, when it comes, goes to ``on_late``."""
-        self.watch(
+        self.replies.watch(
             request.request_id,
-            _shape_of(request),
+            shape_of(request),
             context,
             time.monotonic(),
             request.input_digest,
@@ -296,10 +230,8 @@ class KafkaBridge:
         send: bool,
         on_sent: Callable[[], None] | None = None,
     ) -> Answer:
-        shape = _shape_of(request)
         rid = request.request_id
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = (shape, request.input_digest, future)
+        future = self.replies.expect(request)
         sent = time.monotonic()
         try:
             if send:
@@ -309,15 +241,13 @@ class KafkaBridge:
             try:
                 answer = await asyncio.wait_for(future, timeout=timeout)
             except TimeoutError as exc:
-                self.watch(rid, shape, context, sent, request.input_digest)
+                self.replies.watch(rid, shape_of(request), context, sent, request.input_digest)
                 raise PredictionTimeout(
                     f"no worker answered request {rid} within {timeout:g}s: check that "
                     "`irisflow worker` is running and keeping up"
                 ) from exc
         finally:
-            current = self._pending.get(rid)
-            if current is not None and current[2] is future:  # not a later waiter's entry
-                del self._pending[rid]
+            self.replies.forget(rid, future)
         if answer.error is not None:
             raise PredictionFailed(answer.error, code=answer.error_code or "invalid_request")
         return answer

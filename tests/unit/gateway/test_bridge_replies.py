@@ -78,7 +78,7 @@ def _incomplete(monkeypatch: pytest.MonkeyPatch, bridge: KafkaBridge) -> None:
     """The codec accepts ``{"request_id": …}`` alone (as the schema did before it required a
     label and version); the bridge must not rely on the schema refusing it."""
     monkeypatch.setattr(
-        bridge._topic,
+        bridge.replies.topic,
         "decode",
         lambda value, key=None: Prediction.model_construct(
             request_id=key.decode(), input_digest="single:mine", error=None

@@ -105,9 +105,9 @@ async def test_a_late_answer_with_neither_a_result_nor_an_error_is_ignored(
     """Review finding: ``{"request_id": X}`` for a watched X used to hit an assert in the
     reader (which then died); it is ignored, and a retry of X is scored normally."""
     digest = input_digest("single", SETOSA)
-    decode = scoring.fake._topic.decode
+    decode = scoring.fake.replies.topic.decode
     monkeypatch.setattr(
-        scoring.fake._topic,
+        scoring.fake.replies.topic,
         "decode",
         lambda value, key=None: Prediction.model_construct(
             request_id="z1", input_digest=digest, error=None
@@ -115,7 +115,7 @@ async def test_a_late_answer_with_neither_a_result_nor_an_error_is_ignored(
     )
     scoring.fake.watch("z1", Prediction, digest, 0.0, digest)
     scoring.fake.deliver("z1", b'{"request_id": "z1"}')
-    monkeypatch.setattr(scoring.fake._topic, "decode", decode)
+    monkeypatch.setattr(scoring.fake.replies.topic, "decode", decode)
     assert scoring.answers.lookup("z1", digest) is None
     answer = await scoring.predict(SETOSA, "z1")
     assert answer.label == "setosa"
