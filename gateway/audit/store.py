@@ -18,16 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import (
-    JSON,
-    Column,
     Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     create_engine,
     event,
     func,
@@ -36,68 +27,24 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.audit.records import AuditRecord, DriftAlarm, FeedbackPublic
-from gateway.bodies import InstancePublic
+from gateway.audit.records import AuditRecord, DriftAlarm
+from gateway.audit.tables import (
+    FEEDBACK_COLUMNS,
+    PREDICTION_COLUMNS,
+    REQUEST_COLUMNS,
+    drift_events,
+    metadata,
+    records,
+    to_record,
+)
 from irisflow.errors import ConfigError
 
 __all__ = ["AuditBatch", "AuditStore", "audit_url"]
 
 log = logging.getLogger(__name__)
-
-metadata = MetaData()
-records = Table(
-    "audit_records",
-    metadata,
-    Column("request_id", String(128), primary_key=True),
-    Column("kind", String(8), nullable=False),
-    Column("at", Float, nullable=False, index=True),
-    Column("sent_at", Float),
-    Column("features", JSON),
-    Column("reply_to", String(128)),
-    Column("n_instances", Integer, nullable=False),
-    Column("label", String(128)),
-    Column("probabilities", JSON),
-    Column("predictions", JSON),
-    Column("model_version", Integer),
-    Column("latency_seconds", Float),
-    Column("scored_at", Float, index=True),
-    Column("error", Text),
-    Column("error_code", String(32)),
-    Column("true_label", String(128)),
-    Column("labeled_at", Float, index=True),
-)
-drift_events = Table(
-    "audit_drift_events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("model_name", String(128), nullable=False),
-    Column("model_version", Integer),
-    Column("feature", String(128), nullable=False),
-    Column("detector", String(64), nullable=False),
-    Column("statistic", Float, nullable=False),
-    Column("threshold", Float, nullable=False),
-    Column("window_size", Integer, nullable=False),
-    Column("detected_at", Float, nullable=False, index=True),
-    UniqueConstraint("feature", "detector", "detected_at", name="uq_drift_event"),
-)
-
-#: The columns each topic owns (besides ``request_id``); an upsert updates only these.
-_REQUEST_COLUMNS = ("kind", "at", "sent_at", "features", "reply_to", "n_instances")
-_PREDICTION_COLUMNS = (
-    "kind",
-    "label",
-    "probabilities",
-    "predictions",
-    "model_version",
-    "latency_seconds",
-    "scored_at",
-    "error",
-    "error_code",
-)
-_FEEDBACK_COLUMNS = ("true_label", "labeled_at")
 
 
 def audit_url(configured: str | None, home: Path) -> str:
@@ -132,43 +79,6 @@ def _last_per_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _finite(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
-
-
-def _status(row: Row[Any]) -> Literal["pending", "answered", "failed", "unrequested"]:
-    if row.error is not None:
-        return "failed"
-    if row.scored_at is not None:
-        return "answered"
-    return "pending" if row.sent_at is not None else "unrequested"
-
-
-def _to_record(row: Row[Any]) -> AuditRecord:
-    feedback = None
-    if row.true_label is not None:
-        correct = None if row.kind == "batch" or row.label is None else row.label == row.true_label
-        feedback = FeedbackPublic(label=row.true_label, labeled_at=row.labeled_at, correct=correct)
-    predictions = None
-    if row.predictions is not None:
-        predictions = [InstancePublic.model_validate(p) for p in row.predictions]
-    return AuditRecord(
-        request_id=row.request_id,
-        kind=row.kind,
-        status=_status(row),
-        at=row.at,
-        sent_at=row.sent_at,
-        features=row.features,
-        reply_to=row.reply_to,
-        n_instances=row.n_instances,
-        label=row.label,
-        probabilities=row.probabilities,
-        predictions=predictions,
-        model_version=row.model_version,
-        latency_seconds=row.latency_seconds,
-        scored_at=row.scored_at,
-        error=row.error,
-        error_code=row.error_code,
-        feedback=feedback,
-    )
 
 
 class AuditStore:
@@ -208,9 +118,9 @@ class AuditStore:
     def write(self, batch: AuditBatch) -> None:
         """Apply one batch in one transaction (all of it or none, then offsets are committed)."""
         with self.engine.begin() as conn:
-            self._upsert(conn, batch.requests, _REQUEST_COLUMNS)
-            self._upsert(conn, batch.predictions, _PREDICTION_COLUMNS)
-            self._upsert(conn, batch.feedback, _FEEDBACK_COLUMNS)
+            self._upsert(conn, batch.requests, REQUEST_COLUMNS)
+            self._upsert(conn, batch.predictions, PREDICTION_COLUMNS)
+            self._upsert(conn, batch.feedback, FEEDBACK_COLUMNS)
             if batch.drift:
                 dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
                 stmt = dialect.insert(drift_events).on_conflict_do_nothing()
@@ -219,7 +129,7 @@ class AuditStore:
     def get(self, request_id: str) -> AuditRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(records).where(records.c.request_id == request_id)).first()
-        return _to_record(row) if row is not None else None
+        return to_record(row) if row is not None else None
 
     def page(
         self,
@@ -237,7 +147,7 @@ class AuditStore:
         key = records.c.at.asc() if order == "asc" else records.c.at.desc()
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(key, records.c.request_id).limit(limit)).all()
-        return [_to_record(row) for row in rows]
+        return [to_record(row) for row in rows]
 
     def window(self, since: float, *, limit: int = 20000) -> Sequence[Any]:
         """Recent rows for the dashboard's counts, newest first, at most ``limit``.

@@ -16,7 +16,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.audit.store import AuditBatch, AuditStore, records
+from gateway.audit.store import AuditBatch, AuditStore
+from gateway.audit.tables import records
 from tests.factories import SETOSA
 
 ClientFactory = Callable[..., TestClient]

@@ -1,0 +1,126 @@
+"""The audit's two tables, which columns each topic owns, and a stored row read back.
+
+One row per request id in ``audit_records``: the request, the prediction and the feedback each
+write only their own columns (:data:`REQUEST_COLUMNS`, …), so the three may arrive in any order.
+Drift alarms are rows of their own, unique per feature, detector and time. Apart from
+:mod:`gateway.audit.store` (the engine and the statements) so the schema reads on one page.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Row
+
+from gateway.audit.records import AuditRecord, FeedbackPublic
+from gateway.bodies import InstancePublic
+
+__all__ = [
+    "FEEDBACK_COLUMNS",
+    "PREDICTION_COLUMNS",
+    "REQUEST_COLUMNS",
+    "drift_events",
+    "metadata",
+    "records",
+    "to_record",
+]
+
+metadata = MetaData()
+records = Table(
+    "audit_records",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("at", Float, nullable=False, index=True),
+    Column("sent_at", Float),
+    Column("features", JSON),
+    Column("reply_to", String(128)),
+    Column("n_instances", Integer, nullable=False),
+    Column("label", String(128)),
+    Column("probabilities", JSON),
+    Column("predictions", JSON),
+    Column("model_version", Integer),
+    Column("latency_seconds", Float),
+    Column("scored_at", Float, index=True),
+    Column("error", Text),
+    Column("error_code", String(32)),
+    Column("true_label", String(128)),
+    Column("labeled_at", Float, index=True),
+)
+drift_events = Table(
+    "audit_drift_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", Integer),
+    Column("feature", String(128), nullable=False),
+    Column("detector", String(64), nullable=False),
+    Column("statistic", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("window_size", Integer, nullable=False),
+    Column("detected_at", Float, nullable=False, index=True),
+    UniqueConstraint("feature", "detector", "detected_at", name="uq_drift_event"),
+)
+
+#: The columns each topic owns (besides ``request_id``); an upsert updates only these.
+REQUEST_COLUMNS = ("kind", "at", "sent_at", "features", "reply_to", "n_instances")
+PREDICTION_COLUMNS = (
+    "kind",
+    "label",
+    "probabilities",
+    "predictions",
+    "model_version",
+    "latency_seconds",
+    "scored_at",
+    "error",
+    "error_code",
+)
+FEEDBACK_COLUMNS = ("true_label", "labeled_at")
+
+
+def _status(row: Row[Any]) -> Literal["pending", "answered", "failed", "unrequested"]:
+    if row.error is not None:
+        return "failed"
+    if row.scored_at is not None:
+        return "answered"
+    return "pending" if row.sent_at is not None else "unrequested"
+
+
+def to_record(row: Row[Any]) -> AuditRecord:
+    feedback = None
+    if row.true_label is not None:
+        correct = None if row.kind == "batch" or row.label is None else row.label == row.true_label
+        feedback = FeedbackPublic(label=row.true_label, labeled_at=row.labeled_at, correct=correct)
+    predictions = None
+    if row.predictions is not None:
+        predictions = [InstancePublic.model_validate(p) for p in row.predictions]
+    return AuditRecord(
+        request_id=row.request_id,
+        kind=row.kind,
+        status=_status(row),
+        at=row.at,
+        sent_at=row.sent_at,
+        features=row.features,
+        reply_to=row.reply_to,
+        n_instances=row.n_instances,
+        label=row.label,
+        probabilities=row.probabilities,
+        predictions=predictions,
+        model_version=row.model_version,
+        latency_seconds=row.latency_seconds,
+        scored_at=row.scored_at,
+        error=row.error,
+        error_code=row.error_code,
+        feedback=feedback,
+    )
