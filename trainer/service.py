@@ -25,30 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
 
-from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.clients import make_consumer, make_producer, send
 from irisflow.kafka.model_topic import ModelFeed
-from irisflow.registry import LocalRegistry, load_update
+from irisflow.registry import load_update
 from irisflow.schemas import LabeledSample, ModelUpdate, RetrainRequest
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
-from trainer.data import Dataset, combine, load_dataset
-from trainer.decisions import Decision, DecisionLog
+from trainer.data import load_dataset
+from trainer.decisions import Decision
 from trainer.feed import ModelFeedStopped, until
-from trainer.gate import judge, split_recent
-from trainer.inputs import Labeled, TrainerInput, Window, unlearnable, why_unlearnable
+from trainer.inputs import Labeled, TrainerInput, Window
 from trainer.metrics import TrainerMetrics
-from trainer.publish import save_and_publish
-from trainer.training import TrainingOutcome, rows_needed_per_class, train_on
+from trainer.retraining import Retraining, TrainFn
+from trainer.training import train_on
 
 __all__ = ["CONSUMER", "Decision", "ModelFeedStopped", "RetrainingService"]
 
@@ -56,11 +50,6 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "trainer"
 """The name the trainer signs its dead letters with."""
-
-TrainFn = Callable[[Dataset], TrainingOutcome]
-
-_INFRASTRUCTURE = (KafkaError, KafkaUnavailable)
-"""Errors that say Kafka is unreachable: no decision could be recorded, so let them crash."""
 
 
 class RetrainingService:
@@ -75,12 +64,7 @@ class RetrainingService:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or TrainerMetrics.create()
-        self.decisions: list[Decision] = []
-        self._train = train or (lambda data: train_on(data, settings.training, show_progress=False))
         self._window = Window(settings.retraining.window_size)
-        self._champion: tuple[ModelUpdate, Any] | None = None
-        self._newest_published: int | None = None
-        """The newest version on the model topic (loadable or not): the next one's parent."""
         self._last_drift_retrain = float("-inf")
         self._base = load_dataset(settings.data, base_dir=settings.params_path.parent)
         self._topics = Topics.of(settings.kafka)
@@ -94,7 +78,14 @@ class RetrainingService:
             on_letter=self._letters_counted,
         )
         self._outbox: list[Outgoing] = []
-        self._log = DecisionLog(LocalRegistry(settings.registry_dir), self.metrics)
+        self._retraining = Retraining(
+            settings,
+            window=self._window,
+            base=self._base,
+            train=train or (lambda data: train_on(data, settings.training, show_progress=False)),
+            metrics=self.metrics,
+            refuse=self._refuse_quietly,
+        )
         self._feed: ModelFeed | None = None
         self.ready = asyncio.Event()
 
@@ -110,12 +101,17 @@ class RetrainingService:
             if self._feed is not None and self._feed.caught_up.is_set():
                 await self._feed.refuse(update, error)
             return False
-        self._champion = (update, model)
+        self._retraining.champion = (update, model)
         self.metrics.live_version.set(update.version)
         return True
 
     def _seen(self, update: ModelUpdate) -> None:
-        self._newest_published = update.version
+        self._retraining.newest_published = update.version
+
+    @property
+    def decisions(self) -> list[Decision]:
+        """Every decision taken since the service started, oldest first."""
+        return self._retraining.decisions
 
     async def run(self) -> None:
         topics = self._topics
@@ -243,79 +239,8 @@ class RetrainingService:
             await send(producer, letter)
 
     async def retrain(self, trigger: str) -> Decision:
-        """Train a challenger on base data + recent labels, gate it, publish it if it wins.
+        """One retraining decision (see :class:`~trainer.retraining.Retraining`)."""
+        return await self._retraining.retrain(trigger)
 
-        Never raises for a failed training (that is a ``failed`` decision); Kafka errors and
-        cancellation propagate, leaving the labels uncommitted for the next start.
-        """
-        started = time.perf_counter()
-        excluded = self._screen()
-        outcome: TrainingOutcome | None = None
-        try:
-            decision, outcome = await self._attempt(trigger, started)
-        except _INFRASTRUCTURE:
-            raise
-        except Exception as exc:
-            decision = self._failed(trigger, started, exc)
-        decision = dataclasses.replace(decision, excluded=excluded)
-        parent = self._champion[0].version if self._champion else None
-        self._log.record(decision, outcome, parent_version=parent)
-        self.decisions.append(decision)
-        self._window.decided()
-        self.metrics.pending_labels.set(0)
-        return decision
-
-    def _split(self, count: int) -> tuple[Any, Any]:
-        return split_recent(
-            count,
-            holdout_fraction=self.settings.retraining.holdout_fraction,
-            random_state=self.settings.training.random_state,
-        )
-
-    def _screen(self) -> int:
-        """Dead-letter and drop the samples training could not use (see :func:`unlearnable`)."""
-        minimum = rows_needed_per_class(self.settings.training)
-        found = unlearnable(self._window, self._base, minimum=minimum, split=self._split)
-        for label, entries in found.items():
-            error = why_unlearnable(label, self._base, minimum=minimum)
-            log.warning("retraining: %d labeled samples left out: %s", len(entries), error)
-            for entry in entries:
-                self._refuse(entry.record, Reason.SCHEMA_MISMATCH, error, quiet=True)
-            self._window.drop(entries)
-        return sum(len(entries) for entries in found.values())
-
-    async def _attempt(self, trigger: str, started: float) -> tuple[Decision, TrainingOutcome]:
-        x, y = self._window.arrays(self._base.feature_names)
-        train_idx, hold_idx = self._split(len(y))
-        dataset = combine(self._base, x[train_idx], y[train_idx])
-        outcome = await asyncio.to_thread(self._train, dataset)
-        champion = self._champion[1] if self._champion else None
-        gate = judge(
-            outcome.model,
-            champion,
-            x[hold_idx],
-            y[hold_idx],
-            tolerance=self.settings.retraining.tolerance,
-            manual=trigger == "manual",
-        )
-        version = None
-        if gate.promoted:
-            update = await save_and_publish(
-                self.settings, outcome, trigger=trigger, live_version=self._newest_published
-            )
-            self._newest_published = update.version  # before the feed brings it back
-            version = update.version
-        seconds = time.perf_counter() - started
-        return Decision(trigger, gate, version, outcome.algorithm, seconds), outcome
-
-    def _failed(self, trigger: str, started: float, exc: Exception) -> Decision:
-        """Dead-letter the samples this retraining was the first to use and drop them."""
-        error = f"{type(exc).__name__}: {exc}"
-        log.debug("retraining (%s) failed", trigger, exc_info=True)
-        pending = self._window.drop_pending()
-        for entry in pending:
-            reason = f"retraining ({trigger}) failed: {error}"
-            self._refuse(entry.record, Reason.TRAINING_FAILED, reason, quiet=True)
-        seconds = time.perf_counter() - started
-        tolerance = self.settings.retraining.tolerance
-        return Decision.failed(trigger, error, seconds, tolerance, dead_lettered=len(pending))
+    def _refuse_quietly(self, record: Incoming, reason: Reason, error: str) -> None:
+        self._refuse(record, reason, error, quiet=True)

@@ -424,7 +424,7 @@ def test_a_model_update_that_raises_anything_while_loading_is_refused_and_dead_l
     assert asyncio.run(service._on_model(model_update(3))) is False
 
     assert refused == [(3, "TypeError: 'int' object is not iterable")]
-    assert service._champion is None
+    assert service._retraining.champion is None
 
 
 class _Client:
@@ -491,7 +491,7 @@ def test_a_promoted_challenger_is_numbered_from_the_model_feed_without_reading_t
         published.append(live_version)
         return model_update((live_version or 0) + 1)
 
-    monkeypatch.setattr("trainer.service.save_and_publish", save_and_publish)
+    monkeypatch.setattr("trainer.retraining.save_and_publish", save_and_publish)
     service = RetrainingService(settings)
     service._seen(model_update(4))  # the feed saw version 4 on the topic (it need not load)
 
