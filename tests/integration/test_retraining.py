@@ -21,6 +21,7 @@ from irisflow.settings import load_settings
 from tests.conftest import unique_params
 from tests.e2e.conftest import Stack
 from tests.factories import SETOSA, iris_xy, model_update
+from tests.integration.labels import send_labeled
 from trainer.data import Dataset
 from trainer.service import Decision, RetrainingService
 from trainer.training import TrainingOutcome, train_on
@@ -74,23 +75,15 @@ async def _send_labels(stack: Stack, count: int, seed: int) -> None:
     x, y = iris_xy()
     rows = np.random.default_rng(seed).choice(len(y), size=count, replace=True)
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-    producer = make_producer(stack.settings.kafka)
-    await producer.start()
-    try:
-        for i, row in enumerate(rows):
-            sample = LabeledSample(
-                request_id=f"s{seed}-{i}",
-                features=dict(zip(names, map(float, x[row]), strict=True)),
-                true_label=str(y[row]),
-            )
-            await producer.send(
-                stack.settings.kafka.topics.labeled,
-                key=sample.request_id.encode(),
-                value=sample.to_bytes(),
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
+    samples = (
+        LabeledSample(
+            request_id=f"s{seed}-{i}",
+            features=dict(zip(names, map(float, x[row]), strict=True)),
+            true_label=str(y[row]),
+        )
+        for i, row in enumerate(rows)
+    )
+    await send_labeled(stack.settings.kafka, samples)
 
 
 async def _next_decision(service: RetrainingService, seen: int, timeout: float = 120) -> Decision:

@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 
 from irisflow.cli.dead_letters import LetterFilter, read_letters
 from irisflow.kafka.admin import ensure_topics
-from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.kafka.clients import make_consumer
 from irisflow.kafka.model_topic import read_live_update
 from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import LabeledSample
@@ -31,6 +31,7 @@ from irisflow.settings import load_settings
 from tests.conftest import unique_params
 from tests.e2e.conftest import Stack
 from tests.factories import IRIS_FEATURES, iris_xy
+from tests.integration.labels import send_labeled
 
 pytestmark = pytest.mark.kafka
 
@@ -96,21 +97,7 @@ def _samples(prefix: str, labels: list[str] | None = None) -> list[LabeledSample
 
 
 def _send(stack: Stack, samples: list[LabeledSample]) -> None:
-    async def produce() -> None:
-        producer = make_producer(stack.settings.kafka)
-        await producer.start()
-        try:
-            for sample in samples:
-                await producer.send(
-                    stack.settings.kafka.topics.labeled,
-                    key=sample.request_id.encode(),
-                    value=sample.to_bytes(),
-                )
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    asyncio.run(produce())
+    asyncio.run(send_labeled(stack.settings.kafka, samples))
 
 
 def _decisions(stack: Stack, count: int, timeout: float = 120) -> list[dict[str, Any]]:
