@@ -165,7 +165,7 @@ async def _connect(parts: _Parts) -> None:
     )
 
     def on_live(meta: ModelMetadata) -> None:
-        metrics.live_version.set(meta.version)
+        metrics.live_model_version.set(meta.version)
 
     feed = AuditFeed(
         settings.kafka,
@@ -232,17 +232,17 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        metrics.in_flight.inc()
+        metrics.http_in_flight.inc()
         status = 500
         try:
             response = await call_next(request)
             status = response.status_code
             return response
         finally:
-            metrics.in_flight.dec()
+            metrics.http_in_flight.dec()
             route = request.scope.get("route")
             path = getattr(route, "path", "unmatched")
-            metrics.requests.labels(path, request.method, str(status)).observe(
+            metrics.http_request_duration.labels(path, request.method, str(status)).observe(
                 time.perf_counter() - started
             )
 

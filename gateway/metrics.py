@@ -14,13 +14,13 @@ __all__ = ["GatewayMetrics"]
 @dataclass
 class GatewayMetrics:
     registry: CollectorRegistry
-    requests: Histogram
-    in_flight: Gauge
+    http_request_duration: Histogram
+    http_in_flight: Gauge
     kafka_round_trip: Histogram
     timeouts: Counter
-    live_version: Gauge
+    live_model_version: Gauge
     kafka_up: Gauge
-    replays: Counter
+    replayed_answers: Counter
     published: Counter
     audit_records: Counter
     audit_skipped: Counter
@@ -37,14 +37,14 @@ class GatewayMetrics:
         registry = CollectorRegistry()
         return cls(
             registry=registry,
-            requests=Histogram(
+            http_request_duration=Histogram(
                 "irisflow_http_request_duration_seconds",
                 "HTTP requests by route and status",
                 ["route", "method", "status"],
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
-            in_flight=Gauge(
+            http_in_flight=Gauge(
                 "irisflow_http_requests_in_flight",
                 "HTTP requests being served",
                 registry=registry,
@@ -61,7 +61,7 @@ class GatewayMetrics:
                 "Predictions not answered in time",
                 registry=registry,
             ),
-            live_version=Gauge(
+            live_model_version=Gauge(
                 "irisflow_gateway_live_model_version",
                 "Live model version the gateway knows of",
                 registry=registry,
@@ -71,7 +71,7 @@ class GatewayMetrics:
                 "1 while a Kafka broker answers the gateway's probe, else 0",
                 registry=registry,
             ),
-            replays=Counter(
+            replayed_answers=Counter(
                 "irisflow_gateway_replayed_answers_total",
                 "Repeated request ids answered without scoring again (source: memory, audit)",
                 ["source"],

@@ -59,7 +59,9 @@ def _request(
     return single, digest
 
 
-def _kind(request: Request) -> str:
+def _published_kind(request: Request) -> str:
+    """The ``kind`` label of ``irisflow_gateway_published_total`` (``request`` for one instance,
+    beside ``feedback``, ``retrain`` and ``promote``; dashboards read these values)."""
     return "batch" if isinstance(request, BatchPredictionRequest) else "request"
 
 
@@ -181,7 +183,7 @@ async def _answer(scoring: Scoring, request: Request, digest: str, client_id: bo
     kind = "batch" if isinstance(request, BatchPredictionRequest) else "single"
     record = await _known(scoring.audit, request, digest) if client_id else None
     if record is not None and record.status != "pending":
-        metrics.replays.labels("audit").inc()
+        metrics.replayed_answers.labels("audit").inc()
         return _from_audit(record)
     rid = request.request_id
     started = time.perf_counter()
@@ -191,7 +193,7 @@ async def _answer(scoring: Scoring, request: Request, digest: str, client_id: bo
         if record is not None or await answers.claim_published(rid):
             answers.sent(rid)
             return await _await_pending(bridge, scoring.audit, request, digest, timeout)
-        metrics.published.labels(_kind(request)).inc()
+        metrics.published.labels(_published_kind(request)).inc()
         answer = await bridge.request(
             request, context=digest, timeout=timeout, on_sent=lambda: answers.sent(rid)
         )
@@ -214,7 +216,7 @@ async def predict(
         lambda: _answer(scoring, request, digest, client_id=request_id is not None),
     )
     if replayed:
-        scoring.metrics.replays.labels("memory").inc()
+        scoring.metrics.replayed_answers.labels("memory").inc()
     return result
 
 
@@ -235,7 +237,7 @@ async def accept(
         if request_id is not None and await _known(scoring.audit, request, digest) is not None:
             return  # published before, by another replica or before a restart
         await scoring.bridge.submit(request, context=digest, timeout=scoring.timeout)
-        scoring.metrics.published.labels(_kind(request)).inc()
+        scoring.metrics.published.labels(_published_kind(request)).inc()
 
     await scoring.answers.publish_once(rid, digest, publish)
     return Accepted(request_id=rid, result_url=f"/v1/predictions/{quote(rid, safe='')}")

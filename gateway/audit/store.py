@@ -214,14 +214,4 @@ class AuditStore:
             rows = conn.execute(query).all()
         # rows stored before the feed refused NaN and Infinity must not break the dashboard
         finite = (r for r in rows if _finite(r.statistic, r.threshold, r.detected_at))
-        return [
-            DriftAlarm(
-                feature=row.feature,
-                detector=row.detector,
-                statistic=row.statistic,
-                threshold=row.threshold,
-                model_version=row.model_version,
-                detected_at=row.detected_at,
-            )
-            for row in finite
-        ]
+        return [DriftAlarm.model_validate(row, from_attributes=True) for row in finite]

@@ -47,9 +47,9 @@ def _refused(checks: InputChecks, instances: list[dict[str, Any]]) -> list[tuple
     return [(f.field, f.message) for f in capped(list(caught.value.fields))]
 
 
-def test_a_valid_batch_checks_its_values_without_a_python_loop_per_value(
-    checks: InputChecks, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def value_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the values checked one at a time (in Python) from now on."""
     calls: list[str] = []
     original = FeatureSchema.value_problem
 
@@ -58,21 +58,19 @@ def test_a_valid_batch_checks_its_values_without_a_python_loop_per_value(
         return original(self, name, value)
 
     monkeypatch.setattr(FeatureSchema, "value_problem", counted)
+    return calls
+
+
+def test_a_valid_batch_checks_its_values_without_a_python_loop_per_value(
+    checks: InputChecks, value_checks: list[str]
+) -> None:
+    calls = value_checks
     checks.check_instances([SETOSA, VIRGINICA] * 500)
     assert calls == []
 
 
-def test_only_the_bad_rows_are_described(
-    checks: InputChecks, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[str] = []
-    original = FeatureSchema.value_problem
-
-    def counted(self: FeatureSchema, name: str, value: float) -> str | None:
-        calls.append(name)
-        return original(self, name, value)
-
-    monkeypatch.setattr(FeatureSchema, "value_problem", counted)
+def test_only_the_bad_rows_are_described(checks: InputChecks, value_checks: list[str]) -> None:
+    calls = value_checks
     instances = [SETOSA] * 999 + [{**SETOSA, "petal_width": 1e39}]
     assert _refused(checks, instances)[0][0] == "instances.999.petal_width"
     assert len(calls) == len(SETOSA)

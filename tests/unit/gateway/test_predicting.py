@@ -214,7 +214,7 @@ async def test_a_repeated_id_is_answered_from_memory_without_scoring_again(
     again = await scoring.predict(SETOSA, "m1")
     assert again == first
     assert [r.request_id for r in scoring.published] == ["m1"]
-    assert scoring.metrics.replays.labels("memory")._value.get() == 1
+    assert scoring.metrics.replayed_answers.labels("memory")._value.get() == 1
 
 
 async def test_concurrent_waiting_calls_with_one_id_share_one_publish_and_one_answer(
