@@ -91,20 +91,9 @@ def build_app(settings: Settings, *, sink: Sink | None = None) -> StreamsApp:
         max_reference_std=settings.features.max_reference_std,
     )
     feed = _model_feed(settings, holder, metrics)
-    pipeline = Pipeline(
-        settings,
-        holder=holder,
-        metrics=metrics,
-        join_data=table.data,
-        changelog_topic=table.changelog_topic.get_topic_name(),
-    )
-    rebalances = Rebalances(
-        app, topics={names.requests, names.feedback}, bootstrap=settings.kafka.bootstrap_servers
-    )
-    app.sensors.add(rebalances)
-
-    def owned() -> set[int]:
-        return {tp.partition for tp in app.consumer.assignment() if tp.topic == names.feedback}
+    pipeline = _pipeline(settings, holder, metrics, table)
+    rebalances = _rebalances(app, settings)
+    owned = _owned_partitions(app, names.feedback)
 
     _follow_models(app, feed)
     lane, score_agent = _score(app, settings, requests, pipeline, feed, sink, owned)
@@ -128,6 +117,34 @@ def build_app(settings: Settings, *, sink: Sink | None = None) -> StreamsApp:
         sink=sink,
         lane=lane,
     )
+
+
+def _pipeline(
+    settings: Settings, holder: ModelHolder, metrics: WorkerMetrics, table: Any
+) -> Pipeline:
+    return Pipeline(
+        settings,
+        holder=holder,
+        metrics=metrics,
+        join_data=table.data,
+        changelog_topic=table.changelog_topic.get_topic_name(),
+    )
+
+
+def _rebalances(app: faust.App, settings: Settings) -> Rebalances:
+    """Whether a rebalance of the worker's own topics is under way (health reads it)."""
+    names = settings.kafka.topics
+    topics = {names.requests, names.feedback}
+    rebalances = Rebalances(app, topics=topics, bootstrap=settings.kafka.bootstrap_servers)
+    app.sensors.add(rebalances)
+    return rebalances
+
+
+def _owned_partitions(app: faust.App, feedback_topic: str) -> Owned:
+    def owned() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == feedback_topic}
+
+    return owned
 
 
 def _follow_models(app: faust.App, feed: ModelFeed) -> None:
