@@ -106,7 +106,24 @@ class MeanShift(_Adwin):
         self.drift_detected = found
 
 
-class DecileKS:
+class _WindowTest:
+    """What both window tests report: a statistic over the last values, judged against a limit."""
+
+    def __init__(self, threshold: float) -> None:
+        self.limit = threshold
+        self.drift_detected = False
+        self._statistic = 0.0
+
+    @property
+    def statistic(self) -> float:
+        return self._statistic
+
+    @property
+    def threshold(self) -> float:
+        return self.limit
+
+
+class DecileKS(_WindowTest):
     """Max gap between the live CDF over the last ``window`` values and the reference deciles.
 
     Judges only a full window. ``deciles`` are the 10%..90% quantiles of the training data.
@@ -115,6 +132,7 @@ class DecileKS:
     name = "ks"
 
     def __init__(self, *, deciles: Sequence[float], window: int = 500, threshold: float = 0.15):
+        super().__init__(threshold)
         self._edges = np.sort(np.asarray(deciles, dtype=np.float64))
         levels = len(self._edges)
         self._levels = np.arange(1, levels + 1) / (levels + 1)
@@ -127,9 +145,6 @@ class DecileKS:
         self._below_hist = np.zeros(levels + 1, dtype=np.int64)
         self._count = 0
         self._next = 0
-        self.limit = threshold
-        self.drift_detected = False
-        self._statistic = 0.0
 
     def update(self, x: float) -> None:
         self.update_many([x])
@@ -167,14 +182,6 @@ class DecileKS:
         return float(gaps.max())
 
     @property
-    def statistic(self) -> float:
-        return self._statistic
-
-    @property
-    def threshold(self) -> float:
-        return self.limit
-
-    @property
     def window(self) -> int:
         return self._count
 
@@ -189,7 +196,7 @@ def psi(actual: Mapping[str, float], expected: Mapping[str, float]) -> float:
     return total
 
 
-class ClassFrequency:
+class ClassFrequency(_WindowTest):
     """PSI of the predicted classes in the last ``window`` predictions vs the training prior."""
 
     name = "psi"
@@ -197,12 +204,10 @@ class ClassFrequency:
     def __init__(
         self, *, prior: Mapping[str, float], window: int = 500, threshold: float = 0.2
     ) -> None:
+        super().__init__(threshold)
         self._prior = dict(prior)
         self._recent: deque[str] = deque(maxlen=window)
         self._counts: Counter[str] = Counter()
-        self.limit = threshold
-        self.drift_detected = False
-        self._statistic = 0.0
 
     def update(self, label: str) -> None:
         self.update_many([label])
@@ -217,14 +222,6 @@ class ClassFrequency:
         n = len(recent)
         self._statistic = psi({k: c / n for k, c in counts.items()}, self._prior) if n else 0.0
         self.drift_detected = n == recent.maxlen and self._statistic > self.limit
-
-    @property
-    def statistic(self) -> float:
-        return self._statistic
-
-    @property
-    def threshold(self) -> float:
-        return self.limit
 
     @property
     def window(self) -> int:
