@@ -25,7 +25,6 @@ from gateway.answer_book import AnswerBook
 from gateway.audit.feed import AuditFeed
 from gateway.audit.store import AuditStore, audit_url
 from gateway.bridge import KafkaBridge
-from gateway.deps import LegacyState
 from gateway.errors import install_error_handlers
 from gateway.input_checks import InputChecks
 from gateway.kafka_health import KafkaHealth
@@ -216,7 +215,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for name, part in vars(parts).items():
         setattr(app.state, name, part)  # read by the dependencies in gateway.deps
-    app.state.legacy = LegacyState(parts.settings, parts.history, parts.bridge, parts.kafka)
     app.openapi = live_openapi(  # type: ignore[method-assign]
         app, parts.checks, max_batch=settings.gateway.max_batch_instances
     )

@@ -46,7 +46,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.replies import Answer, LateHandler, Replies, Request, Shape, shape_of
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
-from irisflow.kafka.clients import assign_all, make_consumer, make_producer, send
+from irisflow.kafka.clients import answers_metadata, assign_all, make_consumer, make_producer, send
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Outgoing, Topics
 
@@ -122,11 +122,7 @@ class KafkaBridge:
         """Whether a broker answers a metadata request now (the readiness probe)."""
         if self._producer is None:
             return False
-        try:
-            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout)
-        except (KafkaError, TimeoutError, OSError):
-            return False
-        return True
+        return await answers_metadata(self._producer, timeout=timeout)
 
     async def _read_forever(self) -> None:
         """The reply reader, restarted whenever it fails (see the module docstring)."""

@@ -8,7 +8,6 @@ a worker thread). A route asks for exactly the parts it uses.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, TypeVar, cast
 
 from fastapi import Depends, Request
@@ -29,12 +28,10 @@ __all__ = [
     "Checks",
     "History",
     "Kafka",
-    "LegacyState",
     "Live",
     "Metrics",
     "Scoring",
     "Settings",
-    "State",
 ]
 
 T = TypeVar("T")
@@ -66,26 +63,3 @@ Metrics = Annotated[GatewayMetrics, Depends(_part("metrics", GatewayMetrics))]
 Scoring = Annotated[ScoringParts, Depends(_part("scoring", ScoringParts))]
 """What the predict path takes (:class:`gateway.predicting.Scoring`)."""
 Settings = Annotated[IrisflowSettings, Depends(_part("settings", IrisflowSettings))]
-
-
-@dataclass(frozen=True)
-class LegacyState:
-    """The old all-in-one view, for ``routes/models.py`` only (see :data:`State`)."""
-
-    settings: IrisflowSettings
-    history: ModelHistory
-    bridge: KafkaBridge
-    kafka: KafkaHealth
-
-    @property
-    def live(self) -> ModelMetadata | None:
-        return self.history.live
-
-    def require_kafka(self) -> None:
-        self.kafka.require()
-
-
-State = Annotated[LegacyState, Depends(_part("legacy", LegacyState))]
-"""Transitional: only ``routes/models.py`` (being changed by another hand) still takes the old
-all-in-one view; it reads ``settings``, ``history``, ``live``, ``bridge`` and
-``require_kafka()``. Move it to the aliases above, then delete this and ``LegacyState``."""

@@ -13,7 +13,7 @@ from gateway.bodies import (
     RetrainAccepted,
     RetrainBody,
 )
-from gateway.deps import Metrics, State
+from gateway.deps import Bridge, History, Kafka, Live, Metrics, Settings
 from gateway.model_versions import KnownVersion
 from gateway.security import AdminKey
 from irisflow.registry import republish
@@ -38,13 +38,11 @@ def _public(known: KnownVersion, live: int | None) -> dict[str, object]:
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(state: State) -> ModelList:
+async def list_models(history: History, live: Live, settings: Settings) -> ModelList:
     """Every version this gateway knows of, with its metrics, and which one is live."""
-    live = state.live.version if state.live else None
-    versions = [
-        ModelVersionPublic.model_validate(_public(k, live)) for k in state.history.versions()
-    ]
-    return ModelList(model_name=state.settings.model_name, live_version=live, versions=versions)
+    version = live.version if live else None
+    versions = [ModelVersionPublic.model_validate(_public(k, version)) for k in history.versions()]
+    return ModelList(model_name=settings.model_name, live_version=version, versions=versions)
 
 
 @router.get(
@@ -52,10 +50,10 @@ async def list_models(state: State) -> ModelList:
     response_model=ModelVersionDetail,
     responses={404: {"model": ErrorBody, "description": "Unknown version"}},
 )
-async def get_model(version: int, state: State) -> ModelVersionDetail:
+async def get_model(version: int, history: History, live: Live) -> ModelVersionDetail:
     """One version: metrics, feature schema, classes, reference statistics."""
-    live = state.live.version if state.live else None
-    return ModelVersionDetail.model_validate(_public(state.history.version(version), live))
+    live_version = live.version if live else None
+    return ModelVersionDetail.model_validate(_public(history.version(version), live_version))
 
 
 @router.post(
@@ -64,12 +62,19 @@ async def get_model(version: int, state: State) -> ModelVersionDetail:
     response_model=PromoteAccepted,
     responses={**_ADMIN_ERRORS, 404: {"model": ErrorBody, "description": "Unknown version"}},
 )
-async def promote(version: int, state: State, metrics: Metrics, _: AdminKey) -> PromoteAccepted:
+async def promote(
+    version: int,
+    history: History,
+    kafka_health: Kafka,
+    settings: Settings,
+    metrics: Metrics,
+    _: AdminKey,
+) -> PromoteAccepted:
     """Make a version live again by republishing it to model-updates (this is a rollback)."""
-    state.require_kafka()
-    update, source = state.history.update_for(version)
-    kafka = state.settings.kafka
-    await republish(kafka, update, limits=state.settings.artifacts)
+    kafka_health.require()
+    update, source = history.update_for(version)
+    kafka = settings.kafka
+    await republish(kafka, update, limits=settings.artifacts)
     metrics.published.labels("promote").inc()
     return PromoteAccepted(
         model_name=update.model_name,
@@ -81,14 +86,19 @@ async def promote(version: int, state: State, metrics: Metrics, _: AdminKey) -> 
 
 @router.post("/retrain", status_code=202, response_model=RetrainAccepted, responses=_ADMIN_ERRORS)
 async def retrain(
-    state: State, metrics: Metrics, _: AdminKey, body: RetrainBody | None = None
+    bridge: Bridge,
+    kafka_health: Kafka,
+    settings: Settings,
+    metrics: Metrics,
+    _: AdminKey,
+    body: RetrainBody | None = None,
 ) -> RetrainAccepted:
     """Ask the retraining service (``irisflow trainer``) to retrain now."""
-    state.require_kafka()
+    kafka_health.require()
     reason = body.reason if body is not None else RetrainBody().reason
-    name = state.settings.model_name
+    name = settings.model_name
     message = RetrainRequest(model_name=name, reason=reason, requested_by="gateway")
-    record = state.bridge.topics.retrain_requests.record(message)
-    await state.bridge.publish(record, timeout=state.settings.gateway.predict_timeout_seconds)
+    record = bridge.topics.retrain_requests.record(message)
+    await bridge.publish(record, timeout=settings.gateway.predict_timeout_seconds)
     metrics.published.labels("retrain").inc()
     return RetrainAccepted(model_name=name, reason=reason, topic=record.topic)

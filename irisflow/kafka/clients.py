@@ -14,6 +14,7 @@ import asyncio
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from irisflow.errors import KafkaUnavailable
 from irisflow.settings import KafkaSettings
@@ -22,6 +23,7 @@ from irisflow.topics import Outgoing
 __all__ = [
     "TopicMissing",
     "aiokafka_producer_of",
+    "answers_metadata",
     "assign_all",
     "behind",
     "make_consumer",
@@ -123,3 +125,13 @@ def aiokafka_producer_of(faust_app: Any) -> AIOKafkaProducer:
     commits source offsets (so records sent through it are covered by Faust's commits)."""
     producer: AIOKafkaProducer = faust_app.producer._ensure_producer()
     return producer
+
+
+async def answers_metadata(producer: AIOKafkaProducer, *, timeout: float) -> bool:
+    """Whether a broker answers ``producer``'s metadata request within ``timeout`` seconds
+    (a readiness probe that reuses a connected client instead of opening a new one)."""
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+    except (KafkaError, TimeoutError, OSError):
+        return False
+    return True
