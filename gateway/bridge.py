@@ -47,6 +47,7 @@ from aiokafka.errors import KafkaError
 from gateway.replies import Answer, LateHandler, Replies, Request, Shape, shape_of
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
 from irisflow.kafka.clients import answers_metadata, assign_all, make_consumer, make_producer, send
+from irisflow.schemas import ErrorCode
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Outgoing, Topics
 
@@ -245,5 +246,7 @@ class KafkaBridge:
         finally:
             self.replies.forget(rid, future)
         if answer.error is not None:
-            raise PredictionFailed(answer.error, code=answer.error_code or "invalid_request")
+            raise PredictionFailed(
+                answer.error, code=answer.error_code or ErrorCode.INVALID_REQUEST
+            )
         return answer

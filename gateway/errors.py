@@ -29,7 +29,7 @@ from irisflow.errors import (
     PredictionTimeout,
     SchemaError,
 )
-from irisflow.schemas import clip
+from irisflow.schemas import ErrorCode, clip
 
 __all__ = [
     "MAX_MESSAGE",
@@ -122,7 +122,13 @@ MOST_FIELDS = 20
 MAX_MESSAGE = 4000
 """Characters of an error message (the fields carry the detail)."""
 
-_FAILED_STATUS = {"no_model": 503, "schema_mismatch": 422, "invalid_request": 422}
+_FAILED_STATUS: dict[str, int] = {
+    ErrorCode.NO_MODEL: 503,
+    ErrorCode.SCHEMA_MISMATCH: 422,
+    ErrorCode.INVALID_REQUEST: 422,
+    ErrorCode.OUT_OF_DOMAIN: 422,
+}
+"""A worker's error answer as HTTP: every :class:`~irisflow.schemas.ErrorCode` has its status."""
 _UNNAMED_LOCATIONS = ("body", "path")
 """A body field or a path parameter is named by itself (``request_id``, ``features.x``)."""
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}

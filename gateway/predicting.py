@@ -34,6 +34,7 @@ from irisflow.errors import PredictionFailed, PredictionTimeout
 from irisflow.schemas import (
     BatchPrediction,
     BatchPredictionRequest,
+    ErrorCode,
     FeatureVector,
     PredictionRequest,
 )
@@ -102,7 +103,7 @@ def _usable(record: AuditRecord) -> bool:
 def _from_audit(record: AuditRecord) -> BaseModel:
     """The answer a :func:`_usable` row holds (a failed row's error is raised)."""
     if record.error is not None:
-        raise PredictionFailed(record.error, code=record.error_code or "invalid_request")
+        raise PredictionFailed(record.error, code=record.error_code or ErrorCode.INVALID_REQUEST)
     version, latency = record.model_version, record.latency_seconds or 0.0
     if version is None or not _usable(record):
         raise UnreadableAnswer(f"the audit holds no complete answer to {record.request_id}")
@@ -123,7 +124,7 @@ def _from_audit(record: AuditRecord) -> BaseModel:
 
 
 #: Failures that a retry may cure: the id is scored again rather than answered from the audit.
-_TRANSIENT = {"no_model"}
+_TRANSIENT = {ErrorCode.NO_MODEL}
 
 
 async def _known(audit: AuditStore, request: Request, digest: str) -> AuditRecord | None:

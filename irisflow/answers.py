@@ -17,8 +17,8 @@ import orjson
 
 from irisflow.schemas import (
     SCHEMA_VERSION,
-    AnswerError,
     BatchPredictionRequest,
+    ErrorCode,
     PredictionRequest,
     clip,
 )
@@ -29,7 +29,7 @@ __all__ = ["error_answer", "scored_answer"]
 def error_answer(
     request_id: str,
     error: str,
-    code: AnswerError,
+    code: ErrorCode,
     *,
     model_version: int | None,
     latency_seconds: float,

@@ -11,6 +11,7 @@ timestamps bounded, so nothing a producer sends can make a consumer compute with
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import (
@@ -26,11 +27,11 @@ from irisflow.errors import SchemaError
 __all__ = [
     "REQUEST_ID_PATTERN",
     "SCHEMA_VERSION",
-    "AnswerError",
     "BatchPrediction",
     "BatchPredictionRequest",
     "DeadLetter",
     "DriftEvent",
+    "ErrorCode",
     "FeatureStats",
     "FeatureVector",
     "Feedback",
@@ -93,8 +94,18 @@ def describe_validation_error(error: ValidationError, *, most: int = 10) -> str:
     return clip("; ".join(parts))
 
 
-AnswerError = Literal["no_model", "invalid_request", "schema_mismatch", "out_of_domain"]
-"""Why a request was answered with an error instead of a label (HTTP 503, 422, 422, 422)."""
+class ErrorCode(StrEnum):
+    """Why a request was answered with an error instead of a label: one word the worker writes,
+    the audit stores and the gateway maps to an HTTP status (in ``gateway/errors.py``)."""
+
+    NO_MODEL = "no_model"
+    """No model is live yet (HTTP 503: retry once one is)."""
+    INVALID_REQUEST = "invalid_request"
+    """The request could not be decoded, or the model could not score it (HTTP 422)."""
+    SCHEMA_MISMATCH = "schema_mismatch"
+    """Feature names other than the live model's (HTTP 422)."""
+    OUT_OF_DOMAIN = "out_of_domain"
+    """Values the model cannot compute with (HTTP 422)."""
 
 
 class WireMessage(BaseModel):
@@ -165,7 +176,7 @@ class _Answer(WireMessage):
     latency_seconds: Seconds = 0.0
     scored_at: Timestamp = Field(default_factory=now)
     error: Text | None = None
-    error_code: AnswerError | None = None
+    error_code: ErrorCode | None = None
     reply_to: Name | None = None
     input_digest: Digest | None = None
 

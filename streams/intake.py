@@ -23,8 +23,8 @@ from irisflow.answers import error_answer
 from irisflow.features import FeatureSchema
 from irisflow.schemas import (
     REQUEST_ID_PATTERN,
-    AnswerError,
     BatchPredictionRequest,
+    ErrorCode,
     ModelMetadata,
     PredictionRequest,
 )
@@ -147,7 +147,7 @@ def unanswerable(
     value = error_answer(
         record.key.decode(),
         error,
-        "invalid_request",
+        ErrorCode.INVALID_REQUEST,
         model_version=None,
         latency_seconds=0.0,
         scored_at=now,
@@ -203,7 +203,7 @@ class Intake:
         record: Incoming,
         request: Request,
         error: str,
-        code: AnswerError,
+        code: ErrorCode,
         now: float,
         *,
         reason: Reason | None = None,
@@ -215,7 +215,7 @@ class Intake:
             request.request_id,
             error,
             code,
-            model_version=self.model.version if self.model and code != "no_model" else None,
+            model_version=self.model.version if self.model and code != ErrorCode.NO_MODEL else None,
             latency_seconds=max(0.0, now - request.sent_at),
             scored_at=now,
             reply_to=request.reply_to,
@@ -236,12 +236,17 @@ class Intake:
             self.result.answers += unanswerable(record, self.answers_topic, now, error)
             return
         if self.model is None:
-            self.refuse(record, request, NO_MODEL, "no_model", now)
+            self.refuse(record, request, NO_MODEL, ErrorCode.NO_MODEL, now)
             return
         problem = _name_problem(request, self.model)
         if problem:
             self.refuse(
-                record, request, problem, "schema_mismatch", now, reason=Reason.SCHEMA_MISMATCH
+                record,
+                request,
+                problem,
+                ErrorCode.SCHEMA_MISMATCH,
+                now,
+                reason=Reason.SCHEMA_MISMATCH,
             )
             return
         self.valid.append((record, request))
@@ -251,7 +256,9 @@ class Intake:
         assert self.model is not None
         bad = self.model.schema.out_of_domain(matrix)
         describe = _domain_error(self.model)
-        return self.refuse_rows(matrix, bad, now, Reason.OUT_OF_DOMAIN, "out_of_domain", describe)
+        return self.refuse_rows(
+            matrix, bad, now, Reason.OUT_OF_DOMAIN, ErrorCode.OUT_OF_DOMAIN, describe
+        )
 
     def refuse_rows(
         self,
@@ -259,7 +266,7 @@ class Intake:
         bad_rows: np.ndarray,
         now: float,
         reason: Reason,
-        code: AnswerError,
+        code: ErrorCode,
         describe: Describe,
     ) -> np.ndarray:
         """Refuse every request with a bad row and keep the rest: ``matrix`` without their rows

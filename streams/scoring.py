@@ -23,7 +23,7 @@ import numpy as np
 import sklearn
 
 from irisflow.answers import scored_answer
-from irisflow.schemas import PredictionRequest
+from irisflow.schemas import ErrorCode, PredictionRequest
 from irisflow.topics import DeadLetters, Incoming, Reason
 from streams.intake import (
     CONSUMER,
@@ -99,7 +99,12 @@ def _isolate_failures(model: LiveModel, batch: Intake, now: float) -> None:
         except Exception as exc:
             error = f"the model raised while scoring this request: {exc!r}"
             batch.refuse(
-                record, request, error, "invalid_request", now, reason=Reason.PROCESSING_FAILED
+                record,
+                request,
+                error,
+                ErrorCode.INVALID_REQUEST,
+                now,
+                reason=Reason.PROCESSING_FAILED,
             )
         else:
             kept.append((record, request))
@@ -129,7 +134,12 @@ def _guarded_probabilities(
         error = f"the model raised while scoring this batch: {exc!r}"
         for record, request in batch.valid:
             batch.refuse(
-                record, request, error, "invalid_request", clock(), reason=Reason.PROCESSING_FAILED
+                record,
+                request,
+                error,
+                ErrorCode.INVALID_REQUEST,
+                clock(),
+                reason=Reason.PROCESSING_FAILED,
             )
         batch.valid = []
         return None
@@ -145,7 +155,7 @@ def _finite_probabilities(
     matrix, probabilities = scored  # rare: score again without the offending rows
     finite = np.isfinite(probabilities).all(axis=1)
     matrix = batch.refuse_rows(
-        matrix, ~finite, clock(), Reason.UNSCORABLE, "invalid_request", _unscorable
+        matrix, ~finite, clock(), Reason.UNSCORABLE, ErrorCode.INVALID_REQUEST, _unscorable
     )
     if not batch.valid:
         return None
