@@ -7,6 +7,9 @@ bytes are even parsed.
 
 The registry folder is the trainer's durable record (and what rollback republishes from); the
 compacted ``model-updates`` topic is what every worker reads, so no worker needs this folder.
+
+Just over 300 lines: the checks an artifact passes and the folder that keeps it belong
+together (the registry re-checks what it serves and republishes).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ codec (:mod:`irisflow.topics`), which turns any parse or validation failure into
 :class:`~irisflow.topics.Refused` whose message names the offending field; that message is
 what a dead letter records and what an HTTP 422 shows. Floats are finite, strings and
 timestamps bounded, so nothing a producer sends can make a consumer compute with NaN.
+
+Over 300 lines on purpose: the wire contract is one module (a reader sees every topic's shape
+in one place, and every component imports it from here).
 """
 
 from __future__ import annotations

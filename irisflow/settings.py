@@ -4,6 +4,9 @@ ML knobs live in ``params.yaml`` (so DVC can track them); infrastructure comes f
 environment variables, so the same params file runs on a laptop and in a cluster. Every entry
 point calls :func:`load_settings` once and passes the result down; nothing deeper reads the
 environment.
+
+Over 300 lines on purpose: every knob lives here, in one typed tree, so one file answers "what
+can be configured, and what are its limits".
 """
 
 from __future__ import annotations

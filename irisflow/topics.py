@@ -9,6 +9,9 @@ No consumer raises on a bad record.
 Keys are part of the contract: requests, predictions, feedback and labeled samples are keyed
 by request id, which is what co-partitions a request with its feedback and its join entry; a
 record whose key is not its value's id would land in the wrong partition, so it is refused.
+
+Over 300 lines on purpose: the codec, the reasons it refuses with and the dead letters those
+refusals become are one contract; split, a change to one would be easy to miss in the others.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Why not a mock: users judge irisflow on what happens when a process dies, and only a real broker
 (group rebalances, committed offsets, compaction) shows that. The jars are resolved once through
 the committed ``pom.xml`` into a cache outside git; starting a broker afterwards needs only Java.
+
+About 370 lines, kept whole: one broker's life cycle (jars, configuration, format, start,
+readiness, stop) reads best in order in one place.
 """
 
 from __future__ import annotations
