@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from irisflow.kafka.admin import ensure_topics
-from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.errors import KafkaUnavailable
+from irisflow.kafka.admin import ensure_topics, wait_for_kafka
+from irisflow.kafka.clients import TopicMissing, assign_all, make_consumer, make_producer
 from irisflow.kafka.model_topic import ModelFeed, publish_update, read_live_update
+from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import DeadLetter, ModelUpdate
 from irisflow.settings import Settings
 from streams.model_updates import ModelHolder
@@ -202,3 +205,27 @@ async def _dead_letters(settings: Settings, count: int, timeout: float = 20.0) -
         await consumer.stop()
     assert len(found) == count, found
     return found
+
+
+def test_following_a_topic_that_does_not_exist_fails_with_what_to_do(
+    kafka_settings: SettingsFactory,
+) -> None:
+    settings = kafka_settings()
+
+    async def check() -> None:
+        consumer = make_consumer(settings.kafka, group_id=None)
+        await consumer.start()
+        try:
+            with pytest.raises(TopicMissing, match="irisflow kafka topics"):
+                await assign_all(consumer, "no-such-topic-here", start="beginning", timeout=0.5)
+        finally:
+            await consumer.stop()
+
+    asyncio.run(check())
+
+
+def test_waiting_for_a_broker_that_is_not_there_says_what_to_do() -> None:
+    started = time.monotonic()
+    with pytest.raises(KafkaUnavailable, match="irisflow kafka start"):
+        asyncio.run(wait_for_kafka(f"127.0.0.1:{free_port()}", timeout=1.0))
+    assert time.monotonic() - started < 15

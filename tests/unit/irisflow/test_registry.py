@@ -9,12 +9,14 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from irisflow.errors import ArtifactError, ModelNotFound
 from irisflow.registry import (
     LocalRegistry,
+    check_contract,
     deserialize_model,
     load_update,
     republish,
@@ -172,3 +174,45 @@ def test_an_estimator_crafted_to_make_the_checks_themselves_raise_is_refused() -
     update = model_update(3).model_copy(update={"artifact": data, "sha256": sha256_hex(data)})
     with pytest.raises(ArtifactError, match="contract"):
         load_update(update, ArtifactSettings())
+
+
+class _Scorer:
+    """A stand-in estimator whose ``predict_proba`` returns (or raises) what a test needs."""
+
+    n_features_in_ = 4
+    classes_ = np.array(["setosa", "versicolor", "virginica"])
+
+    def __init__(self, answer: object) -> None:
+        self._answer = answer
+
+    def predict_proba(self, rows: np.ndarray) -> object:
+        if isinstance(self._answer, Exception):
+            raise self._answer
+        return self._answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (ValueError("boom"), "failed a smoke prediction"),
+        (np.full((3, 2), 0.5), "shape"),
+        (np.full((3, 3), float("nan")), "not finite"),
+        (np.full((3, 3), 0.5), "sum to one"),
+    ],
+)
+def test_a_smoke_prediction_that_is_not_a_probability_is_refused(answer: object, why: str) -> None:
+    with pytest.raises(ArtifactError, match=why):
+        check_contract(_Scorer(answer), model_update(1).metadata())
+
+
+def test_a_version_without_reference_statistics_is_smoke_tested_on_zeros() -> None:
+    meta = model_update(1).metadata().model_copy(update={"reference_stats": {}})
+    check_contract(fitted_pipeline(), meta)  # no error: zeros are a valid input
+
+
+def test_an_estimator_fit_on_named_columns_must_name_the_metadatas_features() -> None:
+    x, y = iris_xy()
+    frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+    model = LogisticRegression(max_iter=300).fit(frame, y)
+    with pytest.raises(ArtifactError, match="fit on features"):
+        check_contract(model, model_update(1).metadata())
