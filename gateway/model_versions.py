@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from irisflow.errors import IrisflowError, ModelNotFound
+from irisflow.errors import ArtifactError, IrisflowError, ModelNotFound
 from irisflow.kafka.model_topic import ModelFeed
-from irisflow.registry import LocalRegistry, load_update, sha256_hex
+from irisflow.registry import LocalRegistry, load_update, verify_checksum
 from irisflow.schemas import ModelMetadata, ModelUpdate
 from irisflow.settings import ArtifactSettings, KafkaSettings
 
@@ -68,12 +68,10 @@ class ModelHistory:
 
     def _keep(self, update: ModelUpdate) -> bool:
         """One whose bytes fail their checksum is refused (it is live nowhere)."""
-        if sha256_hex(update.artifact) != update.sha256:
-            log.error(
-                "gateway: ignoring %s version %d: artifact checksum mismatch",
-                update.model_name,
-                update.version,
-            )
+        try:
+            verify_checksum(update.artifact, update.sha256)
+        except ArtifactError as exc:
+            log.error("gateway: ignoring %s version %d: %s", update.model_name, update.version, exc)
             return False
         self._seen[update.version] = update.metadata()
         self._artifacts[update.version] = update

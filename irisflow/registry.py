@@ -44,6 +44,7 @@ __all__ = [
     "republish",
     "serialize_model",
     "sha256_hex",
+    "verify_checksum",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,15 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.metrics._dist_metrics.MinkowskiDistance64",
     "sklearn.metrics._dist_metrics.ChebyshevDistance64",
 )
+
+
+def verify_checksum(artifact: bytes, sha256: str) -> None:
+    """The one checksum rule: the bytes are the ones their version was published with."""
+    actual = sha256_hex(artifact)
+    if actual != sha256:
+        raise ArtifactError(
+            f"artifact checksum mismatch: expected {sha256[:12]}…, got {actual[:12]}…"
+        )
 
 
 def sha256_hex(data: bytes) -> str:
@@ -175,11 +185,7 @@ def deserialize_model(
     artifact: bytes, *, sha256: str, limits: ArtifactSettings | None = None
 ) -> Any:
     """Load a model only if its checksum matches, it fits the limits and every type is trusted."""
-    actual = sha256_hex(artifact)
-    if actual != sha256:
-        raise ArtifactError(
-            f"artifact checksum mismatch: expected {sha256[:12]}…, got {actual[:12]}…"
-        )
+    verify_checksum(artifact, sha256)
     _check_archive(artifact, limits or ArtifactSettings())
     try:
         untrusted = sio.get_untrusted_types(data=artifact)
@@ -254,8 +260,7 @@ class LocalRegistry:
         """The full update (metadata + verified artifact bytes), ready to republish."""
         meta = self.metadata(version)
         artifact = (self.version_dir(version) / "model.skops").read_bytes()
-        if sha256_hex(artifact) != meta.sha256:
-            raise ArtifactError(f"registry artifact of version {version} fails its checksum")
+        verify_checksum(artifact, meta.sha256)
         return ModelUpdate(**meta.model_dump(), artifact=artifact)
 
     def save(self, update: ModelUpdate, *, extra_files: dict[str, bytes] | None = None) -> Path:
