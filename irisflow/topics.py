@@ -343,6 +343,22 @@ class DeadLetters:
         self._on_letter = on_letter
         self._clock = clock
 
+    @classmethod
+    def to(
+        cls,
+        kafka: KafkaSettings,
+        consumer: str,
+        *,
+        on_letter: Callable[[str, str, str], None] | None = None,
+    ) -> DeadLetters:
+        """The letters ``consumer`` sends to the configured dead-letter topic, sized for it."""
+        return cls(
+            kafka.topics.dead_letters,
+            consumer,
+            max_message_bytes=kafka.max_message_bytes,
+            on_letter=on_letter,
+        )
+
     def letter(
         self,
         record: Incoming,

@@ -48,14 +48,8 @@ class Pipeline:
         self.settings = settings
         self.topics = settings.kafka.topics
         self.typed = Topics(self.topics)
-        size = settings.kafka.max_message_bytes
         self._letters = {
-            consumer: DeadLetters(
-                self.topics.dead_letters,
-                consumer,
-                max_message_bytes=size,
-                on_letter=metrics.on_letter,
-            )
+            consumer: DeadLetters.to(settings.kafka, consumer, on_letter=metrics.on_letter)
             for consumer in (SCORING, JOIN)
         }
         self.holder = holder

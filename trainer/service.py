@@ -71,12 +71,7 @@ class RetrainingService:
         self._input = TrainerInput(
             self._topics, self._base, max_reference_std=settings.features.max_reference_std
         )
-        self._letters = DeadLetters(
-            self._topics.dead_letters.name,
-            CONSUMER,
-            max_message_bytes=settings.kafka.max_message_bytes,
-            on_letter=self._letters_counted,
-        )
+        self._letters = DeadLetters.to(settings.kafka, CONSUMER, on_letter=self._letters_counted)
         self._outbox: list[Outgoing] = []
         self._retraining = Retraining(
             settings,

@@ -164,12 +164,7 @@ class AuditFeed:
         self._group = audit_group_id(kafka.app_id, store.url)
         self._on_written = on_written or (lambda stream, n: None)
         self._on_skipped = on_skipped or (lambda stream: None)
-        self._letters = DeadLetters(
-            kafka.topics.dead_letters,
-            CONSUMER,
-            max_message_bytes=kafka.max_message_bytes,
-            on_letter=on_letter,
-        )
+        self._letters = DeadLetters.to(kafka, CONSUMER, on_letter=on_letter)
         routes = [
             _Route("requests", topics.requests, request_row),
             _Route("predictions", topics.predictions, prediction_row),

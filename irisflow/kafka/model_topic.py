@@ -61,12 +61,7 @@ class ModelFeed:
         self._model_name = model_name
         self._accept = accept
         self._on_seen = on_seen or (lambda update: None)
-        self._letters = DeadLetters(
-            kafka.topics.dead_letters,
-            consumer,
-            max_message_bytes=kafka.max_message_bytes,
-            on_letter=on_letter,
-        )
+        self._letters = DeadLetters.to(kafka, consumer, on_letter=on_letter)
         self.consumer_name = consumer
         self.refused_records = 0
         self._offered: tuple[ModelUpdate, Incoming] | None = None
