@@ -14,13 +14,35 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from irisflow.kafka.admin import ensure_topics
+from irisflow.kafka.clients import assign_all, behind, make_consumer
 from irisflow.kafka.model_topic import publish_update
 from irisflow.local.broker.runtime import free_port
-from irisflow.settings import Settings, load_settings
+from irisflow.settings import KafkaSettings, Settings, load_settings
 from tests.conftest import unique_params
 from tests.factories import model_update
+
+
+def records_on(kafka: KafkaSettings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on ``topic`` so far, read from the beginning through the core's follow."""
+
+    async def read() -> list[ConsumerRecord[bytes, bytes]]:
+        consumer = make_consumer(kafka, group_id=None)
+        await consumer.start()
+        try:
+            tps = await assign_all(consumer, topic, start="beginning")
+            end = await consumer.end_offsets(tps)
+            found: list[ConsumerRecord[bytes, bytes]] = []
+            while await behind(consumer, end):
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    found += records
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
 
 
 def _ok(url: str) -> bool:

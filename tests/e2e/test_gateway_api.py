@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -11,11 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
 
-from irisflow.kafka.clients import make_consumer
 from irisflow.settings import KafkaSettings
-from tests.e2e.conftest import GATEWAY_API_KEY, Stack
+from tests.e2e.conftest import GATEWAY_API_KEY, Stack, records_on
 from tests.factories import SETOSA, VIRGINICA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -44,28 +41,7 @@ def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
 
 def _records_on(kafka: KafkaSettings, topic: str, key: str | None = None) -> list[bytes]:
     """Every value on ``topic`` (optionally only under ``key``), read from the beginning."""
-
-    async def read() -> list[bytes]:
-        consumer = make_consumer(kafka, group_id=None)
-        await consumer.start()
-        try:
-            parts = consumer.partitions_for_topic(topic)
-            while not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic)
-            tps = [TopicPartition(topic, p) for p in parts]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            found = []
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    found += [r.value for r in records if key is None or r.key == key.encode()]
-            return found
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return [r.value for r in records_on(kafka, topic) if key is None or r.key == key.encode()]
 
 
 def _metric(stack: Stack, name: str, labels: str = "") -> float:

@@ -18,15 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
 from sklearn.linear_model import LogisticRegression
 
-from irisflow.kafka.clients import make_consumer, make_producer
+from irisflow.kafka.clients import make_producer
 from irisflow.kafka.model_topic import publish_update
 from irisflow.registry import serialize_model
 from irisflow.schemas import DeadLetter, ModelUpdate
 from irisflow.settings import KafkaSettings
-from tests.e2e.conftest import Stack, launch_stack, stop_all
+from tests.e2e.conftest import Stack, launch_stack, records_on, stop_all
 from tests.factories import SETOSA, iris_xy, model_update
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -55,29 +54,7 @@ def _produce(kafka: KafkaSettings, topic: str, key: bytes, value: bytes) -> None
 
 def _letters(kafka: KafkaSettings) -> list[DeadLetter]:
     """Every dead letter so far, read from the beginning."""
-
-    async def read() -> list[DeadLetter]:
-        topic = kafka.topics.dead_letters
-        consumer = make_consumer(kafka, group_id=None)
-        await consumer.start()
-        try:
-            parts = consumer.partitions_for_topic(topic)
-            while not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic)
-            tps = [TopicPartition(topic, p) for p in parts]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            found = []
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    found += [DeadLetter.from_bytes(r.value) for r in records]
-            return found
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return [DeadLetter.from_bytes(r.value) for r in records_on(kafka, kafka.topics.dead_letters)]
 
 
 def _metric(url: str, name: str, **labels: str) -> float:
