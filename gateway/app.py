@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -29,6 +28,7 @@ from gateway.errors import install_error_handlers
 from gateway.input_checks import InputChecks
 from gateway.kafka_health import KafkaHealth
 from gateway.limits import BodyLimit
+from gateway.measure import Measure
 from gateway.metrics import GatewayMetrics
 from gateway.model_versions import ModelHistory, model_feed
 from gateway.openapi import live_openapi
@@ -222,26 +222,8 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (predict, predictions, feedback, models, stats, health, dashboard):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
-    # Inside ``measure`` (added after it), so refused bodies are counted by route and status.
+    # Inside ``Measure`` (added after it), so refused bodies are counted by route and status.
     app.add_middleware(BodyLimit, max_bytes=settings.gateway.max_body_bytes)
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        metrics.http_in_flight.inc()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            metrics.http_in_flight.dec()
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            metrics.http_request_duration.labels(path, request.method, str(status)).observe(
-                time.perf_counter() - started
-            )
+    app.add_middleware(Measure, metrics=metrics)
 
     return app
