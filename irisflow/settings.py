@@ -246,7 +246,7 @@ class StreamsSettings(BaseModel):
     """How often expired join entries are removed and unmatched feedback is dead-lettered."""
     accuracy_window: int = Field(default=500, ge=10)
     """Labeled samples per model version behind the live accuracy and macro-F1 gauges."""
-    session_timeout_seconds: float = Field(default=10.0, ge=6.0)
+    session_timeout_seconds: float = Field(default=6.0, ge=6.0)
     """How soon the group notices a dead worker (even ``kill -9``) and moves its partitions."""
     lag_interval_seconds: float = Field(default=5.0, gt=0.0)
     """How often the consumer-lag gauge is refreshed."""

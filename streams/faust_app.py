@@ -52,12 +52,14 @@ def faust_app(settings: Settings) -> faust.App:
         topic_replication_factor=kafka.replication_factor,
         table_standby_replicas=0,
         broker_session_timeout=session,
-        broker_heartbeat_interval=min(3.0, session / 5),
+        # A heartbeat a second (at the default 6 s session): a killed worker's partitions move
+        # after at most session + one heartbeat.
+        broker_heartbeat_interval=min(3.0, session / 6),
         producer_max_request_size=kafka.max_message_bytes,
         producer_max_batch_size=1024 * 1024,
         consumer_max_fetch_size=kafka.max_message_bytes,
         consumer_auto_offset_reset="earliest",
-        producer_linger=0.001,
+        producer_linger=0.0,  # answers leave at once: a linger is paid by every request
         # Answers, labeled samples, alarms and dead letters wait for every in-sync replica.
         # Faust's producer is not idempotent outside transactions: a retried send can repeat
         # a record, which every consumer already drops by request id (at-least-once).
