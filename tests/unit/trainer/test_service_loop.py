@@ -1,0 +1,447 @@
+"""The trainer's consume loop, driven by a scripted stand-in for its Kafka consumer and producer.
+
+What these pin is the order of effects the README promises: "Offsets are committed only after a
+decision, so a trainer that dies re-reads the same labels and decides again", and "offsets are
+committed only after the work they stand for is on the broker" (dead letters first). The
+integration tests see the same on a real broker, but only after a retraining and a restart; here
+the order is recorded call by call, in milliseconds, and a broken order fails by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, ModelUpdate, RetrainRequest
+from irisflow.settings import DataSettings, Settings, TrainingSettings
+from tests.conftest import SettingsFactory
+from tests.factories import IRIS_FEATURES, iris_xy, model_update
+from trainer.data import Dataset, load_dataset
+from trainer.service import RetrainingService
+from trainer.training import TrainingOutcome, train_on
+
+MIN_NEW_LABELS = 10
+COOLDOWN = 300.0
+
+
+@pytest.fixture(scope="module")
+def outcome() -> TrainingOutcome:
+    """One real challenger, trained once: the loop's order does not depend on what it learned."""
+    training = TrainingSettings(candidates={"naive_bayes": {}}, cv_folds=3)
+    return train_on(load_dataset(DataSettings()), training, show_progress=False)
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings(
+        **{
+            "retraining.min_new_labels": MIN_NEW_LABELS,
+            "retraining.drift_cooldown_seconds": COOLDOWN,
+        }
+    )
+
+
+# ------------------------------------------------------------------------- the stand-ins
+
+
+@dataclass
+class Script:
+    """What happened, in order: ``fetch`` (a batch handed out), ``train`` (training began),
+    ``letter <reason>`` (a dead letter acknowledged by the "broker"), ``commit``."""
+
+    events: list[str] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    decisions_at_commit: list[int] = field(default_factory=list)
+
+
+class Consumer:
+    """Hands out one scripted batch per ``getmany``, then signals ``idle`` and waits forever."""
+
+    def __init__(
+        self,
+        script: Script,
+        batches: list[list[ConsumerRecord[bytes, bytes]]],
+        service: RetrainingService,
+        *,
+        before_batch: Callable[[int], None] = lambda index: None,
+    ) -> None:
+        self.script = script
+        self.batches = list(batches)
+        self.service = service
+        self.before_batch = before_batch
+        self.idle = asyncio.Event()
+        self.handed = 0
+
+    async def getmany(self, **options: Any) -> dict[TopicPartition, list[Any]]:
+        if not self.batches:
+            self.idle.set()
+            await asyncio.Event().wait()  # nothing more to read: the loop waits, like Kafka's
+        self.before_batch(self.handed)
+        self.handed += 1
+        batch = self.batches.pop(0)
+        self.script.events.append("fetch")
+        return {TopicPartition(batch[0].topic, 0): batch} if batch else {}
+
+    async def commit(self) -> None:
+        self.script.events.append("commit")
+        self.script.decisions_at_commit.append(len(self.service.decisions))
+
+
+class Producer:
+    """Records each dead letter as acknowledged (``send_and_wait`` returned)."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    async def send_and_wait(self, topic: str, value: bytes, **options: Any) -> None:
+        letter = DeadLetter.from_bytes(value)
+        self.script.events.append(f"letter {letter.reason}")
+        self.script.letters.append(letter)
+
+
+def _record(
+    topic: str, offset: int, value: bytes | None, key: bytes | None
+) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic, 0, offset, 0, 0, key, value, None, len(key or b""), len(value or b""), ()
+    )
+
+
+def _labels(settings: Settings, first: int, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    x, y = iris_xy()
+    records = []
+    for offset in range(first, first + count):
+        row = (offset * 7) % len(y)
+        sample = LabeledSample(
+            request_id=f"r{offset}",
+            features=dict(zip(IRIS_FEATURES, map(float, x[row]), strict=True)),
+            true_label=str(y[row]),
+        )
+        records.append(
+            _record(settings.kafka.topics.labeled, offset, sample.to_bytes(), b"r%d" % offset)
+        )
+    return records
+
+
+def _drift(settings: Settings, offset: int) -> ConsumerRecord[bytes, bytes]:
+    alarm = DriftEvent(
+        model_name=settings.model_name,
+        feature="petal_length",
+        detector="adwin",
+        statistic=1.0,
+        threshold=0.5,
+        window=10,
+    )
+    return _record(
+        settings.kafka.topics.drift_events, offset, alarm.to_bytes(), b"petal_length/adwin"
+    )
+
+
+def _request(settings: Settings, offset: int) -> ConsumerRecord[bytes, bytes]:
+    request = RetrainRequest(model_name=settings.model_name, reason="test", requested_by="pytest")
+    return _record(
+        settings.kafka.topics.retrain_requests,
+        offset,
+        request.to_bytes(),
+        settings.model_name.encode(),
+    )
+
+
+def _recording(
+    script: Script, outcome: TrainingOutcome, sizes: list[int] | None = None
+) -> Callable[[Dataset], TrainingOutcome]:
+    def train(data: Dataset) -> TrainingOutcome:
+        script.events.append("train")
+        if sizes is not None:
+            sizes.append(data.n_samples)
+        return outcome
+
+    return train
+
+
+def _service(settings: Settings, train: Callable[[Dataset], TrainingOutcome]) -> RetrainingService:
+    """A service with version 1 as champion, so a decision needs no publish (and no broker):
+    too few held-out labels to replace it, so every challenger here is rejected."""
+    service = RetrainingService(settings, train=train)
+    assert asyncio.run(service._on_model(model_update(1)))
+    return service
+
+
+async def _run_until_idle(service: RetrainingService, consumer: Consumer, script: Script) -> None:
+    """Run the loop until the script is exhausted; the loop's own error, if it raised, is raised."""
+    loop = asyncio.create_task(service._loop(consumer, Producer(script)))
+    idle = asyncio.create_task(consumer.idle.wait())
+    try:
+        await asyncio.wait({loop, idle}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if loop.done():
+            loop.result()
+        assert consumer.idle.is_set(), "the loop did not get through its batches"
+    finally:
+        for task in (loop, idle):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _drive(
+    service: RetrainingService,
+    script: Script,
+    batches: list[list[ConsumerRecord[bytes, bytes]]],
+    **options: Any,
+) -> None:
+    asyncio.run(_run_until_idle(service, Consumer(script, batches, service, **options), script))
+
+
+# ------------------------------------------------------------ offsets only after a decision
+
+
+def test_labels_past_the_threshold_are_committed_only_after_their_retraining_decision(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+
+    _drive(service, script, [_labels(settings, 0, MIN_NEW_LABELS)])
+
+    assert script.events == ["fetch", "train", "commit"]
+    assert script.decisions_at_commit == [1]
+    assert service.decisions[0].trigger == "labels"
+
+
+def test_labels_below_the_threshold_are_neither_retrained_on_nor_committed(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    """``retraining.min_new_labels`` counts: one short of it is no decision and no commit (a
+    trainer dying now must read them again); the label that reaches it is both."""
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+
+    _drive(
+        service,
+        script,
+        [_labels(settings, 0, MIN_NEW_LABELS - 1), [], _labels(settings, MIN_NEW_LABELS - 1, 1)],
+    )
+
+    assert script.events == ["fetch", "fetch", "fetch", "train", "commit"]
+    assert script.decisions_at_commit == [1]
+    assert service.decisions[0].gate.holdout_size == round(
+        MIN_NEW_LABELS * settings.retraining.holdout_fraction
+    )
+
+
+def test_a_retraining_that_dies_with_kafka_commits_nothing(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    """A Kafka error during the decision propagates (the process exits, a supervisor restarts
+    it): the labels stay uncommitted, so the successor decides on them again."""
+    script = Script()
+
+    def unreachable(data: Dataset) -> TrainingOutcome:
+        script.events.append("train")
+        raise KafkaConnectionError("the broker went away")
+
+    service = _service(settings, unreachable)
+
+    with pytest.raises(KafkaConnectionError):
+        _drive(service, script, [_labels(settings, 0, MIN_NEW_LABELS)])
+
+    assert script.events == ["fetch", "train"]
+    assert service.decisions == []
+
+
+def test_a_trainer_stopped_mid_training_has_committed_nothing(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    script = Script()
+    training = threading.Event()
+    release = threading.Event()
+
+    def slow(data: Dataset) -> TrainingOutcome:
+        script.events.append("train")
+        training.set()
+        release.wait(60)
+        return outcome
+
+    service = _service(settings, slow)
+    consumer = Consumer(script, [_labels(settings, 0, MIN_NEW_LABELS)], service)
+
+    async def scenario() -> None:
+        loop = asyncio.create_task(service._loop(consumer, Producer(script)))
+        assert await asyncio.to_thread(training.wait, 30), "training never started"
+        loop.cancel()  # stopped while the challenger is still training
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        release.set()  # let the training thread end, after the loop is gone
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+
+    assert script.events == ["fetch", "train"]
+    assert service.decisions == []
+
+
+# --------------------------------------------------------------- dead letters, then offsets
+
+
+def test_a_malformed_label_is_dead_lettered_before_the_commit_and_the_next_labels_still_count(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    script = Script()
+    sizes: list[int] = []
+    service = _service(settings, _recording(script, outcome, sizes))
+    labeled = settings.kafka.topics.labeled
+    broken = _record(labeled, 0, b'{"request_id": "r0", "features": {}}', b"r0")
+
+    _drive(service, script, [[broken], _labels(settings, 1, MIN_NEW_LABELS)])
+
+    # The refused record alone: its letter is acknowledged, then its offset is committed (no
+    # label is waiting for a decision). Then the good labels retrain as if it never came.
+    assert script.events == ["fetch", "letter invalid", "commit", "fetch", "train", "commit"]
+    (letter,) = script.letters
+    assert (letter.consumer, letter.reason) == ("trainer", "invalid")
+    assert (letter.source_topic, letter.partition, letter.offset) == (labeled, 0, 0)
+    assert letter.original == broken.value
+    held = round(MIN_NEW_LABELS * settings.retraining.holdout_fraction)
+    assert sizes == [150 + MIN_NEW_LABELS - held]  # base data + the good labels' training part
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason"),
+    [
+        (b"\xff not json", b"r0", "undecodable"),
+        (None, b"r0", "undecodable"),
+        (b'{"request_id": "r0", "features": {}, "true_label": 3}', b"r0", "invalid"),
+        (b"x" * (1024 * 1024 + 1), b"r0", "too_large"),
+    ],
+)
+def test_every_refused_label_costs_one_letter_signed_trainer_then_its_offset_is_committed(
+    settings: Settings,
+    outcome: TrainingOutcome,
+    value: bytes | None,
+    key: bytes,
+    reason: str,
+) -> None:
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+
+    _drive(service, script, [[_record(settings.kafka.topics.labeled, 7, value, key)]])
+
+    assert script.events == ["fetch", f"letter {reason}", "commit"]
+    assert [(letter.consumer, letter.offset) for letter in script.letters] == [("trainer", 7)]
+
+
+def test_a_failed_retraining_dead_letters_its_labels_before_committing_and_the_loop_goes_on(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    script = Script()
+    attempts: list[int] = []
+
+    def first_fails(data: Dataset) -> TrainingOutcome:
+        script.events.append("train")
+        attempts.append(data.n_samples)
+        if len(attempts) == 1:
+            raise ValueError("cannot learn this")
+        return outcome
+
+    service = _service(settings, first_fails)
+    doomed = _labels(settings, 0, MIN_NEW_LABELS)
+
+    _drive(service, script, [doomed, _labels(settings, MIN_NEW_LABELS, MIN_NEW_LABELS)])
+
+    letters = ["letter training_failed"] * MIN_NEW_LABELS
+    assert script.events == ["fetch", "train", *letters, "commit", "fetch", "train", "commit"]
+    assert [letter.original for letter in script.letters] == [record.value for record in doomed]
+    assert {letter.consumer for letter in script.letters} == {"trainer"}
+    assert [decision.outcome for decision in service.decisions] == ["failed", "rejected"]
+
+
+# ------------------------------------------------------------------- drift, with its cooldown
+
+
+class Clock:
+    """Stands in for the ``time`` module inside ``trainer.service``: a monotonic clock we move."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock(10_000.0)
+    monkeypatch.setattr("trainer.service.time", clock)
+    return clock
+
+
+@pytest.mark.parametrize(
+    ("seconds_later", "retrains_again"),
+    [(1.0, False), (COOLDOWN - 0.001, False), (COOLDOWN, True), (COOLDOWN + 60, True)],
+)
+def test_a_drift_alarm_retrains_once_per_cooldown(
+    settings: Settings,
+    outcome: TrainingOutcome,
+    clock: Clock,
+    seconds_later: float,
+    retrains_again: bool,
+) -> None:
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+    start = clock.now
+
+    def at(index: int) -> None:
+        clock.now = start + (seconds_later if index else 0.0)
+
+    _drive(service, script, [[_drift(settings, 0)], [_drift(settings, 1)]], before_batch=at)
+
+    expected = ["drift", "drift"] if retrains_again else ["drift"]
+    assert [decision.trigger for decision in service.decisions] == expected
+    assert script.events.count("train") == len(expected)
+
+
+def test_the_cooldown_counts_from_the_alarm_that_retrained_not_from_the_ignored_ones(
+    settings: Settings, clock: Clock
+) -> None:
+    service = RetrainingService(settings)
+    record = _drift(settings, 0)
+
+    def alarm(at: float) -> str | None:
+        clock.now = 10_000.0 + at
+        return service._take(record)
+
+    assert alarm(0) == "drift"
+    assert alarm(COOLDOWN - 1) is None
+    assert alarm(COOLDOWN) == "drift"  # not pushed back by the ignored alarm at COOLDOWN - 1
+    assert alarm(2 * COOLDOWN - 1) is None
+
+
+def test_a_retrain_request_is_not_held_back_by_the_drift_cooldown(
+    settings: Settings, outcome: TrainingOutcome, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[int | None] = []
+
+    async def save_and_publish(
+        settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
+    ) -> ModelUpdate:
+        published.append(live_version)
+        return model_update((live_version or 0) + 1)
+
+    # A person's request promotes even without held-out labels: the publish is stood in for.
+    monkeypatch.setattr("trainer.retraining.save_and_publish", save_and_publish)
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+
+    _drive(service, script, [[_drift(settings, 0)], [_request(settings, 1)]])
+
+    assert [decision.trigger for decision in service.decisions] == ["drift", "manual"]
