@@ -2,6 +2,10 @@
 
 Before, one role exiting (a worker killed by the OOM killer, a crash on one bad record) stopped
 every other role with it.
+
+The first test stops the stack with SIGTERM to ``irisflow up`` alone (as a service manager
+would), not Ctrl-C to the whole process group: then no role hears the signal itself, and only
+``up`` stopping each of them ends them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pytest
 from irisflow.local.broker.runtime import free_port
 from tests.conftest import unique_params
 from tests.factories import SETOSA
+from tests.processes import descendants, wait_gone
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -45,6 +50,10 @@ class Up:
 
     def interrupt(self) -> int:
         os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+        return self.process.wait(90)
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)  # to `irisflow up` only, as systemd would
         return self.process.wait(90)
 
 
@@ -119,20 +128,28 @@ def test_a_killed_worker_is_restarted_and_the_stack_keeps_serving(
 
         os.kill(worker, signal.SIGKILL)
 
-        _until(lambda: len(up.pids("worker")) == 2, up, 30, "a new worker")
+        _until(
+            lambda: "restarts so far: worker 1, gateway 0, trainer 0" in up.output(),
+            up,
+            30,
+            "a new worker",
+        )
         assert "worker exited with code -9; restarting in 1 s (restart 1)" in up.output()
-        assert "restarts so far: worker 1, gateway 0, trainer 0" in up.output()
+        assert len(up.pids("worker")) == 2
         replacement = up.pids("worker")[1]
         assert replacement != worker
         assert not _alive(worker)
         _until(lambda: _status(up.worker_health) == 200, up, 180, "the new worker ready")
         _until(lambda: _predicts(up), up, 60, "serving again")
-        children = [pid for role in ("worker", "gateway", "trainer") for pid in up.pids(role)]
+        running = descendants(up.process.pid)
+        assert {p.pid for p in running} >= {replacement, *up.pids("gateway"), *up.pids("trainer")}
     finally:
-        code = up.interrupt()
+        code = up.terminate()
     assert code == 0, up.output()[-4000:]
-    assert [pid for pid in children if _alive(pid)] == []
+    left = wait_gone(running, timeout=30)
+    assert left == [], "still running after SIGTERM:\n" + "\n".join(map(str, left))
     assert _status(f"{up.gateway}/health/live") is None
+    assert _status(f"http://127.0.0.1:{up.prometheus_port}/-/ready") is None
     assert "stopping worker, gateway, trainer (restarts: worker 1, gateway 0, trainer 0)" in (
         up.output()
     )
