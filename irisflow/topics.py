@@ -44,6 +44,7 @@ from irisflow.schemas import (
     describe_validation_error,
 )
 from irisflow.settings import KafkaSettings, TopicNames
+from irisflow.tracing import trace_of
 
 __all__ = [
     "HEADER_PREFIX",
@@ -115,11 +116,31 @@ class Incoming:
     partition: int | None = None
     offset: int | None = None
     topic: str = ""
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """The record's headers: trace context and hop stamps (:mod:`irisflow.tracing`) ride here."""
 
     @classmethod
     def of(cls, record: Any) -> Incoming:
         """From a consumer record (aiokafka's, or Faust's message): the fields we keep."""
-        return cls(record.value, record.key, record.partition, record.offset, record.topic)
+        return cls(
+            record.value,
+            record.key,
+            record.partition,
+            record.offset,
+            record.topic,
+            _header_pairs(getattr(record, "headers", None)),
+        )
+
+
+def _header_pairs(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """Headers as (name, bytes) pairs, from aiokafka (pairs) or Faust (pairs or a mapping)."""
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple(
+        (str(name), value if isinstance(value, bytes) else str(value or "").encode())
+        for name, value in items
+    )
 
 
 @dataclass(frozen=True)
@@ -405,5 +426,9 @@ class DeadLetters:
             )
         if self._on_letter is not None:
             self._on_letter(source_topic, str(reason), self.consumer)
+        headers = letter_headers(letter)
+        trace = trace_of(record.headers)
+        if trace is not None:  # the letter joins the trace of the request that caused it
+            headers += (trace.child().as_header(),)
         # The partition follows the key: the dead-letter topic may have fewer partitions.
-        return Outgoing(self.topic, key, letter.to_bytes(), None, letter_headers(letter))
+        return Outgoing(self.topic, key, letter.to_bytes(), None, headers)
