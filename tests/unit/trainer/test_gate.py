@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.factories import fitted_pipeline, iris_xy
-from trainer.gate import MIN_HOLDOUT, judge, split_recent
+from trainer.gate import MIN_HOLDOUT, GateDecision, judge, split_recent
 
 
 class Constant:
@@ -58,3 +59,61 @@ def test_the_recent_window_split_is_seeded_and_disjoint() -> None:
     assert not set(train) & set(held)
     assert (held == again_held).all()
     assert (train == again_train).all()
+
+
+# ------------------------------------------------------------------------- the tolerance
+
+# Sixteen held-out labels; ``SCRIPTED_075`` gets 6 of 8 right in each class, so its macro-F1
+# is exactly 0.75 (precision = recall = 3/4 per class; every step is exact in binary floating
+# point), against a perfect champion's 1.0: it is worse by exactly 0.25.
+HELD_Y = np.array(["a"] * 8 + ["b"] * 8)
+HELD_X = np.arange(16, dtype=np.float64).reshape(-1, 1)
+SCRIPTED_075 = np.array(["a"] * 6 + ["b"] * 2 + ["b"] * 6 + ["a"] * 2)
+
+
+class Scripted:
+    """Answers ``answers`` for the held-out rows, and remembers which rows it was asked about."""
+
+    def __init__(self, answers: np.ndarray) -> None:
+        self.answers = answers
+        self.asked: list[np.ndarray] = []
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.asked.append(x.copy())
+        return self.answers[x[:, 0].astype(int)]
+
+
+def _judge(tolerance: float) -> GateDecision:
+    return judge(Scripted(SCRIPTED_075), Scripted(HELD_Y), HELD_X, HELD_Y, tolerance=tolerance)
+
+
+def test_the_scripted_challenger_is_worse_than_the_champion_by_exactly_a_quarter() -> None:
+    decision = _judge(0.0)
+    assert (decision.challenger_score, decision.champion_score) == (0.75, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "promoted"),
+    [
+        (0.0, False),
+        (0.2, False),  # worse by more than the tolerance
+        (0.249, False),
+        (0.25, True),  # worse by exactly the tolerance: "not worse by more than tolerance"
+        (0.3, True),  # worse by less than the tolerance
+    ],
+)
+def test_a_challenger_goes_live_only_if_not_worse_than_the_champion_by_more_than_tolerance(
+    tolerance: float, promoted: bool
+) -> None:
+    decision = _judge(tolerance)
+    assert decision.promoted is promoted, decision.reason
+    assert decision.tolerance == tolerance
+    assert (decision.challenger_score, decision.champion_score) == (0.75, 1.0)
+
+
+def test_challenger_and_champion_are_scored_on_the_same_held_out_rows() -> None:
+    challenger, champion = Scripted(SCRIPTED_075), Scripted(HELD_Y)
+    judge(challenger, champion, HELD_X, HELD_Y, tolerance=0.02)
+    (asked_challenger,) = challenger.asked
+    (asked_champion,) = champion.asked
+    assert asked_challenger.tolist() == asked_champion.tolist() == HELD_X.tolist()

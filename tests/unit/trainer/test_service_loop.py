@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -445,3 +446,49 @@ def test_a_retrain_request_is_not_held_back_by_the_drift_cooldown(
     _drive(service, script, [[_drift(settings, 0)], [_request(settings, 1)]])
 
     assert [decision.trigger for decision in service.decisions] == ["drift", "manual"]
+
+
+# -------------------------------------------------------------------- the gate as configured
+
+
+class Constant:
+    """A challenger that always answers one class: far worse than any fitted champion."""
+
+    def predict(self, x: Any) -> Any:
+        return ["setosa"] * len(x)
+
+
+@pytest.mark.parametrize(("tolerance", "outcome_"), [(0.02, "rejected"), (0.9, "promoted")])
+def test_the_gate_applies_the_configured_tolerance_on_the_held_out_recent_labels(
+    make_settings: SettingsFactory,
+    outcome: TrainingOutcome,
+    monkeypatch: pytest.MonkeyPatch,
+    tolerance: float,
+    outcome_: str,
+) -> None:
+    """``retraining.tolerance`` is the margin the service's gate uses, not a constant: a
+    challenger worse by about 0.8 macro-F1 is rejected at 0.02 and promoted at 0.9."""
+    published: list[int] = []
+
+    async def save_and_publish(
+        settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
+    ) -> ModelUpdate:
+        published.append(2)
+        return model_update(2)
+
+    monkeypatch.setattr("trainer.retraining.save_and_publish", save_and_publish)
+    settings = make_settings(**{"retraining.min_new_labels": 40, "retraining.tolerance": tolerance})
+    bad = dataclasses.replace(outcome, model=Constant())
+    script = Script()
+    service = _service(settings, _recording(script, bad))
+
+    _drive(service, script, [_labels(settings, 0, 40)])
+
+    (decision,) = service.decisions
+    assert decision.outcome == outcome_, decision.gate.reason
+    assert decision.gate.tolerance == tolerance
+    assert decision.gate.holdout_size == round(40 * settings.retraining.holdout_fraction)
+    assert decision.gate.challenger_score is not None
+    assert decision.gate.champion_score is not None
+    assert decision.gate.champion_score - decision.gate.challenger_score > 0.5
+    assert published == ([2] if outcome_ == "promoted" else [])
