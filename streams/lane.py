@@ -157,7 +157,7 @@ class ScoringLane:
         fetched = await consumer.getmany(timeout_ms=_IDLE_WAIT_MS, max_records=self._batch_size)
         if fetched:
             records = [
-                Incoming(value=r.value, key=r.key, partition=r.partition, offset=r.offset)
+                Incoming(r.value, r.key, r.partition, r.offset, headers=tuple(r.headers))
                 for batch in fetched.values()
                 for r in batch
             ]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, MutableMapping, Sequence
 from irisflow.schemas import DriftEvent, LabeledSample
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
+from streams.hops import WorkerStamps, carry
 from streams.intake import CONSUMER as SCORING
 from streams.intake import BatchResult, LiveModel, Scored, unanswerable
 from streams.join import JoinWindow
@@ -89,23 +90,35 @@ class Pipeline:
         Each step fails alone: scoring (see :meth:`_scored`), the join (per request) and the
         drift monitors (logged; the answers are out either way) never cost each other.
         """
+        fetched = self.clock()
         model = self.holder.current
         result = self._scored(model, records)
+        scored_at = self.clock()
         self.metrics.observe(result)
-        if model is None or not result.labels:
-            return self._drain()
-        now = self.clock()
-        for scored in result.singles:
-            self._join_prediction(scored, model, now)
+        if model is not None and result.labels:
+            for scored in result.singles:
+                self._join_prediction(scored, model, scored_at)
+            self._watch(model, result)
+        stamps = WorkerStamps(fetched, scored_at, self.clock())
+        return carry(
+            self._drain(),
+            records,
+            answers=self.topics.predictions,
+            stamps=stamps,
+            by_key=(self.topics.labeled,),
+            by_batch=(self.topics.drift_events,),
+        )
+
+    def _watch(self, model: LiveModel, result: BatchResult) -> None:
         monitor = self._monitor_for(model)
-        if monitor is not None:
-            try:
-                alarms = monitor.update_features(result.rows)
-                alarms += monitor.update_predictions(result.labels)
-                self._alarms(monitor, alarms)
-            except Exception:
-                log.exception("drift monitors failed on a batch; its answers are unaffected")
-        return self._drain()
+        if monitor is None:
+            return
+        try:
+            alarms = monitor.update_features(result.rows)
+            alarms += monitor.update_predictions(result.labels)
+            self._alarms(monitor, alarms)
+        except Exception:
+            log.exception("drift monitors failed on a batch; its answers are unaffected")
 
     def _scored(self, model: LiveModel | None, records: Sequence[Incoming]) -> BatchResult:
         """:func:`score_batch` for the batch; if it raises (a bug: bad input is refused inside
@@ -200,7 +213,10 @@ class Pipeline:
                     f"joining failed: {exc!r}",
                     Reason.PROCESSING_FAILED,
                 )
-        return self._drain()
+        topics = self.topics
+        return carry(
+            self._drain(), records, by_key=(topics.labeled,), by_batch=(topics.drift_events,)
+        )
 
     def _one_feedback(self, record: Incoming, now: float) -> None:
         feedback = self.typed.feedback.decode(record.value, record.key)
