@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import zipfile
 
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from irisflow.errors import ArtifactError
-from irisflow.registry import LocalRegistry
+from irisflow.registry import LocalRegistry, load_update, sha256_hex
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.factories import iris_xy
+from tests.unit.trainer.failing_disk import FailingDisk
 from trainer import publish
 from trainer.data import load_dataset
 from trainer.training import TrainingOutcome, train_on
@@ -109,3 +112,59 @@ def test_the_next_version_is_one_past_both_the_registry_and_the_topic(
         publish.verified_update(outcome, settings=settings, version=9, parent=7, trigger="labels")
     )
     assert publish.next_version(settings, 7) == 10
+
+
+def test_at_publish_time_the_version_on_disk_is_complete_and_matches_its_checksum(
+    outcome: TrainingOutcome, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What is published is what the registry holds, byte for byte, checksum verified."""
+    published: list[ModelUpdate] = []
+
+    async def publish_update(kafka: object, update: ModelUpdate) -> None:
+        registry = LocalRegistry(settings.registry_dir)
+        saved = registry.get(update.version)  # verifies the file against metadata.json's sha256
+        assert saved.artifact == update.artifact
+        assert saved.sha256 == update.sha256 == sha256_hex(update.artifact)
+        assert registry.card_path(update.version).read_text().strip()
+        load_update(saved, settings.artifacts)
+        published.append(update)
+
+    monkeypatch.setattr(publish, "publish_update", publish_update)
+
+    asyncio.run(publish.save_and_publish(settings, outcome, trigger="labels", live_version=None))
+
+    assert [p.version for p in published] == [1]
+
+
+@pytest.mark.parametrize("how", ["write", "metadata"])
+def test_a_version_whose_writing_fails_midway_is_never_published(
+    outcome: TrainingOutcome, settings: Settings, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """README: "a version is published only after it is completely written". The disk fails
+    half-way through the artifact (``write``) or on the last file, ``metadata.json``
+    (``metadata``): nothing reaches the topic, and no version is left looking complete (the
+    registry lists none, and no file holds part of an artifact under its final name)."""
+    published: list[ModelUpdate] = []
+
+    async def publish_update(kafka: object, update: ModelUpdate) -> None:
+        published.append(update)
+
+    monkeypatch.setattr(publish, "publish_update", publish_update)
+    disk = FailingDisk(how)
+    monkeypatch.setattr("irisflow.registry.os.fdopen", disk)
+
+    with pytest.raises(OSError, match=r"No space left|Input/output"):
+        asyncio.run(publish.save_and_publish(settings, outcome, trigger="labels", live_version=1))
+
+    assert disk.failed
+    assert published == []
+    registry = LocalRegistry(settings.registry_dir)
+    assert registry.versions() == []
+    folder = registry.version_dir(2)
+    assert not (folder / "metadata.json").exists()
+    model = folder / "model.skops"
+    if model.exists():  # written completely before the failure, or not at all
+        with zipfile.ZipFile(io.BytesIO(model.read_bytes())) as archive:
+            assert archive.testzip() is None
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temp left
+    assert publish.next_version(settings, 1) == 2  # the failed write took no version number

@@ -21,10 +21,12 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
+from irisflow.registry import LocalRegistry
 from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, ModelUpdate, RetrainRequest
 from irisflow.settings import DataSettings, Settings, TrainingSettings
 from tests.conftest import SettingsFactory
 from tests.factories import IRIS_FEATURES, iris_xy, model_update
+from tests.unit.trainer.failing_disk import FailingDisk
 from trainer.data import Dataset, load_dataset
 from trainer.service import RetrainingService
 from trainer.training import TrainingOutcome, train_on
@@ -492,3 +494,39 @@ def test_the_gate_applies_the_configured_tolerance_on_the_held_out_recent_labels
     assert decision.gate.champion_score is not None
     assert decision.gate.champion_score - decision.gate.challenger_score > 0.5
     assert published == ([2] if outcome_ == "promoted" else [])
+
+
+# ------------------------------------------------------- a version that cannot be written
+
+
+def test_a_promoted_version_whose_writing_fails_midway_publishes_nothing_and_v1_keeps_serving(
+    settings: Settings, outcome: TrainingOutcome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The challenger wins (a person asked), the disk fills half-way through its artifact: a
+    ``failed`` decision, nothing on the model topic, the champion unchanged, the labels
+    dead-lettered ``training_failed`` and only then committed."""
+    published: list[ModelUpdate] = []
+
+    async def publish_update(kafka: object, update: ModelUpdate) -> None:
+        published.append(update)
+
+    monkeypatch.setattr("trainer.publish.publish_update", publish_update)
+    disk = FailingDisk("write")
+    monkeypatch.setattr("irisflow.registry.os.fdopen", disk)
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+    labels = _labels(settings, 0, 3)
+
+    _drive(service, script, [[*labels, _request(settings, 3)]])
+
+    assert disk.failed
+    assert published == []
+    (decision,) = service.decisions
+    assert decision.outcome == "failed"
+    assert "No space left on device" in (decision.error or "")
+    assert service._retraining.champion is not None
+    assert service._retraining.champion[0].version == 1
+    assert service.metrics.registry.get_sample_value("irisflow_trainer_live_model_version") == 1
+    assert script.events == ["fetch", "train", *["letter training_failed"] * 3, "commit"]
+    assert [letter.original for letter in script.letters] == [r.value for r in labels]
+    assert LocalRegistry(settings.registry_dir).versions() == []
