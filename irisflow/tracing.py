@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "HEDGE_OF",
     "HOPS",
+    "REQUEST_PARTITION",
     "TRACEPARENT",
     "Headers",
     "TraceContext",
@@ -41,6 +43,14 @@ HOPS = (
     "gateway_answered",
 )
 """The moments of one prediction's path, in the order they happen."""
+
+HEDGE_OF = "irisflow-hedge-of"
+"""On a gateway's hedged copy of a request: the partition of the original. A worker answers the
+copy but does not join it with feedback (the original does that when its partition moves on)."""
+
+REQUEST_PARTITION = "irisflow-request-partition"
+"""On an answer: the partition its request was read from, so a gateway sees which partitions'
+owners are answering (:mod:`gateway.hedging`)."""
 
 _HOP_PREFIX = "irisflow-"
 _HOP_SUFFIX = "-at"

@@ -5,6 +5,10 @@ worker: when the batch was fetched (handed to scoring), when it was scored, and 
 was handed to the producer. Labeled samples carry the trace of the record that completed the
 join; drift alarms that of the first traced request of the batch that raised them (the alarm
 has many causes; this is the one that tipped it). Records without a trace get stamps only.
+
+Answers also name the partition their request was read from, so gateways see which partitions'
+owners answer; a gateway's hedged copy of a request (see ``gateway.hedging``) is answered like
+any request, but only its original is joined with feedback.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 from irisflow.topics import Incoming, Outgoing
-from irisflow.tracing import TraceContext, hop_header, trace_of
+from irisflow.tracing import HEDGE_OF, REQUEST_PARTITION, TraceContext, hop_header, trace_of
 
-__all__ = ["WorkerStamps", "carry"]
+__all__ = ["WorkerStamps", "carry", "hedged"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,10 @@ def carry(
     ``by_batch`` the first trace of the batch. Anything else is returned as it is.
     """
     traces: dict[bytes | None, TraceContext] = {}
+    partitions: dict[bytes | None, bytes] = {}
     for record in records:
+        if record.partition is not None:
+            partitions.setdefault(record.key, str(record.partition).encode())
         if record.headers and (trace := trace_of(record.headers)) is not None:
             traces.setdefault(record.key, trace)
     first = next(iter(traces.values()), None)
@@ -63,6 +70,8 @@ def carry(
         trace = None
         if message.topic == answers:
             extra, trace = stamped, traces.get(message.key)
+            if (partition := partitions.get(message.key)) is not None:
+                extra += ((REQUEST_PARTITION, partition),)
         elif message.topic in by_key:
             trace = traces.get(message.key)
         elif message.topic in by_batch:
@@ -71,3 +80,8 @@ def carry(
             extra += (trace.child().as_header(),)
         carried.append(replace(message, headers=message.headers + extra) if extra else message)
     return carried
+
+
+def hedged(records: Sequence[Incoming]) -> set[tuple[bytes | None, int | None]]:
+    """(key, partition) of the records that are a gateway's hedged copies."""
+    return {(r.key, r.partition) for r in records if any(name == HEDGE_OF for name, _ in r.headers)}

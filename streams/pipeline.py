@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, MutableMapping, Sequence
 from irisflow.schemas import DriftEvent, LabeledSample
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
-from streams.hops import WorkerStamps, carry
+from streams.hops import WorkerStamps, carry, hedged
 from streams.intake import CONSUMER as SCORING
 from streams.intake import BatchResult, LiveModel, Scored, unanswerable
 from streams.join import JoinWindow
@@ -96,8 +96,10 @@ class Pipeline:
         scored_at = self.clock()
         self.metrics.observe(result)
         if model is not None and result.labels:
+            copies = hedged(records)
             for scored in result.singles:
-                self._join_prediction(scored, model, scored_at)
+                if (scored.key, scored.partition) not in copies:
+                    self._join_prediction(scored, model, scored_at)
             self._watch(model, result)
         stamps = WorkerStamps(fetched, scored_at, self.clock())
         return carry(

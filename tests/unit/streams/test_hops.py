@@ -10,7 +10,7 @@ from irisflow.registry import deserialize_model
 from irisflow.schemas import Feedback, PredictionRequest
 from irisflow.settings import Settings
 from irisflow.topics import Incoming, Outgoing
-from irisflow.tracing import TraceContext, read_hops, trace_of
+from irisflow.tracing import HEDGE_OF, REQUEST_PARTITION, TraceContext, read_hops, trace_of
 from streams.hops import WorkerStamps, carry
 from streams.intake import LiveModel
 from streams.metrics import WorkerMetrics
@@ -104,3 +104,22 @@ def test_drift_alarms_carry_the_first_trace_of_their_batch() -> None:
     carried = trace_of(out.headers)
     assert carried is not None
     assert carried.trace_id == first.trace_id
+
+
+def test_an_answer_names_the_partition_its_request_was_read_from(pipeline: Pipeline) -> None:
+    record = Incoming(
+        PredictionRequest(request_id="r-1", features=SETOSA).to_bytes(), b"r-1", 3, 0, "requests"
+    )
+    (answer,) = [o for o in pipeline.score([record]) if o.topic == pipeline.topics.predictions]
+    assert (REQUEST_PARTITION, b"3") in answer.headers
+
+
+def test_a_hedged_copy_is_answered_but_never_joined(pipeline: Pipeline) -> None:
+    raw = PredictionRequest(request_id="r-1", features=SETOSA).to_bytes()
+    copy = Incoming(raw, b"r-1", 2, 0, "requests", ((HEDGE_OF, b"0"),))
+    out = pipeline.score([copy])
+    assert [o.key for o in out if o.topic == pipeline.topics.predictions] == [b"r-1"]
+    assert len(pipeline.join) == 0
+    original = Incoming(raw, b"r-1", 0, 0, "requests")
+    pipeline.score([original])
+    assert len(pipeline.join) == 1
