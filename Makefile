@@ -17,7 +17,7 @@ APT_PACKAGES += prometheus
 APT_COMMANDS += promtool
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration lint format bench clean
+.PHONY: help install run test test-unit test-integration lint format bench clean mutation
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ test: install ## run the whole test suite (unit, functional, integration, e2e on
 
 test-unit: install ## only the fast tests (no broker)
 	$(BIN)/pytest tests/unit tests/functional $(PYTEST_ARGS)
+
+mutation: install ## mutation testing (mutmut) of the decision modules against the fast tests: score per module, survivors (docs/testing.md)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python tools/mutation_report.py
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .
