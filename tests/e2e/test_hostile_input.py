@@ -300,6 +300,15 @@ class Traffic:
                         client.post("/v1/feedback", json={"request_id": rid, "label": label})
                 time.sleep(0.02)
 
+    def wait_answered(self, count: int, timeout: float = 60.0) -> None:
+        """Until good clients have had ``count`` answers (a live, bounded run can reach it)."""
+        deadline = time.monotonic() + timeout
+        assert self.thread is not None
+        while len(self.answers) < count:
+            assert self.thread.is_alive(), "good traffic stopped"
+            assert time.monotonic() < deadline, f"{len(self.answers)} of {count} good answers"
+            time.sleep(0.05)
+
     def finish(self) -> None:
         self.stop.set()
         assert self.thread is not None
@@ -415,10 +424,10 @@ def test_every_bad_record_costs_a_dead_letter_and_nothing_else(hostile_stack: St
     traffic = Traffic(stack.gateway_url, settings)
     traffic.start()
     try:
-        time.sleep(2)
+        traffic.wait_answered(20)  # good clients are being served when the campaign starts
         bad = asyncio.run(_produce(settings, batches))
         letters = asyncio.run(_letters(settings, bad, timeout=120))
-        time.sleep(2)
+        traffic.wait_answered(len(traffic.answers) + 20)  # and still are once it is handled
     finally:
         traffic.finish()
 

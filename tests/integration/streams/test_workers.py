@@ -189,6 +189,14 @@ async def _end_offsets(settings: Settings) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in ends.items()}
 
 
+def _wait_committed(settings: Settings, ends: dict[int, int], timeout: float = 30.0) -> None:
+    """Until the scoring lanes have committed ``ends`` (every request up to them answered)."""
+    deadline = time.monotonic() + timeout
+    while (committed := asyncio.run(_scoring_offsets(settings))) != ends:
+        assert time.monotonic() < deadline, f"committed {committed}, expected {ends}"
+        time.sleep(0.3)
+
+
 def test_two_workers_share_one_stream_and_answer_every_request(workers: Workers) -> None:
     settings = workers.settings
     sent = _requests(400, "share")
@@ -203,11 +211,7 @@ def test_two_workers_share_one_stream_and_answer_every_request(workers: Workers)
     assert all(count > 0 for count in scored.values()), scored
     assert sum(scored.values()) >= len(ids)
     # the lanes commit what they answered (every scoring.commit_interval_seconds)
-    ends = asyncio.run(_end_offsets(settings))
-    deadline = time.monotonic() + 30
-    while asyncio.run(_scoring_offsets(settings)) != ends and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert asyncio.run(_scoring_offsets(settings)) == ends
+    _wait_committed(settings, asyncio.run(_end_offsets(settings)))
 
 
 def test_poison_messages_are_dead_lettered_while_good_ones_flow(workers: Workers) -> None:
@@ -327,7 +331,8 @@ def test_drift_in_one_feature_raises_an_event_for_that_feature_and_not_the_other
 
 @pytest.fixture
 def fresh_workers(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Workers]:
-    stack = _workers(tmp_path, kafka_bootstrap, **{"streams.join_window_seconds": 300})
+    long_join: dict[str, Any] = {"streams.join_window_seconds": 300}
+    stack = _workers(tmp_path, kafka_bootstrap, **long_join)
     try:
         yield stack
     finally:
@@ -349,7 +354,7 @@ def test_a_worker_killed_mid_stream_leaves_no_request_unanswered_nor_unjoined(
     before = _requests(1000, "before")
     asyncio.run(_send(settings, topics.requests, before))
     asyncio.run(_collect(settings, topics.predictions, _answered({k for k, _ in before})))
-    time.sleep(4)  # offsets are committed every second (the lane) or 2.8 s (Faust)
+    _wait_committed(settings, asyncio.run(_end_offsets(settings)))  # nothing left to re-score
     during = _requests(2000, "during")
 
     async def stream_and_kill() -> None:
