@@ -64,6 +64,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "IRISFLOW_TRAINER_PORT": "retraining.port",
     "IRISFLOW_MLFLOW_URI": "tracking.uri",
     "IRISFLOW_PROMETHEUS_PORT": "prometheus.port",
+    "IRISFLOW_OTLP_ENDPOINT": "tracing.otlp_endpoint",
 }
 #: ``IRISFLOW__SECTION__KEY=value`` overrides any param (value parsed as YAML).
 GENERIC_PREFIX = "IRISFLOW__"
@@ -161,6 +162,10 @@ class GatewaySettings(BaseModel):
     """Bytes those remembered answers may take (a 1,000-instance answer is ~650 KB)."""
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     """Largest HTTP request body; larger ones get 413 before any parsing."""
+    hedge_after_seconds: float = Field(default=0.25, ge=0.0)
+    """A request unanswered this long is also sent to another partition (0: never)."""
+    hedge_max_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Share of requests that may be hedged while every partition answers."""
 
 
 class RetrainingSettings(BaseModel):
@@ -191,6 +196,18 @@ class TrackingSettings(BaseModel):
     mlflow: bool = False
     uri: str = "sqlite:///.irisflow/mlflow.db"
     experiment: str = "irisflow"
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry export of every hop's span (``pip install 'irisflow[otel]'``).
+
+    Trace context and hop stamps ride in Kafka headers whether or not this is set; spans are
+    exported only when an OTLP/HTTP endpoint is (e.g. ``http://localhost:4318``).
+    """
+
+    model_config = _FROZEN
+
+    otlp_endpoint: str | None = None
 
 
 class WorkerSettings(BaseModel):
@@ -290,6 +307,7 @@ class Settings(BaseModel):
     worker: WorkerSettings = WorkerSettings()
     retraining: RetrainingSettings = RetrainingSettings()
     tracking: TrackingSettings = TrackingSettings()
+    tracing: TracingSettings = TracingSettings()
     streams: StreamsSettings = StreamsSettings()
     drift: DriftSettings = DriftSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
