@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _docker_answers() -> bool:
     try:
-        import docker
+        import docker  # type: ignore[import-untyped]
 
         docker.from_env(timeout=3).ping()
     except Exception:

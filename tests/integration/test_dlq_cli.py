@@ -69,7 +69,21 @@ def _letter(
 
 @pytest.fixture(scope="module")
 def letters(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Letters:
-    folder = tmp_path_factory.mktemp("dlq")
+    """Four records on a dead-letter topic, shared by the tests that only read them.
+
+    A test that replays writes to the source topics: it gets its own (``own_letters``), so no
+    test sees what another replayed, whatever the order.
+    """
+    return _seed(tmp_path_factory.mktemp("dlq"), kafka_bootstrap)
+
+
+@pytest.fixture
+def own_letters(tmp_path: Path, kafka_bootstrap: str) -> Letters:
+    """The same four records on topics of this test alone."""
+    return _seed(tmp_path, kafka_bootstrap)
+
+
+def _seed(folder: Path, kafka_bootstrap: str) -> Letters:
     params = unique_params(folder, kafka_bootstrap)
     settings = load_settings(params, environ={})
     topics = settings.kafka.topics
@@ -185,7 +199,9 @@ def test_show_prints_a_utf8_original_as_text_and_a_binary_one_as_base64(letters:
     assert "(UTF-8) r-3" in shown.stdout
 
 
-async def _read(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None, dict]]:
+async def _read(
+    settings: Settings, topic: str
+) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
     consumer = make_consumer(settings.kafka, group_id=None)
     await consumer.start()
     try:
@@ -206,50 +222,50 @@ async def _read(settings: Settings, topic: str) -> list[tuple[bytes | None, byte
         await consumer.stop()
 
 
-def test_a_dry_run_says_what_it_would_send_and_sends_nothing(letters: Letters) -> None:
-    labeled = letters.settings.kafka.topics.labeled
-    before = asyncio.run(_read(letters.settings, labeled))
-    result = letters.run("replay", "--consumer", "trainer", "--dry-run")
+def test_a_dry_run_says_what_it_would_send_and_sends_nothing(own_letters: Letters) -> None:
+    labeled = own_letters.settings.kafka.topics.labeled
+    before = asyncio.run(_read(own_letters.settings, labeled))
+    result = own_letters.run("replay", "--consumer", "trainer", "--dry-run")
     assert result.exit_code == 0, result.output
     assert f"would send 0:0 -> {labeled}" in result.stdout
-    assert asyncio.run(_read(letters.settings, labeled)) == before
+    assert asyncio.run(_read(own_letters.settings, labeled)) == before
 
 
 def test_replay_sends_the_original_bytes_and_key_back_to_the_source_topic(
-    letters: Letters,
+    own_letters: Letters,
 ) -> None:
-    labeled = letters.settings.kafka.topics.labeled
-    report = letters.json("replay", "0:0")
+    labeled = own_letters.settings.kafka.topics.labeled
+    report = own_letters.json("replay", "0:0")
     assert report == {
         "dry_run": False,
-        "sent": [{"position": "0:0", "to": labeled, "bytes": len(letters.sample.to_bytes())}],
+        "sent": [{"position": "0:0", "to": labeled, "bytes": len(own_letters.sample.to_bytes())}],
         "refused": [],
         "skipped": [],
     }
-    (replayed,) = [r for r in asyncio.run(_read(letters.settings, labeled))]
+    (replayed,) = [r for r in asyncio.run(_read(own_letters.settings, labeled))]
     key, value, headers = replayed
-    assert (key, value) == (b"r-1", letters.sample.to_bytes())
-    dead = letters.settings.kafka.topics.dead_letters
+    assert (key, value) == (b"r-1", own_letters.sample.to_bytes())
+    dead = own_letters.settings.kafka.topics.dead_letters
     assert headers["irisflow-replay-of"] == f"{dead}[0:0]".encode()
 
 
-def test_replay_to_another_topic_keeps_bytes_that_are_not_utf8(letters: Letters) -> None:
-    other = letters.settings.kafka.topics.retrain_requests  # any existing topic
-    result = letters.run("replay", "--reason", "undecodable", "--to", other)
+def test_replay_to_another_topic_keeps_bytes_that_are_not_utf8(own_letters: Letters) -> None:
+    other = own_letters.settings.kafka.topics.retrain_requests  # any existing topic
+    result = own_letters.run("replay", "--reason", "undecodable", "--to", other)
     assert result.exit_code == 0, result.output
-    replayed = [r for r in asyncio.run(_read(letters.settings, other)) if r[0] == b"r-2"]
+    replayed = [r for r in asyncio.run(_read(own_letters.settings, other)) if r[0] == b"r-2"]
     assert [value for _, value, _ in replayed] == [b"\xff\xfe\x00binary"]
 
 
 def test_a_truncated_original_is_refused_with_the_reason_and_exit_code_1(
-    letters: Letters,
+    own_letters: Letters,
 ) -> None:
-    feedback = letters.settings.kafka.topics.feedback
-    result = letters.run("replay", "0:2")
+    feedback = own_letters.settings.kafka.topics.feedback
+    result = own_letters.run("replay", "0:2")
     assert result.exit_code == 1
     assert "refused 0:2: the original was 5,000,000 bytes, cut to 10" in result.stdout
     assert "sent 0, refused 1, skipped 0 duplicates" in result.stdout
-    assert asyncio.run(_read(letters.settings, feedback)) == []
+    assert asyncio.run(_read(own_letters.settings, feedback)) == []
 
 
 def test_list_keeps_at_most_the_limit_but_counts_every_match(letters: Letters) -> None:
