@@ -296,9 +296,8 @@ def test_drift_in_one_feature_raises_an_event_for_that_feature_and_not_the_other
     update = model_update(2).model_copy(update={"reference_stats": _reference()})
     asyncio.run(publish_update(settings.kafka, update))
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if all((workers.health(r) or {}).get("model_version") == 2 for r in WORKERS):
-            break
+    while not all((workers.health(r) or {}).get("model_version") == 2 for r in WORKERS):
+        assert time.monotonic() < deadline, "the workers did not load version 2"
         time.sleep(0.3)
     rng = np.random.default_rng(11)
     stationary = _iris_batches(rng, 60, shift=0.0)
