@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,13 +18,12 @@ import numpy as np
 import pytest
 
 from irisflow.kafka.admin import ensure_topics
-from irisflow.kafka.clients import make_producer
-from irisflow.kafka.model_topic import publish_update, read_live_update
+from irisflow.kafka.model_topic import publish_update
 from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import LabeledSample, RetrainRequest
-from irisflow.settings import load_settings
+from irisflow.settings import Settings, load_settings
 from tests.conftest import unique_params
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, records_on
 from tests.factories import SETOSA, iris_xy, model_update
 from tests.integration.labels import send_labeled
 from trainer.data import Dataset
@@ -71,7 +75,47 @@ async def running(service: RetrainingService) -> AsyncIterator[RetrainingService
             await task
 
 
-async def _send_labels(stack: Stack, count: int, seed: int) -> None:
+def _own_labels(stack: Stack) -> Settings:
+    """The stack's settings with a labeled topic of this test's own: labels another test left
+    uncommitted in the trainer's group (read, but short of a decision) cannot count here."""
+    kafka = stack.settings.kafka
+    topics = kafka.topics.model_copy(
+        update={"labeled": f"{kafka.topics.labeled}.{uuid.uuid4().hex[:8]}"}
+    )
+    settings = stack.settings.model_copy(
+        update={"kafka": kafka.model_copy(update={"topics": topics})}
+    )
+    asyncio.run(ensure_topics(settings.kafka))
+    return settings
+
+
+async def _until_read(service: RetrainingService, labels: int, timeout: float = 60) -> None:
+    """Wait until the trainer has taken ``labels`` labeled samples (its own counter)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while _labels_seen(service) < labels:
+        assert asyncio.get_running_loop().time() < deadline, f"{_labels_seen(service)} labels read"
+        await asyncio.sleep(0.1)
+
+
+def _retrainings_started(service: RetrainingService) -> list[str]:
+    """The triggers of the retrainings ``service`` begins from now on, as it begins them."""
+    started: list[str] = []
+    begin = service.retrain
+
+    async def retrain(trigger: str) -> Decision:
+        started.append(trigger)
+        return await begin(trigger)
+
+    service.retrain = retrain  # type: ignore[method-assign]
+    return started
+
+
+def _labels_seen(service: RetrainingService) -> float:
+    seen = service.metrics.registry.get_sample_value("irisflow_trainer_labeled_samples_total")
+    return seen or 0.0
+
+
+async def _send_labels(settings: Settings, count: int, seed: int) -> None:
     x, y = iris_xy()
     rows = np.random.default_rng(seed).choice(len(y), size=count, replace=True)
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -83,7 +127,7 @@ async def _send_labels(stack: Stack, count: int, seed: int) -> None:
         )
         for i, row in enumerate(rows)
     )
-    await send_labeled(stack.settings.kafka, samples)
+    await send_labeled(settings.kafka, samples)
 
 
 async def _next_decision(service: RetrainingService, seen: int, timeout: float = 120) -> Decision:
@@ -118,13 +162,18 @@ def _live_version(stack: Stack) -> int:
 
 def test_labels_past_the_threshold_train_a_version_that_the_worker_serves(stack: Stack) -> None:
     before = _live_version(stack)
+    settings = _own_labels(stack)
 
     async def scenario() -> Decision:
-        async with running(RetrainingService(stack.settings)) as service:
-            await _send_labels(stack, 30, seed=1)
-            await asyncio.sleep(2)
-            assert service.decisions == []  # 30 < 40: not yet
-            await _send_labels(stack, 20, seed=2)
+        service = RetrainingService(settings)
+        started = _retrainings_started(service)
+        async with running(service):
+            await _send_labels(settings, 30, seed=1)
+            await _until_read(service, 30)
+            # A retraining begins in the same loop step that reads the label reaching the
+            # threshold, so once 30 are read it would already have begun: 30 < 40, none has.
+            assert started == []
+            await _send_labels(settings, 20, seed=2)
             return await _next_decision(service, 0)
 
     decision = asyncio.run(scenario())
@@ -151,10 +200,11 @@ def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_the_old_version
         )
 
     before = _live_version(stack)
+    settings = _own_labels(stack)
 
     async def scenario() -> Decision:
-        async with running(RetrainingService(stack.settings, train=shuffled)) as service:
-            await _send_labels(stack, 60, seed=3)
+        async with running(RetrainingService(settings, train=shuffled)) as service:
+            await _send_labels(settings, 60, seed=3)
             return await _next_decision(service, 0)
 
     decision = asyncio.run(scenario())
@@ -168,24 +218,48 @@ def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_the_old_version
     assert '"outcome": "rejected"' in (stack.settings.registry_dir / "decisions.jsonl").read_text()
 
 
-def test_a_manual_retrain_request_is_acted_on_without_new_labels(stack: Stack) -> None:
-    async def scenario() -> Decision:
-        async with running(RetrainingService(stack.settings)) as service:
-            producer = make_producer(stack.settings.kafka)
-            await producer.start()
-            request = RetrainRequest(
-                model_name=stack.settings.model_name, reason="test", requested_by="pytest"
-            )
-            await producer.send_and_wait(
-                stack.settings.kafka.topics.retrain_requests,
-                key=request.model_name.encode(),  # keyed by model name, or dead-lettered
-                value=request.to_bytes(),
-            )
-            await producer.stop()
-            return await _next_decision(service, 0)
+def _irisflow(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``irisflow`` command, run as a user runs it, with the stack's params file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRISFLOW_")}
+    command = [sys.executable, "-m", "irisflow.cli", "--params", str(stack.params), *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, env=env
+    )
 
-    decision = asyncio.run(scenario())
+
+def test_irisflow_retrain_makes_the_running_trainer_retrain_without_new_labels(
+    stack: Stack,
+) -> None:
+    """``irisflow retrain`` (it has no ``--json``: one line on stdout) reaches a running trainer
+    through the broker, which decides (``manual``) and publishes a version the worker serves."""
+    before = _live_version(stack)
+    settings = _own_labels(stack)
+    topic = settings.kafka.topics.retrain_requests
+    requests_before = len(records_on(settings.kafka, topic))
+
+    async def scenario() -> tuple[subprocess.CompletedProcess[str], Decision]:
+        async with running(RetrainingService(settings)) as service:
+            done = await asyncio.to_thread(_irisflow, stack, "retrain", "--reason", "from a test")
+            assert done.returncode == 0, done.stderr[-2000:]
+            return done, await _next_decision(service, 0)
+
+    done, decision = asyncio.run(scenario())
+    assert done.stdout.strip() == (
+        f"retrain requested for {settings.model_name}; `irisflow trainer` acts on it"
+    )
+    request = RetrainRequest.from_bytes(records_on(settings.kafka, topic)[requests_before].value)
+    assert (request.reason, request.requested_by) == ("from a test", "cli")
     assert decision.trigger == "manual"
+    assert decision.gate.promoted, decision.gate.reason  # no held-out labels: a person decides
+    assert decision.version is not None
+    assert decision.version > before
+    assert _served_version(stack, decision.version) == decision.version
+    entry = json.loads((settings.registry_dir / "decisions.jsonl").read_text().splitlines()[-1])
+    assert (entry["trigger"], entry["outcome"], entry["version"]) == (
+        "manual",
+        "promoted",
+        decision.version,
+    )
 
 
 def test_a_tampered_artifact_is_refused_and_the_current_version_keeps_serving(stack: Stack) -> None:
@@ -206,40 +280,3 @@ def test_a_tampered_artifact_is_refused_and_the_current_version_keeps_serving(st
     assert served["label"] == "setosa"
     log = Path(stack.logs / "worker.log").read_text(errors="replace")
     assert "refused iris version 51" in log
-
-
-def test_a_trainer_dying_mid_training_publishes_nothing_and_its_successor_reuses_the_labels(
-    stack: Stack,
-) -> None:
-    started = asyncio.Event()
-
-    def never_finishes(data: Dataset) -> TrainingOutcome:
-        started.set()
-        time.sleep(3)  # killed before it returns
-        raise RuntimeError("the process died")
-
-    async def scenario() -> tuple[int | None, Decision]:
-        live_before = await read_live_update(stack.settings.kafka, stack.settings.model_name)
-        dying = RetrainingService(stack.settings, train=never_finishes)
-        task = asyncio.create_task(dying.run())
-        await asyncio.wait_for(dying.ready.wait(), 60)
-        await _send_labels(stack, 45, seed=5)
-        await asyncio.wait_for(started.wait(), 60)
-        task.cancel()  # dies mid-training: no decision, no commit
-        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-            await task
-        assert dying.decisions == []
-        live_after = await read_live_update(stack.settings.kafka, stack.settings.model_name)
-        assert live_before is not None
-        assert live_after is not None
-        assert live_after.version == live_before.version
-        async with running(RetrainingService(stack.settings)) as successor:
-            return live_before.version, await _next_decision(successor, 0)
-
-    before, decision = asyncio.run(scenario())
-    assert decision.trigger == "labels"  # the same uncommitted labels, read again
-    assert decision.gate.holdout_size >= 20
-    assert decision.gate.promoted
-    assert decision.version is not None
-    assert before is not None
-    assert decision.version > before
