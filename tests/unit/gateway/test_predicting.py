@@ -18,7 +18,7 @@ from gateway.audit.store import AuditBatch
 from gateway.bodies import PredictionPublic
 from gateway.errors import RequestIdConflict
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
-from irisflow.schemas import Feedback, Prediction
+from irisflow.schemas import Feedback, Prediction, PredictionRequest
 from tests.factories import SETOSA, VIRGINICA
 from tests.unit.gateway.fakes import FakeScoring, ScoringFactory
 
@@ -241,3 +241,53 @@ async def test_an_answer_that_comes_after_the_timeout_answers_the_retry(
     assert answer.label == "setosa"
     assert [r.request_id for r in scoring.published] == ["l1"]
     assert scoring.metrics.timeouts._value.get() == 1
+
+
+async def test_an_id_the_audit_knows_for_other_input_is_a_conflict(scoring: FakeScoring) -> None:
+    """Across replicas and restarts the audit is the memory: an id it holds for other input is a
+    409 here too, though this process never saw the id (nothing is published)."""
+    sent = PredictionRequest(
+        request_id="elsewhere-1", features=SETOSA, input_digest=input_digest("single", SETOSA)
+    )
+    scoring.audit.write(AuditBatch(requests=[request_row(sent)]))
+    with pytest.raises(RequestIdConflict):
+        await scoring.predict(VIRGINICA, "elsewhere-1")
+    with pytest.raises(RequestIdConflict):
+        await scoring.accept(VIRGINICA, "elsewhere-1")
+    assert scoring.published == []
+
+
+async def test_an_id_the_audit_has_answered_is_replayed_from_it_without_publishing(
+    scoring: FakeScoring,
+) -> None:
+    digest = input_digest("single", SETOSA)
+    sent = PredictionRequest(request_id="elsewhere-2", features=SETOSA, input_digest=digest)
+    answered = Prediction(
+        request_id="elsewhere-2",
+        label="versicolor",
+        probabilities={"setosa": 0.1, "versicolor": 0.8, "virginica": 0.1},
+        model_version=3,
+        input_digest=digest,
+    )
+    scoring.audit.write(
+        AuditBatch(requests=[request_row(sent)], predictions=[prediction_row(answered)])
+    )
+    answer = await scoring.predict(SETOSA, "elsewhere-2")
+    assert (answer.label, answer.model_version) == ("versicolor", 3)
+    await scoring.accept(SETOSA, "elsewhere-2")
+    assert scoring.published == []
+    assert scoring.metrics.replayed_answers.labels("audit")._value.get() == 1
+
+
+async def test_an_id_pending_in_the_audit_is_awaited_on_the_topic_not_published_again(
+    scoring: FakeScoring,
+) -> None:
+    """Another replica published it and its answer has not come yet: this call waits for that
+    answer (the fake worker answers the other replica's record) instead of publishing again."""
+    digest = input_digest("single", SETOSA)
+    sent = PredictionRequest(request_id="elsewhere-3", features=SETOSA, input_digest=digest)
+    scoring.audit.write(AuditBatch(requests=[request_row(sent)]))
+    asyncio.get_running_loop().call_later(0.1, scoring.fake.answer, sent)
+    answer = await scoring.predict(SETOSA, "elsewhere-3")
+    assert answer.label == "setosa"
+    assert scoring.published == []
