@@ -25,6 +25,7 @@ from gateway.audit.feed import AuditFeed
 from gateway.audit.store import AuditStore, audit_url
 from gateway.bridge import KafkaBridge
 from gateway.errors import install_error_handlers
+from gateway.hedging import Hedger
 from gateway.input_checks import InputChecks
 from gateway.kafka_health import KafkaHealth
 from gateway.limits import BodyLimit
@@ -36,6 +37,7 @@ from gateway.predicting import Scoring, on_late_answer
 from gateway.routes import dashboard, feedback, health, models, predict, predictions, stats
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.admin import ensure_topics
+from irisflow.otel import Spans
 from irisflow.schemas import ModelMetadata
 from irisflow.settings import Settings
 
@@ -121,6 +123,12 @@ class _Parts:
             on_late=on_late_answer(answers),
             on_mismatch=metrics.mismatched_answers.inc,
             on_error=metrics.answer_errors.inc,
+            hedger=Hedger(
+                settings.kafka.partitions,
+                delay=gateway.hedge_after_seconds,
+                max_ratio=gateway.hedge_max_ratio,
+            ),
+            on_hedge=metrics.hedged.inc,
         )
         audit = AuditStore(audit_url(gateway.audit_url, settings.home))
         return cls(
@@ -136,7 +144,14 @@ class _Parts:
                 default_features=settings.data.feature_columns,
                 max_reference_std=settings.features.max_reference_std,
             ),
-            scoring=Scoring(bridge, answers, audit, metrics, gateway.predict_timeout_seconds),
+            scoring=Scoring(
+                bridge,
+                answers,
+                audit,
+                metrics,
+                gateway.predict_timeout_seconds,
+                Spans.create(settings.tracing, service="irisflow-gateway"),
+            ),
         )
 
 
@@ -206,6 +221,7 @@ def create_app(settings: Settings) -> FastAPI:
             await parts.answers.close()
             await parts.bridge.stop()
             parts.audit.close()
+            parts.scoring.spans.close()
 
     app = FastAPIOffline(
         title="irisflow gateway",

@@ -85,7 +85,15 @@ class PredictionPublic(BaseModel):
     label: str
     probabilities: dict[str, float]
     model_version: int
-    latency_seconds: float = Field(description="From the gateway's send to the worker's answer")
+    latency_seconds: float = Field(
+        description="What the client waited, as the gateway saw it: from the request arriving "
+        "at the gateway to its answer leaving (Kafka both ways and the worker included)"
+    )
+    worker_seconds: float | None = Field(
+        default=None,
+        description="The worker's share of that: from fetching the request to handing its "
+        "answer to Kafka (absent for answers replayed from the audit)",
+    )
 
 
 class InstancePublic(BaseModel):
@@ -99,7 +107,15 @@ class BatchPredictionPublic(BaseModel):
     request_id: str
     model_version: int
     predictions: list[InstancePublic] = Field(description="One per instance, in request order")
-    latency_seconds: float = Field(description="From the gateway's send to the worker's answer")
+    latency_seconds: float = Field(
+        description="What the client waited, as the gateway saw it: from the request arriving "
+        "at the gateway to its answer leaving (Kafka both ways and the worker included)"
+    )
+    worker_seconds: float | None = Field(
+        default=None,
+        description="The worker's share of that: from fetching the request to handing its "
+        "answer to Kafka (absent for answers replayed from the audit)",
+    )
 
 
 class Accepted(BaseModel):

@@ -30,6 +30,12 @@ The producer is the core's: ``acks=all`` and idempotent, so an accepted request,
 admin command survives a leader failover and is not duplicated by the producer's retries.
 
 Which reply answers whom (waiters, watched ids, digest checks) is :mod:`gateway.replies`.
+
+A request sent with a :class:`gateway.trips.Trip` carries its trace and arrival stamp in its
+headers, and the trip learns its partition, when the broker had it, and the worker's stamps.
+Such a request is also *hedged* (:mod:`gateway.hedging`): unanswered after
+``gateway.hedge_after_seconds``, a copy goes to a partition whose owner answers, so a worker
+killed mid-stream costs its callers a fraction of a second instead of its group session.
 """
 
 from __future__ import annotations
@@ -44,12 +50,15 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
+from gateway.hedging import Hedger
 from gateway.replies import Answer, LateHandler, Replies, Request, Shape, shape_of
+from gateway.trips import Trip
 from irisflow.errors import KafkaUnavailable, PredictionFailed, PredictionTimeout
 from irisflow.kafka.clients import answers_metadata, assign_all, make_consumer, make_producer, send
 from irisflow.schemas import ErrorCode
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Outgoing, Topics
+from irisflow.tracing import HEDGE_OF, REQUEST_PARTITION
 
 __all__ = ["Answer", "KafkaBridge", "LateHandler", "Request"]
 
@@ -71,8 +80,13 @@ class KafkaBridge:
         on_mismatch: Callable[[], None] | None = None,
         on_error: Callable[[], None] | None = None,
         watch_capacity: int = 10000,
+        hedger: Hedger | None = None,
+        on_hedge: Callable[[], None] | None = None,
     ) -> None:
         self.kafka = kafka
+        self.hedger = hedger or Hedger(kafka.partitions, delay=0.0)
+        """When and where a late request's copy goes (off unless given one with a delay)."""
+        self.on_hedge = on_hedge
         self.instance_id = instance_id or f"gw-{uuid.uuid4().hex[:8]}"
         self.on_error = on_error
         self.topics = Topics.of(kafka)
@@ -152,8 +166,12 @@ class KafkaBridge:
     def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """One reply, in its own ``try``: a record that breaks its handling costs that record."""
         try:
+            headers = tuple(getattr(record, "headers", None) or ())
+            for name, value in headers:
+                if name == REQUEST_PARTITION:
+                    self.hedger.answered(int(value))
             if record.key is not None:
-                self.replies.deliver(record.key.decode(errors="replace"), record.value)
+                self.replies.deliver(record.key.decode(errors="replace"), record.value, headers)
         except Exception:
             log.exception(
                 "%s[%s] offset %s: handling this answer failed; skipped",
@@ -164,9 +182,11 @@ class KafkaBridge:
             if self.on_error is not None:
                 self.on_error()
 
-    def deliver(self, rid: str, value: bytes | None) -> None:
+    def deliver(
+        self, rid: str, value: bytes | None, headers: tuple[tuple[str, bytes], ...] = ()
+    ) -> None:
         """Hand one record of the predictions topic to :attr:`replies` (as the reader does)."""
-        self.replies.deliver(rid, value)
+        self.replies.deliver(rid, value, headers)
 
     def watch(
         self, rid: str, shape: Shape, context: str, sent: float, digest: str | None = None
@@ -174,13 +194,13 @@ class KafkaBridge:
         """See :meth:`Replies.watch`."""
         self.replies.watch(rid, shape, context, sent, digest)
 
-    async def publish(self, record: Outgoing, *, timeout: float) -> None:
+    async def publish(self, record: Outgoing, *, timeout: float) -> int | None:
         """Send one record built by its topic (``Topics.…record(message)``) and wait for the
-        broker's acknowledgement; 503 material otherwise."""
+        broker's acknowledgement (the partition it went to); 503 material otherwise."""
         if self._producer is None:
             raise KafkaUnavailable("the gateway is not connected to Kafka yet")
         try:
-            await asyncio.wait_for(send(self._producer, record), timeout=timeout)
+            return await asyncio.wait_for(send(self._producer, record), timeout=timeout)
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailable(
                 f"could not publish to {record.topic} at {self.kafka.bootstrap_servers}: {exc!r}"
@@ -204,19 +224,27 @@ class KafkaBridge:
         context: str,
         timeout: float,
         on_sent: Callable[[], None] | None = None,
+        trip: Trip | None = None,
     ) -> Answer:
         """Publish ``request`` and wait for its answer; raise a typed error otherwise.
-        ``on_sent`` is called once the broker has the record (others may rely on it)."""
+        ``on_sent`` is called once the broker has the record (others may rely on it); ``trip``
+        gets the request's trace and stamps, and makes it hedged when it waits too long."""
         return await self._wait(
-            request, context=context, timeout=timeout, send=True, on_sent=on_sent
+            request, context=context, timeout=timeout, send=True, on_sent=on_sent, trip=trip
         )
 
     async def await_answer(self, request: Request, *, context: str, timeout: float) -> Answer:
         """Wait for the answer to a request published earlier (by anyone), without resending."""
         return await self._wait(request, context=context, timeout=timeout, send=False)
 
-    async def _send(self, request: Request, *, timeout: float) -> None:
-        await self.publish(self.topics.requests.record(request), timeout=timeout)
+    async def _send(self, request: Request, *, timeout: float, trip: Trip | None = None) -> None:
+        headers = trip.request_headers() if trip is not None else ()
+        partition = await self.publish(
+            self.topics.requests.record(request, headers=headers), timeout=timeout
+        )
+        self.hedger.sent()
+        if trip is not None:
+            trip.published, trip.partition = time.time(), partition
 
     async def _wait(
         self,
@@ -226,17 +254,18 @@ class KafkaBridge:
         timeout: float,
         send: bool,
         on_sent: Callable[[], None] | None = None,
+        trip: Trip | None = None,
     ) -> Answer:
         rid = request.request_id
-        future = self.replies.expect(request)
+        future = self.replies.expect(request, trip)
         sent = time.monotonic()
         try:
             if send:
-                await self._send(request, timeout=timeout)
+                await self._send(request, timeout=timeout, trip=trip)
                 if on_sent is not None:
                     on_sent()
             try:
-                answer = await asyncio.wait_for(future, timeout=timeout)
+                answer = await self._answer(request, future, trip, deadline=sent + timeout)
             except TimeoutError as exc:
                 self.replies.watch(rid, shape_of(request), context, sent, request.input_digest)
                 raise PredictionTimeout(
@@ -250,3 +279,49 @@ class KafkaBridge:
                 answer.error, code=answer.error_code or ErrorCode.INVALID_REQUEST
             )
         return answer
+
+    async def _answer(
+        self,
+        request: Request,
+        future: asyncio.Future[Answer],
+        trip: Trip | None,
+        *,
+        deadline: float,
+    ) -> Answer:
+        """The answer, sending hedged copies while it is late; ``TimeoutError`` at the deadline."""
+        origin = trip.partition if trip is not None else None
+        tried: set[int] = {origin} if origin is not None else set()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            hedging = origin is not None and self.hedger.enabled
+            wait = min(remaining, self.hedger.delay) if hedging else remaining
+            done, _ = await asyncio.wait({future}, timeout=wait)
+            if done:
+                return future.result()
+            if not hedging or trip is None or origin is None:
+                continue
+            target = self.hedger.target(origin, tried)
+            if target is None:
+                continue
+            tried.add(target)
+            await self._hedge(request, trip, origin=origin, to=target, timeout=remaining)
+
+    async def _hedge(
+        self, request: Request, trip: Trip, *, origin: int, to: int, timeout: float
+    ) -> None:
+        """Send a copy of ``request`` to partition ``to``; a failure only costs the copy."""
+        span = trip.request_span or trip.span
+        headers = (span.as_header(), (HEDGE_OF, str(origin).encode()))
+        record = self.topics.requests.record(request, partition=to, headers=headers)
+        try:
+            await self.publish(record, timeout=timeout)
+        except KafkaUnavailable as exc:
+            log.warning(
+                "a hedged copy of %s to partition %d failed: %s", request.request_id, to, exc
+            )
+            return
+        trip.hedges += 1
+        if self.on_hedge is not None:
+            self.on_hedge()

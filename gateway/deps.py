@@ -19,6 +19,7 @@ from gateway.kafka_health import KafkaHealth
 from gateway.metrics import GatewayMetrics
 from gateway.model_versions import ModelHistory
 from gateway.predicting import Scoring as ScoringParts
+from gateway.trips import Trip, trip_of
 from irisflow.schemas import ModelMetadata
 from irisflow.settings import Settings as IrisflowSettings
 
@@ -32,6 +33,7 @@ __all__ = [
     "Metrics",
     "Scoring",
     "Settings",
+    "TripOf",
 ]
 
 T = TypeVar("T")
@@ -45,6 +47,10 @@ def _part(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
 
     part.__name__ = f"{name}_of"
     return part
+
+
+async def _trip(request: Request) -> Trip:
+    return trip_of(request.scope)
 
 
 async def _live(request: Request) -> ModelMetadata | None:
@@ -63,3 +69,5 @@ Metrics = Annotated[GatewayMetrics, Depends(_part("metrics", GatewayMetrics))]
 Scoring = Annotated[ScoringParts, Depends(_part("scoring", ScoringParts))]
 """What the predict path takes (:class:`gateway.predicting.Scoring`)."""
 Settings = Annotated[IrisflowSettings, Depends(_part("settings", IrisflowSettings))]
+TripOf = Annotated[Trip, Depends(_trip)]
+"""This HTTP request's trace and hop stamps (:mod:`gateway.trips`), started as it arrived."""

@@ -25,6 +25,7 @@ class GatewayMetrics:
     audit_records: Counter
     audit_skipped: Counter
     mismatched_answers: Counter
+    hedged: Counter
     answer_errors: Counter
     dead_letters: Counter
 
@@ -94,6 +95,11 @@ class GatewayMetrics:
                 "irisflow_gateway_audit_skipped_total",
                 "Records the audit feed could not store (each is dead-lettered too)",
                 ["stream"],
+                registry=registry,
+            ),
+            hedged=Counter(
+                "irisflow_gateway_hedged_requests_total",
+                "Copies of late requests sent to another partition (gateway.hedge_after_seconds)",
                 registry=registry,
             ),
             mismatched_answers=Counter(

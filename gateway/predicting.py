@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -30,7 +30,9 @@ from gateway.bodies import Accepted, BatchPredictionPublic, InstancePublic, Pred
 from gateway.bridge import Answer, KafkaBridge, LateHandler, Request
 from gateway.errors import RequestIdConflict, UnreadableAnswer
 from gateway.metrics import GatewayMetrics
+from gateway.trips import Trip, record_spans
 from irisflow.errors import PredictionFailed, PredictionTimeout
+from irisflow.otel import Spans
 from irisflow.schemas import (
     BatchPrediction,
     BatchPredictionRequest,
@@ -66,9 +68,13 @@ def _published_kind(request: Request) -> str:
     return "batch" if isinstance(request, BatchPredictionRequest) else "request"
 
 
-def public(answer: Answer, latency: float) -> BaseModel:
+def public(answer: Answer, latency: float, trip: Trip | None = None) -> BaseModel:
     """The HTTP shape of a successful answer (the bridge hands over only complete ones; one
-    that is not is the worker's fault, 502, never an assert)."""
+    that is not is the worker's fault, 502, never an assert). With the request's ``trip``, the
+    latency is the one the client saw and the worker's share is known."""
+    worker = None
+    if trip is not None and trip.answered is not None:
+        latency, worker = trip.latency, trip.worker_seconds
     version = answer.model_version
     if isinstance(answer, BatchPrediction):
         if version is None or not answer.predictions:
@@ -78,6 +84,7 @@ def public(answer: Answer, latency: float) -> BaseModel:
             model_version=version,
             predictions=[InstancePublic(**p.model_dump()) for p in answer.predictions],
             latency_seconds=latency,
+            worker_seconds=worker,
         )
     if version is None or answer.label is None:
         raise UnreadableAnswer("the worker's answer has no label or no model version")
@@ -87,6 +94,7 @@ def public(answer: Answer, latency: float) -> BaseModel:
         probabilities=answer.probabilities,
         model_version=version,
         latency_seconds=latency,
+        worker_seconds=worker,
     )
 
 
@@ -172,9 +180,13 @@ class Scoring:
     audit: AuditStore
     metrics: GatewayMetrics
     timeout: float
+    spans: Spans = field(default_factory=Spans)
+    """Where each answered trip's spans go (nowhere unless OpenTelemetry export is on)."""
 
 
-async def _answer(scoring: Scoring, request: Request, digest: str, client_id: bool) -> BaseModel:
+async def _answer(
+    scoring: Scoring, request: Request, digest: str, client_id: bool, trip: Trip | None
+) -> BaseModel:
     bridge, answers, metrics, timeout = (
         scoring.bridge,
         scoring.answers,
@@ -196,25 +208,37 @@ async def _answer(scoring: Scoring, request: Request, digest: str, client_id: bo
             return await _await_pending(bridge, scoring.audit, request, digest, timeout)
         metrics.published.labels(_published_kind(request)).inc()
         answer = await bridge.request(
-            request, context=digest, timeout=timeout, on_sent=lambda: answers.sent(rid)
+            request,
+            context=digest,
+            timeout=timeout,
+            on_sent=lambda: answers.sent(rid),
+            trip=trip,
         )
     except PredictionTimeout:
         metrics.timeouts.inc()
         raise
     elapsed = time.perf_counter() - started
     metrics.kafka_round_trip.labels(kind).observe(elapsed)
-    return public(answer, elapsed)
+    if trip is not None:
+        name = "POST /v1/predict/batch" if kind == "batch" else "POST /v1/predict"
+        record_spans(scoring.spans, trip, name=name, topics=bridge.kafka.topics, key=rid)
+    return public(answer, elapsed, trip)
 
 
 async def predict(
-    *, scoring: Scoring, payload: FeatureVector | list[FeatureVector], request_id: str | None
+    *,
+    scoring: Scoring,
+    payload: FeatureVector | list[FeatureVector],
+    request_id: str | None,
+    trip: Trip | None = None,
 ) -> BaseModel:
-    """Score one instance or a batch, once per request id (the caller checked Kafka is up)."""
+    """Score one instance or a batch, once per request id (the caller checked Kafka is up);
+    ``trip`` is this HTTP request's trace and stamps (see :mod:`gateway.trips`)."""
     request, digest = _request(scoring.bridge.instance_id, payload, request_id)
     result, replayed = await scoring.answers.once(
         request.request_id,
         digest,
-        lambda: _answer(scoring, request, digest, client_id=request_id is not None),
+        lambda: _answer(scoring, request, digest, request_id is not None, trip),
     )
     if replayed:
         scoring.metrics.replayed_answers.labels("memory").inc()

@@ -17,8 +17,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from gateway.errors import UnreadableAnswer
+from gateway.trips import Trip
 from irisflow.schemas import BatchPrediction, BatchPredictionRequest, Prediction, PredictionRequest
 from irisflow.topics import Refused, Topic
+from irisflow.tracing import Headers, trace_of
 
 __all__ = ["Answer", "LateHandler", "Replies", "Request", "Shape", "complete", "shape_of"]
 
@@ -66,11 +68,17 @@ class Replies:
         self._watch_capacity = watch_capacity
         self._pending: dict[str, tuple[Shape, str | None, asyncio.Future[Answer]]] = {}
         self._watched: OrderedDict[str, tuple[Shape, str | None, str, float]] = OrderedDict()
+        self._trips: dict[str, Trip] = {}
 
-    def expect(self, request: Request) -> asyncio.Future[Answer]:
-        """A future completed by the answer to ``request`` (a later waiter takes the id over)."""
+    def expect(self, request: Request, trip: Trip | None = None) -> asyncio.Future[Answer]:
+        """A future completed by the answer to ``request`` (a later waiter takes the id over);
+        ``trip``, if given, is told the answer's stamps and span when it comes."""
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[request.request_id] = (shape_of(request), request.input_digest, future)
+        if trip is not None:
+            self._trips[request.request_id] = trip
+        else:
+            self._trips.pop(request.request_id, None)
         return future
 
     def forget(self, rid: str, future: asyncio.Future[Answer]) -> None:
@@ -78,19 +86,24 @@ class Replies:
         current = self._pending.get(rid)
         if current is not None and current[2] is future:
             del self._pending[rid]
+            self._trips.pop(rid, None)
 
     def cancel_all(self) -> None:
         for _, _, pending in self._pending.values():
             pending.cancel()
         self._pending.clear()
+        self._trips.clear()
 
-    def deliver(self, rid: str, value: bytes | None) -> None:
+    def deliver(self, rid: str, value: bytes | None, headers: Headers = ()) -> None:
         """Hand one record of the predictions topic to whoever waits for it (or watches it)."""
         waiting = self._pending.get(rid)
         if waiting is not None and not waiting[2].done():
             shape, digest, future = waiting
             try:
-                future.set_result(self._decode(rid, value, shape, digest))
+                answer = self._decode(rid, value, shape, digest)
+                if (trip := self._trips.get(rid)) is not None:
+                    trip.took_answer(headers, trace_of(headers))
+                future.set_result(answer)
             except Refused as exc:
                 log.error("the answer to %s is unreadable: %s", rid, exc)
                 future.set_exception(UnreadableAnswer(f"the worker's answer is unreadable: {exc}"))

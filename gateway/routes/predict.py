@@ -17,8 +17,9 @@ from gateway.bodies import (
     PredictBody,
     PredictionPublic,
 )
-from gateway.deps import Checks, Kafka, Scoring, Settings
+from gateway.deps import Checks, Kafka, Scoring, Settings, TripOf
 from gateway.errors import TooManyInstances
+from gateway.trips import Trip
 from irisflow.schemas import FeatureVector
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
@@ -53,22 +54,30 @@ async def _score(
     payload: FeatureVector | list[FeatureVector],
     request_id: str | None,
     wait: bool,
+    trip: Trip,
 ) -> BaseModel | JSONResponse:
     """The same for one instance and a batch: wait for the answer, or 202 at once."""
     kafka.require()
     if not wait:
         accepted = await predicting.accept(scoring=scoring, payload=payload, request_id=request_id)
         return _accepted(accepted)
-    return await predicting.predict(scoring=scoring, payload=payload, request_id=request_id)
+    return await predicting.predict(
+        scoring=scoring, payload=payload, request_id=request_id, trip=trip
+    )
 
 
 @router.post("/predict", response_model=PredictionPublic, responses=_ERRORS)
 async def predict(
-    body: PredictBody, checks: Checks, kafka: Kafka, scoring: Scoring, wait: Wait = True
+    body: PredictBody,
+    checks: Checks,
+    kafka: Kafka,
+    scoring: Scoring,
+    trip: TripOf,
+    wait: Wait = True,
 ) -> BaseModel | JSONResponse:
     """Score one instance: published to the requests topic, answered by a worker."""
     checks.check_features(body.features)
-    return await _score(scoring, kafka, body.features, body.request_id, wait)
+    return await _score(scoring, kafka, body.features, body.request_id, wait, trip)
 
 
 @router.post(
@@ -85,6 +94,7 @@ async def predict_batch(
     kafka: Kafka,
     scoring: Scoring,
     settings: Settings,
+    trip: TripOf,
     wait: Wait = True,
 ) -> BaseModel | JSONResponse:
     """Score many instances in one Kafka record; answers come back in request order."""
@@ -92,4 +102,4 @@ async def predict_batch(
     if len(body.instances) > limit:
         raise TooManyInstances(len(body.instances), limit)
     checks.check_instances(body.instances)
-    return await _score(scoring, kafka, body.instances, body.request_id, wait)
+    return await _score(scoring, kafka, body.instances, body.request_id, wait, trip)

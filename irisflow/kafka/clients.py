@@ -62,15 +62,18 @@ def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKa
     return AIOKafkaConsumer(*topics, **options)
 
 
-async def send(producer: AIOKafkaProducer, record: Outgoing) -> None:
-    """Produce one record (with its headers) and wait for the broker's acknowledgement."""
-    await producer.send_and_wait(
+async def send(producer: AIOKafkaProducer, record: Outgoing) -> int | None:
+    """Produce one record (with its headers), wait for the broker's acknowledgement, and say
+    which partition took it (``None`` if the producer did not say)."""
+    metadata = await producer.send_and_wait(
         record.topic,
         value=record.value,
         key=record.key,
         partition=record.partition,
         headers=list(record.headers) or None,
     )
+    partition = getattr(metadata, "partition", None)
+    return int(partition) if partition is not None else None
 
 
 class TopicMissing(KafkaUnavailable):

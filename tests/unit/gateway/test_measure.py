@@ -7,6 +7,7 @@ from fastapi import FastAPI, HTTPException
 
 from gateway.measure import Measure
 from gateway.metrics import GatewayMetrics
+from irisflow.tracing import TraceContext
 
 
 def _app(metrics: GatewayMetrics) -> FastAPI:
@@ -72,3 +73,18 @@ async def test_a_request_is_in_flight_while_served_and_not_after() -> None:
     (response,) = await _get(metrics, "/in-flight")
     assert response.json() == {"in_flight": 1.0}
     assert metrics.registry.get_sample_value("irisflow_http_requests_in_flight") == 0.0
+
+
+async def test_every_answer_names_its_span_of_the_clients_trace() -> None:
+    client_span = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    transport = httpx.ASGITransport(app=_app(GatewayMetrics.create()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        traced = await client.get("/items/a", headers={"traceparent": client_span})
+        untraced = await client.get("/items/b")
+    ours = TraceContext.parse(traced.headers["traceparent"])
+    assert ours is not None
+    assert ours.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert ours.span_id != "00f067aa0ba902b7"
+    fresh = TraceContext.parse(untraced.headers["traceparent"])
+    assert fresh is not None
+    assert fresh.trace_id != ours.trace_id
