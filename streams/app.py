@@ -34,6 +34,7 @@ from faust.types import EventT, StreamT
 from prometheus_client import generate_latest
 
 from irisflow.kafka.model_topic import ModelFeed
+from irisflow.otel import Spans
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import ScoringSettings, Settings
 from irisflow.topics import Incoming, Outgoing
@@ -128,6 +129,7 @@ def _pipeline(
         metrics=metrics,
         join_data=table.data,
         changelog_topic=table.changelog_topic.get_topic_name(),
+        spans=Spans.create(settings.tracing, service="irisflow-worker"),
     )
 
 

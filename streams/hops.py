@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
+from irisflow.otel import Spans
+from irisflow.settings import TopicNames
 from irisflow.topics import Incoming, Outgoing
 from irisflow.tracing import HEDGE_OF, REQUEST_PARTITION, TraceContext, hop_header, trace_of
 
-__all__ = ["WorkerStamps", "carry", "hedged"]
+__all__ = ["WorkerStamps", "carry", "hedged", "record_spans"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,35 @@ def carry(
 def hedged(records: Sequence[Incoming]) -> set[tuple[bytes | None, int | None]]:
     """(key, partition) of the records that are a gateway's hedged copies."""
     return {(r.key, r.partition) for r in records if any(name == HEDGE_OF for name, _ in r.headers)}
+
+
+def record_spans(
+    spans: Spans,
+    out: Sequence[Outgoing],
+    records: Sequence[Incoming],
+    *,
+    topics: TopicNames,
+    stamps: WorkerStamps,
+) -> None:
+    """The worker's span of each traced request: from fetching it to handing its answer over."""
+    parents = {r.key: trace for r in records if (trace := trace_of(r.headers)) is not None}
+    for message in out:
+        if message.topic != topics.predictions or message.key not in parents:
+            continue
+        span = trace_of(message.headers)
+        if span is None:
+            continue
+        spans.record(
+            f"process {topics.requests}",
+            kind="consumer",
+            span=span,
+            parent=parents[message.key],
+            start=stamps.fetched,
+            end=stamps.published,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": topics.requests,
+                "messaging.kafka.message.key": (message.key or b"").decode(errors="replace"),
+            },
+        )

@@ -12,10 +12,11 @@ import logging
 import time
 from collections.abc import Callable, Collection, MutableMapping, Sequence
 
+from irisflow.otel import Spans
 from irisflow.schemas import DriftEvent, LabeledSample
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
-from streams.hops import WorkerStamps, carry, hedged
+from streams.hops import WorkerStamps, carry, hedged, record_spans
 from streams.intake import CONSUMER as SCORING
 from streams.intake import BatchResult, LiveModel, Scored, unanswerable
 from streams.join import JoinWindow
@@ -45,6 +46,7 @@ class Pipeline:
         changelog_topic: str,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        spans: Spans | None = None,
     ) -> None:
         self.settings = settings
         self.topics = settings.kafka.topics
@@ -57,6 +59,7 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self._monotonic = monotonic
+        self.spans = spans or Spans()
         self._changelog_topic = changelog_topic
         self._out: list[Outgoing] = []
         self.join = JoinWindow(
@@ -102,7 +105,7 @@ class Pipeline:
                     self._join_prediction(scored, model, scored_at)
             self._watch(model, result)
         stamps = WorkerStamps(fetched, scored_at, self.clock())
-        return carry(
+        out = carry(
             self._drain(),
             records,
             answers=self.topics.predictions,
@@ -110,6 +113,9 @@ class Pipeline:
             by_key=(self.topics.labeled,),
             by_batch=(self.topics.drift_events,),
         )
+        if self.spans.enabled:
+            record_spans(self.spans, out, records, topics=self.topics, stamps=stamps)
+        return out
 
     def _watch(self, model: LiveModel, result: BatchResult) -> None:
         monitor = self._monitor_for(model)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from irisflow.otel import Spans
 from irisflow.registry import deserialize_model
 from irisflow.schemas import Feedback, PredictionRequest
 from irisflow.settings import Settings
@@ -123,3 +126,34 @@ def test_a_hedged_copy_is_answered_but_never_joined(pipeline: Pipeline) -> None:
     original = Incoming(raw, b"r-1", 0, 0, "requests")
     pipeline.score([original])
     assert len(pipeline.join) == 1
+
+
+def test_the_worker_records_its_span_of_each_traced_request(
+    make_settings: SettingsFactory,
+) -> None:
+    exporter = InMemorySpanExporter()
+    settings: Settings = make_settings()
+    holder = ModelHolder()
+    update = model_update(1)
+    holder.current = LiveModel(
+        update.metadata(), deserialize_model(update.artifact, sha256=update.sha256)
+    )
+    pipeline = Pipeline(
+        settings,
+        holder=holder,
+        metrics=WorkerMetrics.create(),
+        join_data={},
+        changelog_topic="changelog",
+        spans=Spans.with_processor(SimpleSpanProcessor(exporter), service="worker"),
+    )
+    trace = TraceContext.new()
+    out = pipeline.score([_request("r-1", trace), _request("r-2")])
+    (answer,) = [o for o in out if o.topic == pipeline.topics.predictions and o.key == b"r-1"]
+    (span,) = exporter.get_finished_spans()
+    assert span.name == f"process {pipeline.topics.requests}"
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == trace.span_id
+    carried = trace_of(answer.headers)
+    assert carried is not None
+    assert span.context is not None
+    assert f"{span.context.span_id:016x}" == carried.span_id
