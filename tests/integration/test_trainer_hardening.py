@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from aiokafka import TopicPartition
 
 from irisflow.cli.dead_letters import LetterFilter, read_letters
@@ -26,6 +28,7 @@ from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.clients import make_consumer
 from irisflow.kafka.model_topic import read_live_update
 from irisflow.local.broker.runtime import free_port
+from irisflow.registry import LocalRegistry, load_update
 from irisflow.schemas import LabeledSample
 from irisflow.settings import load_settings
 from tests.conftest import unique_params
@@ -139,6 +142,14 @@ def _committed_and_end(stack: Stack) -> tuple[int | None, int]:
     return asyncio.run(read())
 
 
+def _until_committed(stack: Stack, timeout: float = 30) -> None:
+    """Wait until the trainer's group has committed everything on the labeled topic."""
+    deadline = time.monotonic() + timeout
+    while (offsets := _committed_and_end(stack))[0] != offsets[1]:
+        assert time.monotonic() < deadline, f"committed, end: {offsets}"
+        time.sleep(0.3)
+
+
 def _sample_value(metrics: str, name: str, **labels: str) -> float | None:
     for line in metrics.splitlines():
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
@@ -160,6 +171,7 @@ def test_an_infinite_in_float32_label_is_refused_and_never_reaches_training(
     assert letter.letter.original == outlier.to_bytes()
     assert "sepal_length" in letter.letter.error
     assert "float32" in letter.letter.error
+    _until_committed(trainer)  # no label waits for a decision: its offset is committed
     assert trainer.processes["trainer"].poll() is None
     labeled = trainer.settings.kafka.topics.labeled
     metrics = _metrics(trainer)
@@ -226,3 +238,97 @@ def test_a_failing_retraining_is_recorded_its_labels_dead_lettered_and_the_next_
     assert live.parent_version == 1
     assert Path(trainer.settings.registry_dir / "v0002" / "metadata.json").exists()
     assert trainer.processes["trainer"].poll() is None
+
+
+# ------------------------------------------------------------ SIGKILL in the middle of training
+
+SLOW = {"random_forest": {"n_estimators": 2000}}
+"""A candidate that takes many seconds to fit on ~170 rows: time enough to be killed mid-way."""
+
+
+def _pending_labels(stack: Stack) -> float:
+    """The trainer's ``irisflow_trainer_pending_labels`` gauge (a sample without labels)."""
+    for line in _metrics(stack).splitlines():
+        if line.startswith("irisflow_trainer_pending_labels "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _fast_params(slow: Path) -> Path:
+    """The same topics, group and registry as ``slow``, with candidates that train in a second."""
+    params = yaml.safe_load(slow.read_text())
+    params["training"]["candidates"] = {
+        "logistic_regression": {"max_iter": 300},
+        "naive_bayes": {},
+    }
+    fast = slow.with_name(f"fast-{slow.name}")
+    fast.write_text(yaml.safe_dump(params))
+    return fast
+
+
+@pytest.mark.slow
+def test_a_trainer_killed_mid_training_publishes_nothing_and_its_restart_retrains_the_labels(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """README: "Offsets are committed only after a decision, so a trainer that dies re-reads the
+    same labels and decides again; a version is published only after it is completely written".
+    A real ``irisflow trainer`` process gets SIGKILL (no handler, no cleanup) once it is
+    training; a new one on the same group decides on exactly those labels."""
+    params = unique_params(
+        tmp_path,
+        kafka_bootstrap,
+        **{
+            "kafka.partitions": 1,
+            "retraining.port": free_port(),
+            "retraining.min_new_labels": ROUND,
+            "retraining.holdout_fraction": 0.5,
+            "training.candidates": SLOW,
+            "training.cv_folds": 3,
+        },
+    )
+    stack = Stack(params=params, settings=load_settings(params, environ={}), logs=tmp_path)
+    settings = stack.settings
+    asyncio.run(ensure_topics(settings.kafka))
+    stack.publish(1)
+    stack.start("trainer", "trainer")
+    try:
+        doomed = _samples("killed")
+        _send(stack, doomed)
+        # Observably training: every label read and pending, which is the loop step that
+        # starts the retraining (the metric drops to 0 only with its decision).
+        deadline = time.monotonic() + 90
+        while _pending_labels(stack) < ROUND:
+            assert time.monotonic() < deadline, "the trainer never started retraining"
+            time.sleep(0.1)
+        stack.processes["trainer"].send_signal(signal.SIGKILL)
+        assert stack.processes["trainer"].wait(30) == -signal.SIGKILL
+    finally:
+        stack.stop("trainer")
+
+    registry = LocalRegistry(settings.registry_dir)
+    assert registry.decisions() == []  # killed before its decision: the kill was mid-training
+    assert registry.versions() == []  # nothing written, let alone half of it
+    live = asyncio.run(read_live_update(settings.kafka, settings.model_name))
+    assert live is not None
+    assert live.version == 1
+    committed, end = _committed_and_end(stack)
+    assert end == ROUND
+    assert committed in (None, 0)  # the labels stay uncommitted
+
+    successor = Stack(params=_fast_params(params), settings=settings, logs=tmp_path)
+    successor.start("trainer", "trainer")
+    try:
+        (decision,) = _decisions(successor, 1)
+        assert decision["trigger"] == "labels"
+        assert decision["holdout_size"] == ROUND // 2  # the same 40 labels, read again
+        assert decision["outcome"] == "promoted", decision
+        assert decision["version"] == 2
+        live = asyncio.run(read_live_update(settings.kafka, settings.model_name))
+        assert live is not None
+        assert (live.version, live.parent_version, live.trigger) == (2, 1, "labels")
+        load_update(live, settings.artifacts)  # published whole: checksum, contract, smoke test
+        assert registry.get(2).artifact == live.artifact
+        _until_committed(successor)
+        assert _committed_and_end(successor) == (ROUND, ROUND)
+    finally:
+        successor.stop("trainer")
