@@ -179,3 +179,18 @@ def test_the_dashboards_counts_do_not_carry_features(store: AuditStore) -> None:
     (row,) = store.window(0.0)
     assert not hasattr(row, "features")
     assert (row.at, row.scored_at, row.label) == (10.0, 11.0, "setosa")
+
+
+def test_the_dashboard_reads_at_most_twenty_thousand_rows_and_instances(
+    store: AuditStore,
+) -> None:
+    """README: ``/v1/stats`` reads at most 20,000 rows and 20,000 instances (the defaults the
+    route relies on), newest first, however long the window's history is."""
+    requests = [_sent(f"r{i}", 1000.0 + i) for i in range(20_001)]
+    store.write(AuditBatch(requests=requests))
+    rows = store.window(0.0)
+    assert len(rows) == 20_000
+    assert min(row.at for row in rows) == 1001.0  # the oldest row is the one left out
+    inputs = store.recent_inputs(0.0)
+    assert len(inputs) == 20_000
+    assert inputs[0][0] == 21_000.0
