@@ -52,6 +52,14 @@ def _ok(url: str) -> bool:
         return False
 
 
+def _connected(url: str) -> bool:
+    """A gateway's readiness says Kafka is reachable (ready or not: no model may be live)."""
+    try:
+        return httpx.get(url, timeout=2).json().get("kafka") is True
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
 @dataclass
 class Stack:
     """A params file, its settings, and the irisflow processes running with it."""
@@ -92,14 +100,18 @@ class Stack:
             urls.append(f"http://127.0.0.1:{self.settings.worker.port}/health")
         return urls
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
+    def wait_ready(self, timeout: float = 90.0, *, model: bool = True) -> None:
+        """Until every role started is ready; with ``model=False`` a gateway counts once it
+        reaches Kafka (it cannot be ready while no model is live)."""
         deadline = time.monotonic() + timeout
+        gateway = f"{self.gateway_url}/health/ready"
         while time.monotonic() < deadline:
             for role, process in self.processes.items():
                 if process.poll() is not None:
                     log = (self.logs / f"{role}.log").read_text(errors="replace")[-3000:]
                     raise AssertionError(f"{role} exited with {process.returncode}:\n{log}")
-            if all(_ok(url) for url in self.health_urls()):
+            urls = self.health_urls()
+            if all((_ok if url != gateway or model else _connected)(url) for url in urls):
                 return
             time.sleep(0.3)
         raise AssertionError("the gateway did not become ready")
@@ -145,7 +157,10 @@ def launch_stack(
     version: int | None = 1,
     **changes: object,
 ) -> Stack:
-    """Like the ``stack`` fixture, with params changed by dotted keys; the caller stops it."""
+    """Like the ``stack`` fixture, with params changed by dotted keys; the caller stops it.
+
+    ``version=None`` publishes no model: the stack starts with none live (its gateway is then
+    waited for until it reaches Kafka, since it is not ready without a model)."""
     folder.mkdir(parents=True, exist_ok=True)
     params = unique_params(
         folder,
@@ -165,7 +180,7 @@ def launch_stack(
     for role in roles:
         stack.start(role, role)
     try:
-        stack.wait_ready()
+        stack.wait_ready(model=version is not None)
     except BaseException:
         stop_all(stack)
         raise
