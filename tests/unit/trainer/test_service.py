@@ -15,7 +15,7 @@ from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, ModelUpdate,
 from irisflow.settings import Settings
 from irisflow.topics import Incoming, Outgoing
 from tests.conftest import SettingsFactory
-from tests.factories import IRIS_FEATURES, SETOSA, iris_xy, model_update
+from tests.factories import IRIS_FEATURES, SETOSA, forged_update, iris_xy, model_update
 from trainer.data import Dataset
 from trainer.inputs import Labeled, Window, unlearnable
 from trainer.service import ModelFeedStopped, RetrainingService
@@ -501,3 +501,30 @@ def test_a_promoted_challenger_is_numbered_from_the_model_feed_without_reading_t
         assert asyncio.run(service.retrain("manual")).outcome == "promoted"
 
     assert published == [4, 5]  # the second parent is the first's version, not yet fed back
+
+
+@pytest.mark.parametrize(
+    ("how", "why"),
+    [
+        ("checksum", "checksum mismatch"),
+        ("zip_bomb", "unpacks to"),  # refused from the zip's directory, before unpacking
+        ("wrong_features", "takes 3 features"),
+        ("regressor", "no predict_proba"),
+    ],
+)
+def test_the_trainer_refuses_a_forged_version_as_champion_and_keeps_the_one_it_has(
+    settings: Settings, how: str, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README: "Before a worker, a gateway or the trainer trusts a version it checks the
+    checksum, [the zip's size], the type allow-list, and the estimator contract"."""
+    service = RetrainingService(settings)
+    assert asyncio.run(service._on_model(model_update(1)))
+
+    assert asyncio.run(service._on_model(forged_update(2, how))) is False
+
+    assert "version 2 cannot be loaded as champion" in caplog.text
+    assert why in caplog.text
+
+    assert service._retraining.champion is not None
+    assert service._retraining.champion[0].version == 1
+    assert service.metrics.registry.get_sample_value("irisflow_trainer_live_model_version") == 1

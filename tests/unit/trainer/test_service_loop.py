@@ -494,6 +494,21 @@ def test_the_gate_applies_the_configured_tolerance_on_the_held_out_recent_labels
     assert decision.gate.champion_score is not None
     assert decision.gate.champion_score - decision.gate.challenger_score > 0.5
     assert published == ([2] if outcome_ == "promoted" else [])
+    # Every decision, promoted or rejected, is appended with its numbers and counted.
+    (entry,) = LocalRegistry(settings.registry_dir).decisions()
+    assert (entry["trigger"], entry["outcome"], entry["tolerance"]) == (
+        "labels",
+        outcome_,
+        tolerance,
+    )
+    assert entry["challenger_score"] == decision.gate.challenger_score
+    assert entry["champion_score"] == decision.gate.champion_score
+    assert entry["holdout_size"] == decision.gate.holdout_size
+    assert entry["version"] == (2 if outcome_ == "promoted" else None)
+    retrains = service.metrics.registry.get_sample_value(
+        "irisflow_retrains_total", {"trigger": "labels", "outcome": outcome_}
+    )
+    assert retrains == 1
 
 
 # ------------------------------------------------------- a version that cannot be written
