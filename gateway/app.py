@@ -187,6 +187,7 @@ async def _connect(parts: _Parts) -> None:
         on_written=lambda stream, n: metrics.audit_records.labels(stream).inc(n),
         on_skipped=lambda stream: metrics.audit_skipped.labels(stream).inc(),
         on_letter=metrics.count_letter,
+        gateway_hops=parts.scoring.hop_log.drain,
     )
     await asyncio.gather(
         _supervise(

@@ -239,12 +239,14 @@ class KafkaBridge:
 
     async def _send(self, request: Request, *, timeout: float, trip: Trip | None = None) -> None:
         headers = trip.request_headers() if trip is not None else ()
+        if trip is not None:  # handed to Kafka now; nobody can fetch it before this moment
+            trip.published = time.time()
         partition = await self.publish(
             self.topics.requests.record(request, headers=headers), timeout=timeout
         )
         self.hedger.sent()
         if trip is not None:
-            trip.published, trip.partition = time.time(), partition
+            trip.partition = partition
 
     async def _wait(
         self,

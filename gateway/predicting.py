@@ -30,7 +30,7 @@ from gateway.bodies import Accepted, BatchPredictionPublic, InstancePublic, Pred
 from gateway.bridge import Answer, KafkaBridge, LateHandler, Request
 from gateway.errors import RequestIdConflict, UnreadableAnswer
 from gateway.metrics import GatewayMetrics
-from gateway.trips import Trip, record_spans
+from gateway.trips import HopLog, Trip, record_spans
 from irisflow.errors import PredictionFailed, PredictionTimeout
 from irisflow.otel import Spans
 from irisflow.schemas import (
@@ -182,6 +182,8 @@ class Scoring:
     timeout: float
     spans: Spans = field(default_factory=Spans)
     """Where each answered trip's spans go (nowhere unless OpenTelemetry export is on)."""
+    hop_log: HopLog = field(default_factory=HopLog)
+    """This gateway's stamps of answered trips, for the audit trail."""
 
 
 async def _answer(
@@ -220,6 +222,7 @@ async def _answer(
     elapsed = time.perf_counter() - started
     metrics.kafka_round_trip.labels(kind).observe(elapsed)
     if trip is not None:
+        scoring.hop_log.add(rid, trip)
         name = "POST /v1/predict/batch" if kind == "batch" else "POST /v1/predict"
         record_spans(scoring.spans, trip, name=name, topics=bridge.kafka.topics, key=rid)
     return public(answer, elapsed, trip)

@@ -10,7 +10,9 @@ share beside it; the same stamps reach the audit trail and, if configured, OpenT
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.types import Scope
 
@@ -18,7 +20,7 @@ from irisflow.otel import Spans
 from irisflow.settings import TopicNames
 from irisflow.tracing import HOPS, Headers, TraceContext, hop_header, read_hops
 
-__all__ = ["Trip", "record_spans", "start_trip", "trip_of"]
+__all__ = ["HopLog", "Trip", "record_spans", "start_trip", "trip_of"]
 
 _SCOPE_KEY = "irisflow.trip"
 
@@ -35,6 +37,8 @@ class Trip:
     request_span: TraceContext | None = None
     """The span of the request record (a child of :attr:`span`), carried to the worker."""
     published: float | None = None
+    """When the request record was handed to the producer (before the broker's ack, so that
+    every stamp of the path is in order: no worker can fetch it earlier)."""
     partition: int | None = None
     worker: dict[str, float] = field(default_factory=dict)
     answer_span: TraceContext | None = None
@@ -81,6 +85,30 @@ class Trip:
             "gateway_answered": self.answered,
         }
         return {hop: at for hop in HOPS if (at := known.get(hop)) is not None}
+
+
+class HopLog:
+    """This gateway's own stamps of answered trips, until the audit feed takes them (bounded:
+    if the feed is down, the oldest are dropped rather than held without limit)."""
+
+    def __init__(self, capacity: int = 10000) -> None:
+        self._rows: deque[dict[str, Any]] = deque(maxlen=capacity)
+
+    def add(self, request_id: str, trip: Trip) -> None:
+        row: dict[str, Any] = {
+            "request_id": request_id,
+            "trace_id": trip.span.trace_id,
+            "gateway_published": trip.published,
+            "gateway_answered": trip.answered,
+        }
+        self._rows.append(row)
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Everything logged so far (for the audit feed's next batch), and forget it."""
+        rows = []
+        while self._rows:
+            rows.append(self._rows.popleft())
+        return rows
 
 
 def trip_of(scope: Scope) -> Trip:

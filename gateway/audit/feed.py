@@ -11,6 +11,12 @@ database refuses is written again row by row, and a row it still refuses is dead
 ``processing_failed``: one bad row costs one letter, never the partition. Only an
 infrastructure failure (the database unreachable or locked: ``OperationalError``) stops a poll;
 nothing is committed then, and the supervisor starts the feed again to re-read it.
+
+Each request's hop stamps and trace id go to their own table: the gateway's arrival stamp and
+the trace from the request record's headers, the worker's stamps from the answer's, and this
+gateway's own moments (when the broker had the request, when the answer went out) from
+``gateway_hops``, drained into every batch. Stamps are diagnostics: a batch of them that the
+database refuses is logged and dropped, never dead-lettered.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from irisflow.schemas import (
 )
 from irisflow.settings import KafkaSettings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topic, Topics
+from irisflow.tracing import read_hops, trace_of
 
 __all__ = [
     "CONSUMER",
@@ -157,8 +164,10 @@ class AuditFeed:
         on_written: Callable[[str, int], None] | None = None,
         on_skipped: Callable[[str], None] | None = None,
         on_letter: Callable[[str, str, str], None] | None = None,
+        gateway_hops: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         topics = Topics.of(kafka)
+        self._gateway_hops = gateway_hops or list
         self._kafka = kafka
         self._store = store
         self._group = audit_group_id(kafka.app_id, store.url)
@@ -194,27 +203,26 @@ class AuditFeed:
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         while True:
             polled = await consumer.getmany(timeout_ms=1000)
-            records = [
-                Incoming(r.value, r.key, r.partition, r.offset, r.topic)
-                for batch in polled.values()
-                for r in batch
-            ]
+            records = [Incoming.of(r) for batch in polled.values() for r in batch]
             if not records:
                 continue
-            outcome = await asyncio.to_thread(self.process, records)
+            outcome = await asyncio.to_thread(self.process, records, self._gateway_hops())
             for letter in outcome.letters:  # on the broker before the offsets move past them
                 await send(producer, letter)
             await consumer.commit()
             for stream, n in outcome.written.items():
                 self._on_written(stream, n)
 
-    def process(self, records: Sequence[Incoming]) -> Outcome:
-        """Decode and store one poll (blocking: runs in a worker thread).
+    def process(
+        self, records: Sequence[Incoming], gateway_hops: Sequence[dict[str, Any]] = ()
+    ) -> Outcome:
+        """Decode and store one poll, with ``gateway_hops`` (blocking: runs in a worker thread).
 
         Returns the rows written and the letters for every record that could not be used.
         """
         rows: list[_Row] = []
         letters: list[Outgoing] = []
+        hop_rows = list(gateway_hops)
         for record in records:
             route = self._routes[record.topic]
             try:
@@ -223,18 +231,32 @@ class AuditFeed:
                 letters.append(self._refuse(route.stream, record, exc.reason, str(exc)))
                 continue
             rows.append(_Row(route.stream, route.row(message), record))
-        written = self._write(rows, letters)
+            if route.stream in ("requests", "predictions") and (hop := _hop_row(record)):
+                hop_rows.append(hop)
+        written = self._write(rows, letters, hop_rows)
         return Outcome(written, letters)
 
-    def _write(self, rows: list[_Row], letters: list[Outgoing]) -> dict[str, int]:
+    def _write(
+        self, rows: list[_Row], letters: list[Outgoing], hop_rows: list[dict[str, Any]]
+    ) -> dict[str, int]:
         try:
-            self._store.write(_batch(rows))
+            self._store.write(_batch(rows, hop_rows))
         except OperationalError:
             raise  # the database is down or locked: nothing is committed, the poll is re-read
         except (SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
             log.warning("audit: a batch of %d rows failed (%r); writing row by row", len(rows), exc)
-            return self._write_each(rows, letters)
+            written = self._write_each(rows, letters)
+            self._write_hops(hop_rows)
+            return written
         return _counts(rows)
+
+    def _write_hops(self, hop_rows: list[dict[str, Any]]) -> None:
+        try:
+            self._store.write(AuditBatch(hops=hop_rows))
+        except OperationalError:
+            raise
+        except (SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
+            log.warning("audit: %d hop stamps dropped (%r)", len(hop_rows), exc)
 
     def _write_each(self, rows: list[_Row], letters: list[Outgoing]) -> dict[str, int]:
         stored = []
@@ -265,8 +287,22 @@ class AuditFeed:
         return self._letters.letter(record, source_topic=record.topic, reason=reason, error=error)
 
 
-def _batch(rows: Sequence[_Row]) -> AuditBatch:
-    batch = AuditBatch()
+def _hop_row(record: Incoming) -> dict[str, Any] | None:
+    """The trace id and hop stamps a request or an answer carries in its headers, if any."""
+    if not record.headers or record.key is None:
+        return None
+    row: dict[str, Any] = dict(read_hops(record.headers))
+    trace = trace_of(record.headers)
+    if trace is not None:
+        row["trace_id"] = trace.trace_id
+    if not row:
+        return None
+    row["request_id"] = record.key.decode(errors="replace")
+    return row
+
+
+def _batch(rows: Sequence[_Row], hop_rows: Sequence[dict[str, Any]] = ()) -> AuditBatch:
+    batch = AuditBatch(hops=list(hop_rows))
     for row in rows:
         target: list[dict[str, Any]] = getattr(batch, row.stream)
         target.append(row.values)

@@ -47,6 +47,17 @@ class AuditRecord(BaseModel):
     error: str | None = None
     error_code: str | None = None
     feedback: FeedbackPublic | None = None
+    trace_id: str | None = Field(
+        default=None, description="The W3C trace id the request travelled under (32 hex)"
+    )
+    hops: dict[str, float] | None = Field(
+        default=None,
+        description=(
+            "When each hop happened (Unix seconds), in path order: gateway_received, "
+            "gateway_published, worker_fetched, worker_scored, worker_published, "
+            "gateway_answered; only those known to this audit"
+        ),
+    )
 
 
 class AuditPage(BaseModel):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     Engine,
+    Table,
     create_engine,
     event,
     func,
@@ -36,6 +37,7 @@ from gateway.audit.tables import (
     PREDICTION_COLUMNS,
     REQUEST_COLUMNS,
     drift_events,
+    hops,
     metadata,
     records,
     to_record,
@@ -60,6 +62,8 @@ class AuditBatch:
     predictions: list[dict[str, Any]] = field(default_factory=list)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     drift: list[dict[str, Any]] = field(default_factory=list)
+    hops: list[dict[str, Any]] = field(default_factory=list)
+    """Hop stamps: ``request_id`` and whichever of ``trace_id`` and the hops a source knows."""
 
     def __len__(self) -> int:
         return len(self.requests) + len(self.predictions) + len(self.feedback) + len(self.drift)
@@ -104,11 +108,17 @@ class AuditStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _upsert(self, conn: Connection, rows: list[dict[str, Any]], owned: tuple[str, ...]) -> None:
+    def _upsert(
+        self,
+        conn: Connection,
+        rows: list[dict[str, Any]],
+        owned: tuple[str, ...],
+        table: Table = records,
+    ) -> None:
         if not rows:
             return
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(records)
+        stmt = dialect.insert(table)
         update = {name: stmt.excluded[name] for name in owned}
         conn.execute(
             stmt.on_conflict_do_update(index_elements=["request_id"], set_=update),
@@ -121,6 +131,11 @@ class AuditStore:
             self._upsert(conn, batch.requests, REQUEST_COLUMNS)
             self._upsert(conn, batch.predictions, PREDICTION_COLUMNS)
             self._upsert(conn, batch.feedback, FEEDBACK_COLUMNS)
+            by_source: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in batch.hops:  # one statement per set of columns: each source sets its own
+                by_source.setdefault(tuple(sorted(set(row) - {"request_id"})), []).append(row)
+            for owned, rows in by_source.items():
+                self._upsert(conn, rows, owned, hops)
             if batch.drift:
                 dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
                 stmt = dialect.insert(drift_events).on_conflict_do_nothing()
@@ -129,7 +144,10 @@ class AuditStore:
     def get(self, request_id: str) -> AuditRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(records).where(records.c.request_id == request_id)).first()
-        return to_record(row) if row is not None else None
+            if row is None:
+                return None
+            hop_row = conn.execute(select(hops).where(hops.c.request_id == request_id)).first()
+        return to_record(row, hop_row)
 
     def page(
         self,
@@ -155,19 +173,22 @@ class AuditStore:
         No features here: a row of a 1,000-instance batch carries ~100 KB of them, and
         ``limit`` such rows would be gigabytes. :meth:`recent_inputs` reads them on a budget.
         """
-        c = records.c
+        c, h = records.c, hops.c
+        # what the client waited where the gateway's stamps are known; else the worker's figure
+        client_visible = h.gateway_answered - h.gateway_received
         query = (
             select(
                 c.kind,
                 c.at,
                 c.n_instances,
                 c.label,
-                c.latency_seconds,
+                func.coalesce(client_visible, c.latency_seconds).label("latency_seconds"),
                 c.scored_at,
                 c.error,
                 c.true_label,
                 c.labeled_at,
             )
+            .select_from(records.outerjoin(hops, h.request_id == c.request_id))
             .where(or_(c.at >= since, c.scored_at >= since, c.labeled_at >= since))
             .order_by(c.at.desc())
             .limit(limit)

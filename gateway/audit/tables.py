@@ -1,8 +1,10 @@
-"""The audit's two tables, which columns each topic owns, and a stored row read back.
+"""The audit's tables, which columns each topic owns, and a stored row read back.
 
 One row per request id in ``audit_records``: the request, the prediction and the feedback each
 write only their own columns (:data:`REQUEST_COLUMNS`, …), so the three may arrive in any order.
-Drift alarms are rows of their own, unique per feature, detector and time. Apart from
+Drift alarms are rows of their own, unique per feature, detector and time. Each request's hop
+stamps and trace id are a row of ``audit_hops`` (a table of their own, so an audit database
+from before them needs no migration: ``create_all`` adds it). Apart from
 :mod:`gateway.audit.store` (the engine and the statements) so the schema reads on one page.
 """
 
@@ -25,12 +27,15 @@ from sqlalchemy.engine import Row
 
 from gateway.audit.records import AuditRecord, FeedbackPublic
 from gateway.bodies import InstancePublic
+from irisflow.tracing import HOPS
 
 __all__ = [
     "FEEDBACK_COLUMNS",
+    "HOP_COLUMNS",
     "PREDICTION_COLUMNS",
     "REQUEST_COLUMNS",
     "drift_events",
+    "hops",
     "metadata",
     "records",
     "to_record",
@@ -73,6 +78,16 @@ drift_events = Table(
     UniqueConstraint("feature", "detector", "detected_at", name="uq_drift_event"),
 )
 
+hops = Table(
+    "audit_hops",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("trace_id", String(32)),
+    *(Column(hop, Float) for hop in HOPS),
+)
+#: What a hop row may set; each source (request, answer, gateway) updates only the ones it has.
+HOP_COLUMNS = ("trace_id", *HOPS)
+
 #: The columns each topic owns (besides ``request_id``); an upsert updates only these.
 REQUEST_COLUMNS = ("kind", "at", "sent_at", "features", "reply_to", "n_instances")
 PREDICTION_COLUMNS = (
@@ -97,7 +112,7 @@ def _status(row: Row[Any]) -> Literal["pending", "answered", "failed", "unreques
     return "pending" if row.sent_at is not None else "unrequested"
 
 
-def to_record(row: Row[Any]) -> AuditRecord:
+def to_record(row: Row[Any], hop_row: Row[Any] | None = None) -> AuditRecord:
     feedback = None
     if row.true_label is not None:
         correct = None if row.kind == "batch" or row.label is None else row.label == row.true_label
@@ -123,4 +138,13 @@ def to_record(row: Row[Any]) -> AuditRecord:
         error=row.error,
         error_code=row.error_code,
         feedback=feedback,
+        trace_id=hop_row.trace_id if hop_row is not None else None,
+        hops=_hops(hop_row),
     )
+
+
+def _hops(row: Row[Any] | None) -> dict[str, float] | None:
+    if row is None:
+        return None
+    known = {hop: at for hop in HOPS if (at := getattr(row, hop)) is not None}
+    return known or None
