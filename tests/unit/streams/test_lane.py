@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -30,11 +31,11 @@ def _record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
         timestamp=0,
         timestamp_type=0,
         key=f"r{partition}-{offset}".encode(),
-        value=b"{}",
+        value=f'{{"o": {offset}}}'.encode(),
         checksum=None,
         serialized_key_size=0,
         serialized_value_size=2,
-        headers=(),
+        headers=[("traceparent", f"t{partition}-{offset}".encode())],
     )
 
 
@@ -135,6 +136,7 @@ class Harness:
         self.consumer = FakeConsumer()
         self.scored: list[Incoming] = []
         self.deliveries: list[asyncio.Future[None]] = []
+        self.futures_per_send = 1
         self.lane = ScoringLane(
             lambda: self.consumer,
             topic=TOPIC,
@@ -153,9 +155,13 @@ class Harness:
         return [Outgoing("answers", r.key, b"ok", r.partition) for r in records]
 
     async def send(self, messages: Sequence[Outgoing]) -> list[asyncio.Future[None]]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.deliveries.append(future)
-        return [future]
+        """One delivery future per send, or ``futures_per_send`` of them."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = [
+            loop.create_future() for _ in range(self.futures_per_send)
+        ]
+        self.deliveries.extend(futures)
+        return futures
 
     def start(self, ready: Any = None) -> None:
         self.task = asyncio.ensure_future(self.lane.run(ready))
@@ -215,9 +221,14 @@ def tp(partition: int) -> TopicPartition:
 
 
 async def test_partitions_handed_over_before_the_lane_starts_are_read_once_it_runs(
-    harness: Harness,
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="streams.lane")
+    assert harness.lane.partitions == set()
     await harness.lane.assign([1, 0])
+    assert caplog.record_tuples == [
+        ("streams.lane", logging.INFO, "scoring lane reads requests partitions [0, 1]")
+    ]
     harness.start()
     await harness.until(lambda: harness.lane.partitions == {0, 1})
     await harness.fetch(0, 0, 1)
@@ -244,6 +255,9 @@ async def test_a_whole_fetch_is_scored_in_one_call_in_offset_order(harness: Harn
         (1, 0),
         (1, 1),
     ]
+    assert harness.scored[0] == Incoming(
+        b'{"o": 5}', b"r0-5", 0, 5, headers=(("traceparent", b"t0-5"),)
+    )
 
 
 async def test_offsets_are_committed_only_after_their_answers_are_delivered(
@@ -314,16 +328,22 @@ async def test_a_failed_commit_is_retried_and_scoring_goes_on(
 ) -> None:
     harness.consumer.fail_commits = True
     harness.start()
-    await harness.lane.assign([0])
-    await harness.scored_fetch(0, 0)
+    await harness.lane.assign([0, 1])
+    await harness.consumer.fetches.put({tp(1): [_record(1, 4)], tp(0): [_record(0, 0)]})
+    await harness.until(lambda: len(harness.deliveries) == 1)
     harness.deliveries[0].set_result(None)
     await harness.until(lambda: harness.consumer.commit_attempts >= 2)  # failed, tried again
     assert harness.consumer.commits == []
-    assert "could not commit request offsets requests[0]@1" in caplog.text
+    assert caplog.record_tuples[-1] == (
+        "streams.lane",
+        logging.WARNING,
+        "could not commit request offsets requests[0]@1, requests[1]@5: "
+        "KafkaConnectionError('coordinator gone')",
+    )
     await harness.scored_fetch(0, 1)
     harness.deliveries[1].set_result(None)
     harness.consumer.fail_commits = False
-    await harness.until(lambda: harness.consumer.committed() == {TopicPartition(TOPIC, 0): 2})
+    await harness.until(lambda: harness.consumer.committed() == {tp(0): 2, tp(1): 5})
 
 
 async def test_stopping_the_lane_commits_what_was_answered_and_closes_the_consumer() -> None:
@@ -340,7 +360,7 @@ async def test_stopping_the_lane_commits_what_was_answered_and_closes_the_consum
 
 
 async def test_a_failed_batch_blocks_every_later_commit_even_on_the_way_out(
-    harness: Harness,
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     harness.start()
     await harness.lane.assign([0])
@@ -351,6 +371,11 @@ async def test_a_failed_batch_blocks_every_later_commit_even_on_the_way_out(
     assert harness.task is not None
     with pytest.raises(KafkaConnectionError):
         await asyncio.wait_for(harness.task, 2)
+    assert (
+        "streams.lane",
+        logging.WARNING,
+        "scoring lane stopped without its last commit: KafkaConnectionError('broker gone')",
+    ) in caplog.record_tuples
     await asyncio.wait_for(harness.lane.release(), 2)  # Faust's revoke may still come
     assert harness.consumer.committed() == {}
 
@@ -470,7 +495,9 @@ async def test_adding_partitions_does_not_wait_for_answers_in_flight(patient: Ha
     await patient.until(lambda: patient.consumer.committed() == {tp(0): 1})
 
 
-async def test_a_release_gives_up_on_answers_never_confirmed_and_commits_what_was() -> None:
+async def test_a_release_gives_up_on_answers_never_confirmed_and_commits_what_was(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     h = Harness(commit_interval=3600.0, finish_timeout=0.2)  # only the release commits
     h.start()
     try:
@@ -481,6 +508,12 @@ async def test_a_release_gives_up_on_answers_never_confirmed_and_commits_what_wa
         await asyncio.wait_for(h.lane.release(), 2)
         assert h.consumer.committed() == {tp(0): 2}  # 2 and 3 will be answered again
         assert h.lane.partitions == set()
+        assert (
+            "streams.lane",
+            logging.WARNING,
+            "1 batches of answers unconfirmed after 0 s; their requests stay uncommitted and "
+            "will be answered again",
+        ) in caplog.record_tuples
     finally:
         await h.stop()
 
@@ -538,6 +571,63 @@ def test_a_workers_lane_reads_the_requests_topic_in_its_own_commit_only_group(
 
 async def _never_sent(messages: Sequence[Outgoing]) -> list[asyncio.Future[None]]:
     raise AssertionError("nothing is sent")
+
+
+async def test_a_fetch_is_committed_only_once_every_one_of_its_answers_is_delivered(
+    harness: Harness,
+) -> None:
+    harness.futures_per_send = 2  # e.g. an answer and a dead letter
+    harness.start()
+    await harness.lane.assign([0])
+    await harness.fetch(0, 0, 1)
+    await harness.until(lambda: len(harness.deliveries) == 2)
+    harness.deliveries[0].set_result(None)
+    await harness.full_turns()
+    assert harness.consumer.commit_attempts == 0
+    harness.deliveries[1].set_result(None)
+    await harness.until(lambda: harness.consumer.committed() == {tp(0): 2})
+
+
+async def test_a_fetch_with_nothing_to_send_is_committed_at_once(harness: Harness) -> None:
+    harness.futures_per_send = 0
+    harness.start()
+    await harness.lane.assign([0])
+    await harness.fetch(0, 0, 1)
+    await harness.until(lambda: harness.consumer.committed() == {tp(0): 2})
+
+
+async def test_late_answers_of_a_partition_let_go_are_not_committed_and_block_nothing(
+    harness: Harness,
+) -> None:
+    harness.start()
+    await harness.lane.assign([0, 1])
+    await harness.scored_fetch(1, 4)
+    await asyncio.wait_for(harness.lane.assign([0]), 2)  # gives up on the answer after 0.2 s
+    harness.deliveries[0].set_result(None)  # ...which arrives late
+    await harness.scored_fetch(0, 0)
+    harness.deliveries[1].set_result(None)
+    await harness.until(lambda: harness.consumer.committed() == {tp(0): 1})
+    assert all(tp(1) not in commit for commit in harness.consumer.commits)
+
+
+async def test_answers_not_yet_committed_survive_a_rebalance_that_keeps_their_partition() -> None:
+    clock = Clock()
+    h = Harness(commit_interval=5.0, clock=clock)
+    h.start()
+    try:
+        await h.lane.assign([0])
+        await h.scored_fetch(0, 0)
+        h.deliveries[0].set_result(None)
+        await h.full_turns()  # answered, not committed yet: the interval has not passed
+        await h.lane.assign([0, 1])
+        clock.now = 5.0
+        await h.until(lambda: h.consumer.commits == [{tp(0): 1}])
+        await h.lane.assign([0, 2])  # 0 stays: what it committed stays committed
+        clock.now = 10.0
+        await h.full_turns()
+        assert h.consumer.commits == [{tp(0): 1}]
+    finally:
+        await h.stop()
 
 
 class Faust:
