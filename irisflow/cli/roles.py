@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,24 +141,33 @@ def up(ctx: typer.Context) -> None:
 def retrain(
     ctx: typer.Context,
     reason: Annotated[str, typer.Option(help="recorded with the decision")] = "manual request",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the request as JSON (for scripts)")
+    ] = False,
 ) -> None:
-    """Ask the running trainer service to retrain now (publishes a retrain request)."""
+    """Ask the running trainer service to retrain now (publishes a retrain request).
+
+    The trainer decides as for any retraining (see `irisflow models list`).
+    """
     from irisflow.kafka.clients import make_producer, send
     from irisflow.schemas import RetrainRequest
     from irisflow.topics import Topics
 
     settings = _settings(ctx)
+    request = RetrainRequest(model_name=settings.model_name, reason=reason, requested_by="cli")
+    record = Topics.of(settings.kafka).retrain_requests.record(request)
 
-    async def request_retraining() -> None:
+    async def request_retraining() -> int | None:
         producer = make_producer(settings.kafka)
         await producer.start()
         try:
-            request = RetrainRequest(
-                model_name=settings.model_name, reason=reason, requested_by="cli"
-            )
-            await send(producer, Topics.of(settings.kafka).retrain_requests.record(request))
+            return await send(producer, record)
         finally:
             await producer.stop()
 
-    asyncio.run(request_retraining())
+    partition = asyncio.run(request_retraining())
+    if as_json:
+        body = {**request.model_dump(mode="json"), "topic": record.topic, "partition": partition}
+        typer.echo(json.dumps(body))
+        return
     typer.echo(f"retrain requested for {settings.model_name}; `irisflow trainer` acts on it")

@@ -230,8 +230,8 @@ def _irisflow(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 def test_irisflow_retrain_makes_the_running_trainer_retrain_without_new_labels(
     stack: Stack,
 ) -> None:
-    """``irisflow retrain`` (it has no ``--json``: one line on stdout) reaches a running trainer
-    through the broker, which decides (``manual``) and publishes a version the worker serves."""
+    """``irisflow retrain --json`` reaches a running trainer through the broker, which decides
+    (``manual``) and publishes a version the worker serves; the JSON names what was sent."""
     before = _live_version(stack)
     settings = _own_labels(stack)
     topic = settings.kafka.topics.retrain_requests
@@ -239,16 +239,19 @@ def test_irisflow_retrain_makes_the_running_trainer_retrain_without_new_labels(
 
     async def scenario() -> tuple[subprocess.CompletedProcess[str], Decision]:
         async with running(RetrainingService(settings)) as service:
-            done = await asyncio.to_thread(_irisflow, stack, "retrain", "--reason", "from a test")
+            done = await asyncio.to_thread(
+                _irisflow, stack, "retrain", "--reason", "from a test", "--json"
+            )
             assert done.returncode == 0, done.stderr[-2000:]
             return done, await _next_decision(service, 0)
 
     done, decision = asyncio.run(scenario())
-    assert done.stdout.strip() == (
-        f"retrain requested for {settings.model_name}; `irisflow trainer` acts on it"
-    )
-    request = RetrainRequest.from_bytes(records_on(settings.kafka, topic)[requests_before].value)
+    printed = json.loads(done.stdout)
+    record = records_on(settings.kafka, topic)[requests_before]
+    request = RetrainRequest.from_bytes(record.value)
     assert (request.reason, request.requested_by) == ("from a test", "cli")
+    assert (printed["reason"], printed["model_name"]) == ("from a test", settings.model_name)
+    assert (printed["topic"], printed["partition"]) == (topic, record.partition)
     assert decision.trigger == "manual"
     assert decision.gate.promoted, decision.gate.reason  # no held-out labels: a person decides
     assert decision.version is not None
