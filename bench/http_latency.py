@@ -428,6 +428,7 @@ def main() -> None:
     parser.add_argument("--vegeta", help="path to a vegeta binary (default: build it once)")
     parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and broker too
     if args.quick:
         args.duration, args.extra, args.failover_seconds = 5.0, "", 15.0
     rates = [int(r) for r in args.rates.split(",") if r]
