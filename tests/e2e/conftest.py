@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from irisflow.kafka.clients import assign_all, behind, make_consumer
 from irisflow.kafka.model_topic import publish_update
 from irisflow.local.broker.runtime import free_port
 from irisflow.settings import KafkaSettings, Settings, load_settings
+from irisflow.tracing import HEDGE_OF
 from tests.conftest import unique_params
 from tests.factories import model_update
 
@@ -43,6 +45,19 @@ def records_on(kafka: KafkaSettings, topic: str) -> list[ConsumerRecord[bytes, b
             await consumer.stop()
 
     return asyncio.run(read())
+
+
+def requests_published(kafka: KafkaSettings, request_id: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """The records published for ``request_id`` on the requests topic, hedged copies left out.
+
+    A gateway may send a late request's copy to another partition (``irisflow-hedge-of``
+    header): the same publish, answered once by id. Every other record under the id is a
+    publish of its own, which a repeated id must never cause."""
+    return [
+        r
+        for r in records_on(kafka, kafka.topics.requests)
+        if r.key == request_id.encode() and HEDGE_OF not in dict(r.headers or ())
+    ]
 
 
 def _ok(url: str) -> bool:
@@ -147,6 +162,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
 # ----------------------------------------------------------------- gateway tests (issue #5)
 
 GATEWAY_API_KEY = "e2e-secret-key"
+GATEWAY_SETTINGS: dict[str, Any] = {
+    "gateway.api_key": GATEWAY_API_KEY,
+    "gateway.max_batch_instances": 5,
+}
+"""The params the shared ``gateway_stack`` changes (a test's own gateway may take them too)."""
 
 
 def launch_stack(
@@ -198,9 +218,7 @@ def gateway_stack(
 ) -> Iterator[Stack]:
     """One worker and one gateway (API key set, batches of at most 5) shared by gateway tests."""
     stack = launch_stack(
-        tmp_path_factory.mktemp("gateway-stack"),
-        kafka_bootstrap,
-        **{"gateway.api_key": GATEWAY_API_KEY, "gateway.max_batch_instances": 5},
+        tmp_path_factory.mktemp("gateway-stack"), kafka_bootstrap, **GATEWAY_SETTINGS
     )
     try:
         yield stack

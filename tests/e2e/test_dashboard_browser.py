@@ -1,5 +1,8 @@
 """The dashboard in a real browser (Debian's Chromium, headless, driven by Playwright).
 
+The page runs against a stack of its own, seeded with minutes of made-up history so that the
+charts have something to draw: that history must not reach any other test's statistics.
+
 It loads with nothing but the gateway (every request the page makes goes to the gateway: no
 CDN), sends a prediction through the form and shows the answer with its probabilities, draws
 the four charts, lists the live predictions and the model versions, and sends a retrain request
@@ -24,7 +27,7 @@ from gateway.audit.store import AuditBatch, AuditStore, audit_url
 from irisflow.kafka.clients import make_producer
 from irisflow.schemas import DriftEvent, Feedback, Prediction, PredictionRequest
 from tests.conftest import ROOT
-from tests.e2e.conftest import GATEWAY_API_KEY, Stack
+from tests.e2e.conftest import GATEWAY_API_KEY, GATEWAY_SETTINGS, Stack, launch_stack, stop_all
 from tests.factories import SETOSA, VIRGINICA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -137,9 +140,24 @@ def _seed(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def seeded(gateway_stack: Stack) -> Stack:
-    _seed(gateway_stack)  # before Playwright runs its event loop in this thread
-    return gateway_stack
+def dashboard_stack(
+    tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str
+) -> Iterator[Stack]:
+    """A worker and a gateway of the dashboard's own: the made-up history goes into this audit
+    database only, never into the shared gateway's, whose statistics other tests assert on."""
+    stack = launch_stack(
+        tmp_path_factory.mktemp("dashboard-stack"), kafka_bootstrap, **GATEWAY_SETTINGS
+    )
+    try:
+        yield stack
+    finally:
+        stop_all(stack)
+
+
+@pytest.fixture(scope="module")
+def seeded(dashboard_stack: Stack) -> Stack:
+    _seed(dashboard_stack)  # before Playwright runs its event loop in this thread
+    return dashboard_stack
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -11,8 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from irisflow.kafka.clients import make_producer, send
+from irisflow.schemas import BatchPredictionRequest, PredictionRequest
 from irisflow.settings import KafkaSettings
-from tests.e2e.conftest import GATEWAY_API_KEY, Stack, records_on
+from irisflow.topics import Topics
+from tests.e2e.conftest import GATEWAY_API_KEY, Stack, records_on, requests_published
 from tests.factories import SETOSA, VIRGINICA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -147,8 +151,7 @@ def test_a_repeated_request_id_returns_the_same_answer_and_is_scored_once(
     assert first.status_code == second.status_code == 200
     assert first.json() == second.json()
     assert first.json()["request_id"] == rid
-    topic = gateway_stack.settings.kafka.topics.requests
-    assert len(_records_on(gateway_stack.settings.kafka, topic, rid)) == 1
+    assert len(requests_published(gateway_stack.settings.kafka, rid)) == 1
 
 
 def test_concurrent_duplicates_share_one_request(gateway_stack: Stack) -> None:
@@ -164,8 +167,7 @@ def test_concurrent_duplicates_share_one_request(gateway_stack: Stack) -> None:
         )
     assert {r.status_code for r in responses} == {200}
     assert len({r.text for r in responses}) == 1
-    topic = gateway_stack.settings.kafka.topics.requests
-    assert len(_records_on(gateway_stack.settings.kafka, topic, rid)) == 1
+    assert len(requests_published(gateway_stack.settings.kafka, rid)) == 1
 
 
 def test_a_request_id_reused_for_other_features_is_a_409(gateway_stack: Stack) -> None:
@@ -226,19 +228,104 @@ def test_the_audit_is_queryable_by_time(gateway_stack: Stack) -> None:
     assert one["count"] == 1
 
 
-def test_stats_report_throughput_latency_and_drift(gateway_stack: Stack) -> None:
-    assert _post(gateway_stack, "/v1/predict", {"features": SETOSA}).is_success
+def _answered(stack: Stack, rid: str) -> dict[str, Any] | None:
+    """The audit's record of ``rid`` once it holds the answer (and feedback, if sent)."""
+    found = _get(stack, f"/v1/predictions/{rid}")
+    if found.status_code != 200 or found.json()["status"] != "answered":
+        return None
+    record: dict[str, Any] = found.json()
+    return record
 
-    def with_traffic() -> dict[str, Any] | None:
-        stats = _get(gateway_stack, "/v1/stats", params={"window": 300, "buckets": 10}).json()
-        return stats if stats["totals"]["predictions"] > 0 else None
 
-    stats = _eventually(with_traffic)
-    assert stats is not None
-    assert len(stats["buckets"]) == len(stats["throughput"]) == 10
-    assert any(v is not None for v in stats["latency_p50"])
-    assert set(stats["drift"]) == set(SETOSA)
-    assert stats["live_version"] == 1
+def _bucket(stats: dict[str, Any], at: float) -> int:
+    """The index of the stats bucket that holds the moment ``at``."""
+    index = int((at - stats["buckets"][0]) // stats["bucket_seconds"])
+    assert 0 <= index < len(stats["buckets"]), (at, stats["buckets"][0])
+    return index
+
+
+def test_stats_count_this_tests_own_predictions_latency_accuracy_and_drift(
+    gateway_stack: Stack,
+) -> None:
+    """Asserted on the buckets holding this test's own records (one-second buckets, found by
+    their audit times), so other tests' traffic cannot make it pass: if these predictions
+    never reached the audit, their buckets hold nothing of theirs and the audit has no record."""
+    batch_id, single_id = f"stats-b-{uuid.uuid4().hex[:8]}", f"stats-s-{uuid.uuid4().hex[:8]}"
+    batch = _post(
+        gateway_stack,
+        "/v1/predict/batch",
+        {"instances": [SETOSA, VIRGINICA, SETOSA, VERSICOLOR, SETOSA], "request_id": batch_id},
+    )
+    assert batch.status_code == 200, batch.text
+    assert _post(
+        gateway_stack, "/v1/predict", {"features": VIRGINICA, "request_id": single_id}
+    ).is_success
+    labeled = _post(gateway_stack, "/v1/feedback", {"request_id": single_id, "label": "virginica"})
+    assert labeled.status_code == 202, labeled.text
+    batch_record = _eventually(lambda: _answered(gateway_stack, batch_id))
+    assert batch_record is not None, "the batch never reached the audit"
+    single_record = _eventually(
+        lambda: (r := _answered(gateway_stack, single_id)) and r["feedback"] and r
+    )
+    assert single_record is not None, "the prediction or its feedback never reached the audit"
+
+    stats = _get(gateway_stack, "/v1/stats", params={"window": 120, "buckets": 120}).json()
+    assert len(stats["buckets"]) == len(stats["throughput"]) == 120
+    assert stats["bucket_seconds"] == 1.0
+    scored = _bucket(stats, batch_record["scored_at"])
+    assert round(stats["throughput"][scored]) >= 5  # instances per second in its own second
+    assert stats["latency_p50"][scored] is not None
+    assert stats["latency_p95"][scored] is not None
+    judged = _bucket(stats, single_record["feedback"]["labeled_at"])
+    assert stats["accuracy"][judged] is not None
+    sent = _bucket(stats, batch_record["at"])
+    assert {name: series[sent] is not None for name, series in stats["drift"].items()} == {
+        name: True for name in SETOSA
+    }
+    assert stats["totals"]["predictions"] >= 6
+    assert stats["totals"]["feedback"] >= 1
+    assert stats["live_version"] == _get(gateway_stack, "/v1/models").json()["live_version"]
+
+
+def test_requests_produced_straight_to_kafka_are_audited_with_their_answers(
+    gateway_stack: Stack,
+) -> None:
+    """README, "Audit trail": the audit is fed from the topics, not by the request path, so
+    traffic from the producers (here the core's producer and the requests topic's codec, with
+    no gateway involved) is audited too, with the workers' answers."""
+    kafka = gateway_stack.settings.kafka
+    single_id, batch_id = f"direct-s-{uuid.uuid4().hex[:8]}", f"direct-b-{uuid.uuid4().hex[:8]}"
+    since = time.time()
+    single = PredictionRequest(request_id=single_id, features=VIRGINICA, reply_to="producer-e2e")
+    batch = BatchPredictionRequest(
+        request_id=batch_id, instances=[SETOSA, VERSICOLOR], reply_to="producer-e2e"
+    )
+
+    async def produce() -> None:
+        topics = Topics.of(kafka)
+        producer = make_producer(kafka)
+        await producer.start()
+        try:
+            for message in (single, batch):
+                await send(producer, topics.requests.record(message))
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    record = _eventually(lambda: _answered(gateway_stack, single_id))
+    assert record is not None, "a request produced straight to Kafka never reached the audit"
+    assert (record["kind"], record["label"], record["features"]) == (
+        "single",
+        "virginica",
+        VIRGINICA,
+    )
+    assert record["reply_to"] == "producer-e2e"
+    assert record["model_version"] is not None
+    batch_record = _eventually(lambda: _answered(gateway_stack, batch_id))
+    assert batch_record is not None
+    assert [p["label"] for p in batch_record["predictions"]] == ["setosa", "versicolor"]
+    page = _get(gateway_stack, "/v1/audit", params={"since": since, "limit": 1000}).json()
+    assert {single_id, batch_id} <= {r["request_id"] for r in page["records"]}
 
 
 def test_models_list_the_versions_read_from_kafka(gateway_stack: Stack) -> None:
@@ -267,7 +354,11 @@ def test_retrain_publishes_a_retrain_request(gateway_stack: Stack) -> None:
 
 def test_promote_republishes_an_older_version_and_it_goes_live(gateway_stack: Stack) -> None:
     gateway_stack.publish(2, kind="naive_bayes")
-    live = lambda: _get(gateway_stack, "/v1/models").json()["live_version"]  # noqa: E731
+
+    def live() -> int | None:
+        version: int | None = _get(gateway_stack, "/v1/models").json()["live_version"]
+        return version
+
     assert _eventually(lambda: live() == 2)
     _error(_post(gateway_stack, "/v1/models/42/promote", headers=ADMIN), 404, "not_found")
     response = _post(gateway_stack, "/v1/models/1/promote", headers=ADMIN)
@@ -284,6 +375,7 @@ def test_promote_republishes_an_older_version_and_it_goes_live(gateway_stack: St
 
 def test_metrics_expose_latency_by_route_round_trips_and_publishes(gateway_stack: Stack) -> None:
     rid = f"metrics-{uuid.uuid4().hex[:8]}"
+    audited = _metric(gateway_stack, "irisflow_gateway_audit_records_total", 'stream="predictions"')
     for _ in range(2):
         assert _post(
             gateway_stack, "/v1/predict", {"features": SETOSA, "request_id": rid}
@@ -297,8 +389,12 @@ def test_metrics_expose_latency_by_route_round_trips_and_publishes(gateway_stack
     assert _metric(gateway_stack, "irisflow_gateway_kafka_up") == 1.0
     assert _metric(gateway_stack, "irisflow_gateway_published_total", 'kind="request"') >= 1
     assert _metric(gateway_stack, "irisflow_gateway_replayed_answers_total", 'source="memory"') >= 1
-    assert (
-        _metric(gateway_stack, "irisflow_gateway_audit_records_total", 'stream="predictions"') >= 1
+    assert _eventually(lambda: _answered(gateway_stack, rid))
+    assert _eventually(
+        lambda: (
+            _metric(gateway_stack, "irisflow_gateway_audit_records_total", 'stream="predictions"')
+            > audited
+        )
     )
     assert "irisflow_http_requests_in_flight" in text
     assert "irisflow_gateway_timeouts_total" in text

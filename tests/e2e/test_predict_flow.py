@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, records_on, requests_published
 from tests.factories import SETOSA, VIRGINICA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -109,15 +110,61 @@ def test_irisflow_train_publishes_a_version_that_the_running_worker_serves(stack
     assert body.get("label") == "setosa"
 
 
-def test_with_the_worker_stopped_predict_answers_504_within_the_timeout(stack: Stack) -> None:
-    """Runs last in this module: it stops the worker."""
+def _replayed(stack: Stack) -> dict[str, float]:
+    """``irisflow_gateway_replayed_answers_total`` by source (memory, audit)."""
+    text = httpx.get(f"{stack.gateway_url}/metrics", timeout=10).text
+    found = {"memory": 0.0, "audit": 0.0}
+    for source in found:
+        prefix = f'irisflow_gateway_replayed_answers_total{{source="{source}"}} '
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                found[source] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def _status(stack: Stack, rid: str) -> str | None:
+    found = httpx.get(f"{stack.gateway_url}/v1/predictions/{rid}", timeout=10)
+    return found.json()["status"] if found.status_code == 200 else None
+
+
+def test_a_request_that_timed_out_is_answered_on_retry_once_the_worker_catches_up(
+    stack: Stack,
+) -> None:
+    """README: no worker answering is a 504 after ``gateway.predict_timeout_seconds``, and an
+    answer that arrives after the 504 is kept for the retry, which publishes nothing.
+
+    The retry is sent once the audit shows the answer, by which time the gateway's reply reader
+    (which reads the same record, with less to do) has handed it to the late-answer handler. The
+    worker is restarted before the test ends, so the stack serves the next test as before.
+    """
+    rid = f"late-{uuid.uuid4().hex[:8]}"
     stack.stop("worker")
-    started = time.monotonic()
-    response = _predict(stack, SETOSA)
-    elapsed = time.monotonic() - started
-    assert response.status_code == 504
-    error = response.json()["error"]
-    assert error["code"] == "timeout"
-    assert "irisflow worker" in error["message"]
-    timeout = stack.settings.gateway.predict_timeout_seconds
-    assert timeout <= elapsed < timeout + 2.0
+    try:
+        started = time.monotonic()
+        response = _predict(stack, SETOSA, request_id=rid)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 504, response.text
+        error = response.json()["error"]
+        assert error["code"] == "timeout"
+        assert "irisflow worker" in error["message"]
+        timeout = stack.settings.gateway.predict_timeout_seconds
+        assert timeout <= elapsed < timeout + 2.0
+    finally:
+        stack.start("worker", "worker")
+        stack.wait_ready()
+
+    deadline = time.monotonic() + 60
+    while _status(stack, rid) != "answered" and time.monotonic() < deadline:
+        time.sleep(0.3)  # the restarted worker reads the request it missed and answers it
+    assert _status(stack, rid) == "answered"
+    kafka = stack.settings.kafka
+    on_topic = len(records_on(kafka, kafka.topics.requests))
+    before = _replayed(stack)
+    retry = _predict(stack, SETOSA, request_id=rid)
+    assert retry.status_code == 200, retry.text
+    assert (retry.json()["request_id"], retry.json()["label"]) == (rid, "setosa")
+    after = _replayed(stack)
+    # from the gateway's memory (the late answer kept), not only from the audit, which knows it too
+    assert (after["memory"], after["audit"]) == (before["memory"] + 1, before["audit"])
+    assert len(records_on(kafka, kafka.topics.requests)) == on_topic  # nothing published
+    assert len(requests_published(kafka, rid)) == 1
