@@ -94,6 +94,23 @@ def test_wait_false_answers_202_and_the_result_is_fetched_later(gateway_stack: S
     )
 
 
+def test_wait_false_answers_202_once_on_the_broker_and_publishes_an_id_once(
+    gateway_stack: Stack,
+) -> None:
+    """README: ``?wait=false`` answers 202 only once the record is on the broker, and an id is
+    published once per gateway, with or without ``?wait=false``."""
+    kafka = gateway_stack.settings.kafka
+    rid = f"nowait-{uuid.uuid4().hex[:8]}"
+    body = {"features": VERSICOLOR, "request_id": rid}
+    assert _post(gateway_stack, "/v1/predict?wait=false", body).status_code == 202
+    assert len(requests_published(kafka, rid)) == 1  # read at once: no waiting for it
+    assert _post(gateway_stack, "/v1/predict?wait=false", body).status_code == 202
+    waited = _post(gateway_stack, "/v1/predict", body)
+    assert waited.status_code == 200, waited.text
+    assert (waited.json()["request_id"], waited.json()["label"]) == (rid, "versicolor")
+    assert len(requests_published(kafka, rid)) == 1
+
+
 def test_a_batch_is_answered_in_request_order(gateway_stack: Stack) -> None:
     response = _post(
         gateway_stack, "/v1/predict/batch", {"instances": [SETOSA, VIRGINICA, SETOSA, VERSICOLOR]}
