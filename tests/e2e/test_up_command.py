@@ -140,3 +140,6 @@ def test_up_starts_broker_model_and_roles_and_ctrl_c_stops_every_process_it_star
     for port in ports.values():
         assert not _listens(port), f"port {port} still answers:\n{output[-3000:]}"
     assert "stopping the embedded Kafka broker" in output
+    # its data is kept (README: "its data is kept in .irisflow/"): the next `up` finds version 1
+    assert (tmp_path / "home" / "kafka" / "logs" / "meta.properties").exists()
+    assert not (tmp_path / "home" / "kafka" / "broker.pid").exists()
