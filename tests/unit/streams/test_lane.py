@@ -542,20 +542,45 @@ async def test_partition_lags_leave_out_what_the_consumer_cannot_tell_yet() -> N
     assert await partition_lags(consumer, [tp(0)]) == [(TOPIC, 0, 7)]
 
 
-def test_a_workers_lane_reads_the_requests_topic_in_its_own_commit_only_group(
+async def test_a_workers_lane_reads_the_requests_topic_in_its_own_commit_only_group(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = load_settings(ROOT / "params.yaml", environ={})
+    consumer = FakeConsumer()
     made: list[dict[str, Any]] = []
 
     def make_consumer(kafka: Any, *topics: str, **overrides: Any) -> FakeConsumer:
         made.append({"kafka": kafka, "topics": topics, **overrides})
-        return FakeConsumer()
+        return consumer
+
+    scored: list[Incoming] = []
+    sent: list[Outgoing] = []
+    was_sent = asyncio.Event()
+
+    def score(records: Sequence[Incoming]) -> list[Outgoing]:
+        scored.extend(records)
+        return [Outgoing("answers", r.key, b"ok", r.partition) for r in records]
+
+    async def send(messages: Sequence[Outgoing]) -> list[asyncio.Future[None]]:
+        sent.extend(messages)
+        was_sent.set()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return [done]
 
     monkeypatch.setattr(lane_module, "make_consumer", make_consumer)
-    lane = scoring_lane(settings, score=lambda records: [], send=_never_sent)
+    lane = scoring_lane(settings, score=score, send=send)
     assert lane.topic == settings.kafka.topics.requests
-    assert isinstance(lane._factory(), FakeConsumer)
+    task = asyncio.ensure_future(lane.run())
+    try:
+        await lane.assign([0])
+        await consumer.fetches.put({TopicPartition(lane.topic, 0): [_record(0, 0)]})
+        await asyncio.wait_for(was_sent.wait(), 2)
+        assert [r.key for r in scored] == [b"r0-0"]  # scored by the worker's pipeline...
+        assert [m.key for m in sent] == [b"r0-0"]  # ...and sent by its producer
+    finally:
+        task.cancel()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
     app_id = settings.kafka.app_id
     assert made == [
         {
@@ -565,12 +590,8 @@ def test_a_workers_lane_reads_the_requests_topic_in_its_own_commit_only_group(
             "client_id": f"{app_id}-scoring-lane",
         }
     ]
-    assert lane._batch_size == settings.scoring.batch_size
+    assert {records for _, records in consumer.asked} == {settings.scoring.batch_size}
     assert lane._commit_interval == settings.scoring.commit_interval_seconds
-
-
-async def _never_sent(messages: Sequence[Outgoing]) -> list[asyncio.Future[None]]:
-    raise AssertionError("nothing is sent")
 
 
 async def test_a_fetch_is_committed_only_once_every_one_of_its_answers_is_delivered(
