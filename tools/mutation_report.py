@@ -81,6 +81,7 @@ def main() -> int:
         total.update(counts)
         print(_row(module, counts))
     print(_row("total", total))
+    print("killed: the tests failed, or overran their time limit (a hang: 'timeout')")
     print(f"\n{len(left)} mutants not killed:")
     for where, status, what in left:
         print(f"  {where:<30} {status:<10} {what}")
