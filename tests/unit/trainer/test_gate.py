@@ -117,3 +117,111 @@ def test_challenger_and_champion_are_scored_on_the_same_held_out_rows() -> None:
     (asked_challenger,) = challenger.asked
     (asked_champion,) = champion.asked
     assert asked_challenger.tolist() == asked_champion.tolist() == HELD_X.tolist()
+
+
+# ------------------------------------------------------------------ what a decision records
+
+# A decision is appended to the registry's decision log with every field of GateDecision (see
+# trainer/decisions.py): an operator reads there why a version went live or did not, with the
+# numbers. So each way out of ``judge`` must carry its reason, its scores, the tolerance it
+# applied and the number of held-out labels it had.
+
+
+def test_with_no_live_model_the_decision_records_the_challengers_score_and_why() -> None:
+    decision = judge(Scripted(SCRIPTED_075), None, HELD_X, HELD_Y, tolerance=0.02)
+    assert decision == GateDecision(
+        promoted=True,
+        reason="no model is live yet",
+        challenger_score=0.75,  # scored on the holdout even with nothing to compare against
+        champion_score=None,
+        tolerance=0.02,
+        holdout_size=16,
+    )
+
+
+def test_with_no_live_model_and_no_held_out_labels_there_is_no_score_to_record() -> None:
+    challenger = Scripted(SCRIPTED_075)
+    empty_x, empty_y = HELD_X[:0], HELD_Y[:0]
+    decision = judge(challenger, None, empty_x, empty_y, tolerance=0.02)
+    assert (decision.promoted, decision.challenger_score, decision.holdout_size) == (True, None, 0)
+    assert challenger.asked == []
+
+
+def test_a_holdout_of_exactly_the_minimum_is_enough_to_compare() -> None:
+    """``MIN_HOLDOUT`` labels can tell two models apart: fewer cannot ("fewer than this")."""
+    x, y = HELD_X[3 : 3 + MIN_HOLDOUT], HELD_Y[3 : 3 + MIN_HOLDOUT]
+    decision = judge(Scripted(SCRIPTED_075), Scripted(HELD_Y), x, y, tolerance=0.0)
+    assert decision.holdout_size == MIN_HOLDOUT
+    assert decision.challenger_score is not None
+    assert decision.champion_score == 1.0
+    assert "held-out labels" not in decision.reason
+
+
+def test_too_few_held_out_labels_are_a_refusal_that_says_how_many_it_had_and_needed() -> None:
+    few = MIN_HOLDOUT - 1
+    challenger, champion = Scripted(SCRIPTED_075), Scripted(HELD_Y)
+    decision = judge(challenger, champion, HELD_X[:few], HELD_Y[:few], tolerance=0.05)
+    assert decision == GateDecision(
+        promoted=False,
+        reason=f"only {few} held-out labels (need {MIN_HOLDOUT}) to compare",
+        challenger_score=None,
+        champion_score=None,
+        tolerance=0.05,
+        holdout_size=few,
+    )
+    assert decision.promoted is False
+    assert challenger.asked == champion.asked == []  # not scored: too few to mean anything
+
+
+def test_a_manual_promotion_over_too_few_labels_says_so_in_its_reason() -> None:
+    few = MIN_HOLDOUT - 1
+    decision = judge(
+        Scripted(SCRIPTED_075),
+        Scripted(HELD_Y),
+        HELD_X[:few],
+        HELD_Y[:few],
+        tolerance=0.05,
+        manual=True,
+    )
+    assert decision == GateDecision(
+        promoted=True,
+        reason=(
+            f"only {few} held-out labels (need {MIN_HOLDOUT}) to compare; "
+            "promoted on manual request"
+        ),
+        challenger_score=None,
+        champion_score=None,
+        tolerance=0.05,
+        holdout_size=few,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "promoted", "reason"),
+    [
+        (0.25, True, "challenger macro-F1 0.7500 >= champion 1.0000 - 0.25"),
+        (0.1, False, "challenger macro-F1 0.7500 < champion 1.0000 - 0.1"),
+    ],
+)
+def test_a_compared_decision_states_both_scores_and_the_tolerance_in_its_reason(
+    tolerance: float, promoted: bool, reason: str
+) -> None:
+    assert _judge(tolerance) == GateDecision(
+        promoted=promoted,
+        reason=reason,
+        challenger_score=0.75,
+        champion_score=1.0,
+        tolerance=tolerance,
+        holdout_size=16,
+    )
+
+
+def test_a_decision_is_recorded_as_a_plain_dict_of_its_fields() -> None:
+    assert _judge(0.25).as_dict() == {
+        "promoted": True,
+        "reason": "challenger macro-F1 0.7500 >= champion 1.0000 - 0.25",
+        "challenger_score": 0.75,
+        "champion_score": 1.0,
+        "tolerance": 0.25,
+        "holdout_size": 16,
+    }
