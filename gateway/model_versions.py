@@ -17,7 +17,6 @@ documented limitation of ``GET /v1/models`` on a host of its own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from typing import Literal
 
 from irisflow.errors import ArtifactError, IrisflowError, ModelNotFound
 from irisflow.kafka.model_topic import ModelFeed
-from irisflow.registry import LocalRegistry, load_update, verify_checksum
+from irisflow.model_check import check_elsewhere
+from irisflow.registry import LocalRegistry, verify_checksum
 from irisflow.schemas import ModelMetadata, ModelUpdate
 from irisflow.settings import ArtifactSettings, KafkaSettings
 
@@ -146,14 +146,16 @@ def model_feed(
 ) -> ModelFeed:
     """The follower that makes a version live here only if it loads as it does on a worker.
 
-    Loading (parse, contract, smoke prediction) runs off the event loop. A refused update that
-    arrives live is dead-lettered once, as ``gateway.model-feed``; one refused during catch-up
-    is not (it was dead-lettered when it arrived, and every restart would repeat the letter).
+    Loading (parse, contract, smoke prediction) runs in a child process
+    (:mod:`irisflow.model_check`), so the gateway never holds scikit-learn in memory. A refused
+    update that arrives live is dead-lettered once, as ``gateway.model-feed``; one refused
+    during catch-up is not (it was dead-lettered when it arrived, and every restart would
+    repeat the letter).
     """
 
     async def accept(update: ModelUpdate) -> bool:
         try:
-            await asyncio.to_thread(load_update, update, artifacts)
+            await check_elsewhere(update, artifacts)
         except Exception as exc:  # any refusal leaves the current version live
             log.error("gateway: %s version %d refused: %s", update.model_name, update.version, exc)
             if feed.caught_up.is_set():

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from aiokafka.errors import KafkaError
 
 from irisflow.errors import ArtifactError, KafkaUnavailable, ModelNotFound
@@ -78,7 +77,7 @@ def sha256_hex(data: bytes) -> str:
 
 def serialize_model(model: Any) -> bytes:
     """skops bytes, deflated: a 100-tree forest shrinks from ~2.4 MB to under 200 KB."""
-    return bytes(sio.dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=6))
+    return bytes(_skops().dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=6))
 
 
 def _check_archive(artifact: bytes, limits: ArtifactSettings) -> None:
@@ -188,16 +187,24 @@ def deserialize_model(
     verify_checksum(artifact, sha256)
     _check_archive(artifact, limits or ArtifactSettings())
     try:
-        untrusted = sio.get_untrusted_types(data=artifact)
+        untrusted = _skops().get_untrusted_types(data=artifact)
     except Exception as exc:  # skops raises several types for corrupt archives
         raise ArtifactError(f"artifact is not a readable skops file: {exc}") from exc
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
         raise ArtifactError(f"artifact contains types outside the allow-list: {', '.join(refused)}")
     try:
-        return sio.loads(artifact, trusted=list(untrusted))
+        return _skops().loads(artifact, trusted=list(untrusted))
     except Exception as exc:
         raise ArtifactError(f"artifact could not be loaded: {exc}") from exc
+
+
+def _skops() -> Any:
+    """skops.io, imported on first use: it imports scikit-learn (~100 MB of memory), which a
+    process that only reads the registry or checks versions elsewhere never needs."""
+    import skops.io
+
+    return skops.io
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
