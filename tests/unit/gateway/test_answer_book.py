@@ -134,3 +134,39 @@ def test_an_answer_larger_than_the_whole_budget_is_not_kept() -> None:
     )
     book.remember("r1", "p", answer)
     assert (len(book), book.bytes) == (0, 0)
+
+
+def test_an_answer_exactly_the_size_of_the_budget_is_kept() -> None:
+    answer = Answer(value=7)
+    size = len(answer.model_dump_json())
+    book = AnswerBook(1, max_bytes=size)
+    book.remember("r1", "p", answer)
+    assert book.lookup("r1", "p") == answer
+    assert book.bytes == size
+
+
+def test_an_answer_too_large_to_keep_does_not_push_out_the_ones_that_fit() -> None:
+    small = Answer(value=1)
+    book = AnswerBook(10, max_bytes=3 * len(small.model_dump_json()))
+    book.remember("a", "p", small)
+    too_big = PredictionPublic(
+        request_id="r1", label="setosa", probabilities=PROBS, model_version=1, latency_seconds=0
+    )
+    book.remember("big", "p", too_big)
+    assert book.lookup("big", "p") is None
+    assert book.lookup("a", "p") == small
+
+
+def test_an_id_remembered_again_is_counted_once_against_the_byte_budget() -> None:
+    """Replacing an answer gives back its bytes: the budget must not drift, or the book would
+    evict answers it has room for."""
+    large, small = Answer(value=1_000_000), Answer(value=1)
+    budget = len(large.model_dump_json()) + len(small.model_dump_json())
+    book = AnswerBook(10, max_bytes=budget)
+    book.remember("a", "p", large)
+    book.remember("b", "p", small)
+    for _ in range(3):
+        book.remember("a", "p", large)
+    assert book.bytes == budget
+    assert (book.lookup("a", "p"), book.lookup("b", "p")) == (large, small)
+    assert len(book) == 2
