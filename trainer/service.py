@@ -210,17 +210,11 @@ class RetrainingService:
         return "drift"
 
     def _refuse(self, record: Incoming, reason: Reason, error: str, *, quiet: bool = False) -> None:
-        if not quiet:
-            log.warning(
-                "%s[%s] offset %s dead-lettered (%s): %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                reason,
-                error,
-            )
+        """Queue ``record``'s dead letter; the letter logs it (once) unless ``quiet``."""
         self._outbox.append(
-            self._letters.letter(record, source_topic=record.topic, reason=reason, error=error)
+            self._letters.letter(
+                record, source_topic=record.topic, reason=reason, error=error, quiet=quiet
+            )
         )
 
     def drain_letters(self) -> list[Outgoing]:

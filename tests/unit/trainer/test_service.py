@@ -4,7 +4,9 @@ failed retraining costs dead letters and a recorded decision, never the service.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -22,6 +24,7 @@ from trainer.service import ModelFeedStopped, RetrainingService
 from trainer.training import TrainingOutcome, train_on
 
 FAST = {"logistic_regression": {"max_iter": 300}, "naive_bayes": {}}
+_FAST_TRAINING = {"training.candidates": FAST, "training.cv_folds": 3}
 
 
 @pytest.fixture
@@ -528,3 +531,166 @@ def test_the_trainer_refuses_a_forged_version_as_champion_and_keeps_the_one_it_h
     assert service._retraining.champion is not None
     assert service._retraining.champion[0].version == 1
     assert service.metrics.registry.get_sample_value("irisflow_trainer_live_model_version") == 1
+
+
+# --------------------------------------------------------------- what the settings decide
+
+
+def test_a_relative_base_data_path_is_read_from_the_params_files_folder_not_the_cwd(
+    make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.source: flowers.csv`` next to params.yaml is the trainer's base data wherever
+    ``irisflow trainer`` is started from (as for ``irisflow train``)."""
+    x, y = iris_xy()
+    rows = [",".join([*IRIS_FEATURES, "species"])]
+    rows += [",".join([*map(str, x[i]), str(y[i])]) for i in range(0, len(y), 2)]  # 75 rows
+    (tmp_path / "flowers.csv").write_text("\n".join(rows) + "\n")
+    settings = make_settings(**{"data.source": "flowers.csv"})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    service = RetrainingService(settings)
+
+    assert service._base.source == str(tmp_path / "flowers.csv")
+    assert service._base.n_samples == 75
+
+
+def test_the_trainer_keeps_only_the_newest_window_size_labels_for_a_retraining(
+    make_settings: SettingsFactory,
+) -> None:
+    """``retraining.window_size`` bounds the recent labels: training part plus holdout."""
+    settings = make_settings(
+        **{"retraining.window_size": 10, "retraining.min_new_labels": 1000, **_FAST_TRAINING}
+    )
+    sizes: list[int] = []
+
+    def train(data: Dataset) -> TrainingOutcome:
+        sizes.append(data.n_samples)
+        return train_on(data, settings.training, show_progress=False)
+
+    service = RetrainingService(settings, train=train)
+    asyncio.run(service._on_model(model_update(1)))  # a champion: the gate decides, no publish
+    for offset in range(25):
+        service.take(_labeled(settings, offset))
+
+    decision = asyncio.run(service.retrain("labels"))
+
+    held = round(10 * settings.retraining.holdout_fraction)
+    assert decision.gate.holdout_size == held
+    assert sizes == [150 + 10 - held]
+
+
+def test_the_default_trainer_draws_no_progress_bars_into_the_services_log(
+    settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The service's stderr is its log (``irisflow up`` collects it): training must not write
+    progress bars there, unlike ``irisflow train`` at a terminal."""
+    service = RetrainingService(settings)  # the default trainer: train_on with settings.training
+    asyncio.run(service._on_model(model_update(1)))
+    for offset in range(12):
+        service.take(_labeled(settings, offset))
+    capfd.readouterr()
+
+    decision = asyncio.run(service.retrain("labels"))
+
+    assert decision.algorithm in FAST, decision.error
+    captured = capfd.readouterr()
+    assert "model/s" not in captured.err
+    assert "%|" not in captured.err
+
+
+def test_the_configured_artifact_limits_apply_to_the_champion_the_trainer_loads(
+    make_settings: SettingsFactory,
+) -> None:
+    """``artifacts.max_entries`` is a limit of the trainer too, not only of the workers: an
+    11-file naive Bayes artifact loads under the default limit and is refused under 10."""
+    update = model_update(1, kind="naive_bayes")
+    assert asyncio.run(RetrainingService(make_settings())._on_model(update)) is True
+
+    strict = RetrainingService(make_settings(**{"artifacts.max_entries": 10}))
+
+    assert asyncio.run(strict._on_model(update)) is False
+    assert strict._retraining.champion is None
+
+
+# --------------------------------------------------------------- what an operator reads
+
+
+def test_a_refused_record_is_logged_once_with_where_it_was_and_why(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = RetrainingService(settings)
+    topic = settings.kafka.topics.labeled
+
+    service.take(Incoming(b"\xff not json", b"r0", 1, 42, topic))
+
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.WARNING
+    (letter,) = service.drain_letters()
+    error = _letter(letter).error
+    assert record.getMessage() == (
+        f"trainer dead-lettered {topic}[1] offset 42 (undecodable): {error}"
+    )
+
+
+def test_a_failed_retraining_logs_one_summary_not_a_line_per_dead_lettered_label(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed retraining dead-letters every pending label; the decision's error line says
+    so once. A warning per label would bury it (window_size labels at a time)."""
+    service = RetrainingService(settings, train=_failing("cannot learn this"))
+    for offset in range(12):
+        service.take(_labeled(settings, offset))
+    caplog.clear()
+
+    decision = asyncio.run(service.retrain("labels"))
+
+    assert decision.dead_lettered == 12
+    assert len(service.drain_letters()) == 12
+    assert [r for r in caplog.records if r.levelno == logging.WARNING] == []
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "12 labeled samples dead-lettered" in error.getMessage()
+
+
+def test_a_record_whose_handling_raises_is_dead_lettered_with_the_exceptions_type(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = RetrainingService(settings)
+
+    def broken(record: Incoming) -> LabeledSample:
+        raise RuntimeError("the window is on fire")
+
+    monkeypatch.setattr(service._input, "decode", broken)
+    service.take(_labeled(settings, 2))
+    (letter,) = service.drain_letters()
+    assert _letter(letter).error == "RuntimeError: the window is on fire"
+
+
+def test_the_log_says_who_asked_for_a_retraining_and_which_alarm_caused_one(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trainer.service")
+    topics = settings.kafka.topics
+    request = RetrainRequest(
+        model_name=settings.model_name, reason="new season", requested_by="ana"
+    )
+    drift = DriftEvent(
+        model_name=settings.model_name,
+        feature="petal_length",
+        detector="adwin",
+        statistic=1.23456,
+        threshold=0.5,
+        window=10,
+    )
+    service = RetrainingService(settings)
+
+    assert service.take(_record(settings, topics.retrain_requests, request.to_bytes(), b"iris"))
+    assert service.take(
+        _record(settings, topics.drift_events, drift.to_bytes(), b"petal_length/adwin")
+    )
+
+    assert [r.getMessage() for r in caplog.records if r.name == "trainer.service"] == [
+        "retraining requested by ana: new season",
+        "drift alarm on petal_length (adwin 1.235 > 0.500): retraining",
+    ]

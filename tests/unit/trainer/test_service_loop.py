@@ -82,8 +82,10 @@ class Consumer:
         self.before_batch = before_batch
         self.idle = asyncio.Event()
         self.handed = 0
+        self.polls: list[dict[str, Any]] = []
 
     async def getmany(self, **options: Any) -> dict[TopicPartition, list[Any]]:
+        self.polls.append(options)
         if not self.batches:
             self.idle.set()
             await asyncio.Event().wait()  # nothing more to read: the loop waits, like Kafka's
@@ -448,6 +450,55 @@ def test_a_retrain_request_is_not_held_back_by_the_drift_cooldown(
     _drive(service, script, [[_drift(settings, 0)], [_request(settings, 1)]])
 
     assert [decision.trigger for decision in service.decisions] == ["drift", "manual"]
+
+
+def test_a_retrain_request_polled_with_a_drift_alarm_and_labels_is_decided_as_manual(
+    settings: Settings, outcome: TrainingOutcome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several triggers in one poll make one retraining; a person's request among them keeps
+    its meaning (a manual decision, which may promote over too few held-out labels) instead
+    of becoming the drift retraining that came first in the batch, which could not."""
+    published: list[int | None] = []
+
+    async def save_and_publish(
+        settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
+    ) -> ModelUpdate:
+        published.append(live_version)
+        return model_update((live_version or 0) + 1)
+
+    monkeypatch.setattr("trainer.retraining.save_and_publish", save_and_publish)
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+    batch = [
+        _drift(settings, 0),
+        *_labels(settings, 1, MIN_NEW_LABELS),
+        _request(settings, MIN_NEW_LABELS + 1),
+    ]
+
+    _drive(service, script, [batch])
+
+    (decision,) = service.decisions
+    assert (decision.trigger, decision.outcome) == ("manual", "promoted"), decision.gate.reason
+    assert len(published) == 1
+    assert script.events == ["fetch", "train", "commit"]
+
+
+def test_the_loop_waits_for_records_between_polls_and_takes_bounded_batches(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    """An idle trainer must not spin on empty polls (aiokafka's default ``timeout_ms`` is 0),
+    and one poll must not hand it an unbounded batch (the default ``max_records`` is None)."""
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+    consumer = Consumer(script, [_labels(settings, 0, 3)], service)
+
+    asyncio.run(_run_until_idle(service, consumer, script))
+
+    assert len(consumer.polls) == 2
+    for options in consumer.polls:
+        assert options["timeout_ms"] >= 100
+        assert isinstance(options["max_records"], int)
+        assert options["max_records"] >= 1
 
 
 # -------------------------------------------------------------------- the gate as configured
