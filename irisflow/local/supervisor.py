@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -141,11 +142,17 @@ class Role:
         self._drain()
 
 
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b(:|$)")
+
+
 def _last_error(lines: deque[str]) -> str:
-    """The last line that says "error" (a traceback ends with one), else the last line."""
+    """The exception that ended the role (a traceback's last line), else the last line that
+    says "error", else the last line. Noise a dying process logs after its exception (asyncio's
+    "Unclosed connection" at shutdown) must not hide why it died."""
     written = [line.strip() for line in lines if line.strip()]
+    raised = [line for line in written if _RAISED.match(line)]
     errors = [line for line in written if "error" in line.lower()]
-    return (errors or written or ["no output on stderr"])[-1]
+    return (raised or errors or written or ["no output on stderr"])[-1]
 
 
 class RoleGaveUp(IrisflowError):
