@@ -84,7 +84,7 @@ def _app() -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client() -> TestClient:
     return _app()
 
