@@ -142,17 +142,18 @@ class Role:
         self._drain()
 
 
-_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b(:|$)")
+_SHUTDOWN_NOISE = re.compile(
+    r"\bUnclosed\b|Task was destroyed but it is pending|Exception ignored in|unclosed transport"
+)
 
 
 def _last_error(lines: deque[str]) -> str:
-    """The exception that ended the role (a traceback's last line), else the last line that
-    says "error", else the last line. Noise a dying process logs after its exception (asyncio's
-    "Unclosed connection" at shutdown) must not hide why it died."""
-    written = [line.strip() for line in lines if line.strip()]
-    raised = [line for line in written if _RAISED.match(line)]
+    """The last line that says "error" (a traceback ends with one), else the last line. What a
+    dying process logs about resources it did not close (asyncio's "Unclosed connection" at
+    shutdown) must not hide why it died."""
+    written = [line.strip() for line in lines if line.strip() and not _SHUTDOWN_NOISE.search(line)]
     errors = [line for line in written if "error" in line.lower()]
-    return (raised or errors or written or ["no output on stderr"])[-1]
+    return (errors or written or ["no output on stderr"])[-1]
 
 
 class RoleGaveUp(IrisflowError):

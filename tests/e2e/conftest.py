@@ -24,7 +24,7 @@ from irisflow.local.broker.runtime import free_port
 from irisflow.settings import KafkaSettings, Settings, load_settings
 from irisflow.tracing import HEDGE_OF
 from tests.conftest import unique_params
-from tests.factories import model_update
+from tests.factories import SETOSA, model_update
 
 
 def records_on(kafka: KafkaSettings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
@@ -130,6 +130,26 @@ class Stack:
                 return
             time.sleep(0.3)
         raise AssertionError("the gateway did not become ready")
+
+
+def live_version(stack: Stack, timeout: float = 60) -> int:
+    """The version served now, once the gateway and the worker agree on it.
+
+    The newest record on the topic may be one every reader refused, and the gateway checks a
+    new version in a child process, so it may report it a little after the worker serves it:
+    tests must not assume which test ran before, nor read one side alone.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        live = httpx.get(f"{stack.gateway_url}/v1/models", timeout=10).json()["live_version"]
+        served = httpx.post(
+            f"{stack.gateway_url}/v1/predict", json={"features": SETOSA}, timeout=10
+        ).json()["model_version"]
+        if live == served or time.monotonic() > deadline:
+            assert isinstance(live, int)
+            assert live == served, f"the gateway reports {live} live, the worker serves {served}"
+            return live
+        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")

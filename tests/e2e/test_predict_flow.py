@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, records_on, requests_published
+from tests.e2e.conftest import Stack, live_version, records_on, requests_published
 from tests.factories import SETOSA, VIRGINICA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -23,15 +23,8 @@ def _predict(stack: Stack, features: object, **extra: object) -> httpx.Response:
     )
 
 
-def _live_version(stack: Stack) -> int:
-    """The version the gateway reports live now (tests here must not assume who ran before)."""
-    live = httpx.get(f"{stack.gateway_url}/v1/models", timeout=10).json()["live_version"]
-    assert isinstance(live, int)
-    return live
-
-
 def test_a_prediction_goes_round_trip_through_kafka_and_the_worker(stack: Stack) -> None:
-    live = _live_version(stack)
+    live = live_version(stack)
     response = _predict(stack, SETOSA)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -72,7 +65,7 @@ def test_a_missing_features_object_is_a_422_naming_it(stack: Stack) -> None:
 
 def test_a_new_model_version_is_served_without_restarting_the_worker(stack: Stack) -> None:
     worker_pid = stack.processes["worker"].pid
-    new = _live_version(stack) + 1
+    new = live_version(stack) + 1
     stack.publish(new, kind="naive_bayes")
     deadline = time.monotonic() + 30
     version = None
@@ -87,7 +80,7 @@ def test_a_new_model_version_is_served_without_restarting_the_worker(stack: Stac
 
 
 def test_irisflow_train_publishes_a_version_that_the_running_worker_serves(stack: Stack) -> None:
-    before = _live_version(stack)
+    before = live_version(stack)
     done = subprocess.run(
         [sys.executable, "-m", "irisflow.cli", "--params", str(stack.params), "train"],
         capture_output=True,

@@ -23,7 +23,7 @@ from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import LabeledSample, RetrainRequest
 from irisflow.settings import Settings, load_settings
 from tests.conftest import unique_params
-from tests.e2e.conftest import Stack, records_on
+from tests.e2e.conftest import Stack, live_version, records_on
 from tests.factories import SETOSA, iris_xy, model_update
 from tests.integration.labels import send_labeled
 from trainer.data import Dataset
@@ -152,16 +152,8 @@ def _served_version(stack: Stack, wanted: int, timeout: float = 30) -> int | Non
     return version
 
 
-def _live_version(stack: Stack) -> int:
-    """The version served now, as the gateway reports it (the newest record on the topic may be
-    one every reader refused): tests here must not assume which of them ran before."""
-    live = httpx.get(f"{stack.gateway_url}/v1/models", timeout=10).json()["live_version"]
-    assert isinstance(live, int)
-    return live
-
-
 def test_labels_past_the_threshold_train_a_version_that_the_worker_serves(stack: Stack) -> None:
-    before = _live_version(stack)
+    before = live_version(stack)
     settings = _own_labels(stack)
 
     async def scenario() -> Decision:
@@ -199,7 +191,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_the_old_version
             show_progress=False,
         )
 
-    before = _live_version(stack)
+    before = live_version(stack)
     settings = _own_labels(stack)
 
     async def scenario() -> Decision:
@@ -213,7 +205,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_the_old_version
     assert decision.gate.challenger_score is not None
     assert decision.gate.champion_score is not None
     assert decision.gate.challenger_score < decision.gate.champion_score - 0.02
-    assert _live_version(stack) == before
+    assert live_version(stack) == before
     assert _served_version(stack, before) == before
     assert '"outcome": "rejected"' in (stack.settings.registry_dir / "decisions.jsonl").read_text()
 
@@ -232,7 +224,7 @@ def test_irisflow_retrain_makes_the_running_trainer_retrain_without_new_labels(
 ) -> None:
     """``irisflow retrain --json`` reaches a running trainer through the broker, which decides
     (``manual``) and publishes a version the worker serves; the JSON names what was sent."""
-    before = _live_version(stack)
+    before = live_version(stack)
     settings = _own_labels(stack)
     topic = settings.kafka.topics.retrain_requests
     requests_before = len(records_on(settings.kafka, topic))

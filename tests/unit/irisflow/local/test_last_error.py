@@ -33,3 +33,16 @@ def test_without_any_error_the_last_line_is_shown() -> None:
 def test_an_exit_raised_by_the_process_counts_as_its_exception() -> None:
     tail = deque(["SystemExit: invalid settings: kafka.partitions", "ERROR asyncio: Unclosed"])
     assert _last_error(tail) == "SystemExit: invalid settings: kafka.partitions"
+
+
+def test_a_logged_error_is_not_hidden_by_unclosed_resources_reported_at_exit() -> None:
+    tail = deque(
+        [
+            "INFO:     Started server process [4242]",
+            "ERROR:    [Errno 98] error while attempting to bind: address already in use",
+            "INFO:     Waiting for application shutdown.",
+            "2026-12-01 03:56:33,646 ERROR asyncio: Unclosed AIOKafkaConnection",
+            "Task was destroyed but it is pending!",
+        ]
+    )
+    assert "address already in use" in _last_error(tail)
