@@ -23,4 +23,3 @@ def test_a_dead_workers_partitions_move_within_its_session_and_one_heartbeat(
     conf = faust_app(settings).conf
     assert conf.broker_session_timeout == 6
     assert conf.broker_heartbeat_interval == 1.0
-
