@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,16 @@ class Stack:
                 return
             time.sleep(0.3)
         raise AssertionError("the gateway did not become ready")
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """``check()``'s first truthy result, polling every 0.3 s; its last result at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.3)
 
 
 def live_version(stack: Stack, timeout: float = 60) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,7 +15,13 @@ from irisflow.kafka.clients import make_producer, send
 from irisflow.schemas import BatchPredictionRequest, PredictionRequest
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Topics
-from tests.e2e.conftest import GATEWAY_API_KEY, Stack, records_on, requests_published
+from tests.e2e.conftest import (
+    GATEWAY_API_KEY,
+    Stack,
+    eventually,
+    records_on,
+    requests_published,
+)
 from tests.factories import SETOSA, VIRGINICA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -31,16 +36,6 @@ def _post(stack: Stack, path: str, body: object = None, **kwargs: Any) -> httpx.
 
 def _get(stack: Stack, path: str, **kwargs: Any) -> httpx.Response:
     return httpx.get(f"{stack.gateway_url}{path}", timeout=30, **kwargs)
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy (the audit is fed from the topics)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.2)
 
 
 def _records_on(kafka: KafkaSettings, topic: str, key: str | None = None) -> list[bytes]:
@@ -85,7 +80,7 @@ def test_wait_false_answers_202_and_the_result_is_fetched_later(gateway_stack: S
         result = _get(gateway_stack, body["result_url"])
         return result.json() if result.status_code == 200 and result.json()["label"] else None
 
-    record = _eventually(answered)
+    record = eventually(answered)
     assert record is not None
     assert (record["status"], record["label"], record["features"]) == (
         "answered",
@@ -205,7 +200,7 @@ def test_feedback_is_published_and_joined_to_its_prediction(gateway_stack: Stack
         record = _get(gateway_stack, f"/v1/predictions/{rid}").json()
         return record if record.get("feedback") else None
 
-    record = _eventually(with_feedback)
+    record = eventually(with_feedback)
     assert record is not None
     assert record["label"] == "setosa"
     assert record["feedback"]["label"] == "setosa"
@@ -238,7 +233,7 @@ def test_the_audit_is_queryable_by_time(gateway_stack: Stack) -> None:
         found = [r["request_id"] for r in page.json()["records"] if r["status"] == "answered"]
         return found if set(rids) <= set(found) else []
 
-    assert _eventually(listed) == rids
+    assert eventually(listed) == rids
     later = _get(gateway_stack, "/v1/audit", params={"since": until + 1}).json()
     assert not set(rids) & {r["request_id"] for r in later["records"]}
     one = _get(gateway_stack, "/v1/audit", params={"since": since, "limit": 1}).json()
@@ -279,9 +274,9 @@ def test_stats_count_this_tests_own_predictions_latency_accuracy_and_drift(
     ).is_success
     labeled = _post(gateway_stack, "/v1/feedback", {"request_id": single_id, "label": "virginica"})
     assert labeled.status_code == 202, labeled.text
-    batch_record = _eventually(lambda: _answered(gateway_stack, batch_id))
+    batch_record = eventually(lambda: _answered(gateway_stack, batch_id))
     assert batch_record is not None, "the batch never reached the audit"
-    single_record = _eventually(
+    single_record = eventually(
         lambda: (r := _answered(gateway_stack, single_id)) and r["feedback"] and r
     )
     assert single_record is not None, "the prediction or its feedback never reached the audit"
@@ -329,7 +324,7 @@ def test_requests_produced_straight_to_kafka_are_audited_with_their_answers(
             await producer.stop()
 
     asyncio.run(produce())
-    record = _eventually(lambda: _answered(gateway_stack, single_id))
+    record = eventually(lambda: _answered(gateway_stack, single_id))
     assert record is not None, "a request produced straight to Kafka never reached the audit"
     assert (record["kind"], record["label"], record["features"]) == (
         "single",
@@ -338,7 +333,7 @@ def test_requests_produced_straight_to_kafka_are_audited_with_their_answers(
     )
     assert record["reply_to"] == "producer-e2e"
     assert record["model_version"] is not None
-    batch_record = _eventually(lambda: _answered(gateway_stack, batch_id))
+    batch_record = eventually(lambda: _answered(gateway_stack, batch_id))
     assert batch_record is not None
     assert [p["label"] for p in batch_record["predictions"]] == ["setosa", "versicolor"]
     page = _get(gateway_stack, "/v1/audit", params={"since": since, "limit": 1000}).json()
@@ -376,18 +371,18 @@ def test_promote_republishes_an_older_version_and_it_goes_live(gateway_stack: St
         version: int | None = _get(gateway_stack, "/v1/models").json()["live_version"]
         return version
 
-    assert _eventually(lambda: live() == 2)
+    assert eventually(lambda: live() == 2)
     _error(_post(gateway_stack, "/v1/models/42/promote", headers=ADMIN), 404, "not_found")
     response = _post(gateway_stack, "/v1/models/1/promote", headers=ADMIN)
     assert response.status_code == 202, response.text
     assert response.json()["source"] == "kafka"
-    assert _eventually(lambda: live() == 1)
+    assert eventually(lambda: live() == 1)
 
     def served_by_v1() -> bool:
         answer = _post(gateway_stack, "/v1/predict", {"features": SETOSA})
         return answer.is_success and answer.json()["model_version"] == 1
 
-    assert _eventually(served_by_v1)
+    assert eventually(served_by_v1)
 
 
 def test_metrics_expose_latency_by_route_round_trips_and_publishes(gateway_stack: Stack) -> None:
@@ -406,8 +401,8 @@ def test_metrics_expose_latency_by_route_round_trips_and_publishes(gateway_stack
     assert _metric(gateway_stack, "irisflow_gateway_kafka_up") == 1.0
     assert _metric(gateway_stack, "irisflow_gateway_published_total", 'kind="request"') >= 1
     assert _metric(gateway_stack, "irisflow_gateway_replayed_answers_total", 'source="memory"') >= 1
-    assert _eventually(lambda: _answered(gateway_stack, rid))
-    assert _eventually(
+    assert eventually(lambda: _answered(gateway_stack, rid))
+    assert eventually(
         lambda: (
             _metric(gateway_stack, "irisflow_gateway_audit_records_total", 'stream="predictions"')
             > audited

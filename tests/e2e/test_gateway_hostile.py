@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,19 +23,10 @@ from irisflow.kafka.model_topic import publish_update
 from irisflow.registry import serialize_model
 from irisflow.schemas import DeadLetter, ModelUpdate
 from irisflow.settings import KafkaSettings
-from tests.e2e.conftest import Stack, launch_stack, records_on, stop_all
+from tests.e2e.conftest import Stack, eventually, launch_stack, records_on, stop_all
 from tests.factories import SETOSA, iris_xy, model_update
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.3)
 
 
 def _produce(kafka: KafkaSettings, topic: str, key: bytes, value: bytes) -> None:
@@ -81,7 +70,7 @@ def test_an_unreadable_feedback_record_is_dead_lettered_and_the_audit_goes_on(
     assert httpx.post(
         f"{url}/v1/predict", json={"features": SETOSA, "request_id": after}, timeout=30
     ).is_success
-    answered = _eventually(
+    answered = eventually(
         lambda: httpx.get(f"{url}/v1/predictions/{after}", timeout=10).status_code == 200
     )
     assert answered, "the audit feed stopped after the bad record"
@@ -91,7 +80,7 @@ def test_an_unreadable_feedback_record_is_dead_lettered_and_the_audit_goes_on(
             x for x in _letters(kafka) if x.consumer == "gateway.audit" and x.original == poison
         ]
 
-    (letter,) = _eventually(lettered)
+    (letter,) = eventually(lettered)
     assert (letter.source_topic, letter.reason) == (kafka.topics.feedback, "undecodable")
     counted = _metric(
         url,
@@ -119,11 +108,11 @@ def test_feedback_for_an_id_never_requested_does_not_block_a_later_request(
         found = httpx.get(f"{url}/v1/predictions/{rid}", timeout=10)
         return found.json()["status"] if found.status_code == 200 else None
 
-    assert _eventually(audited) == "unrequested"
+    assert eventually(audited) == "unrequested"
     body = {"features": SETOSA, "request_id": rid}
     response = httpx.post(f"{url}/v1/predict?wait={str(wait).lower()}", json=body, timeout=30)
     assert response.status_code == (200 if wait else 202), response.text
-    assert _eventually(lambda: audited() == "answered")
+    assert eventually(lambda: audited() == "answered")
     record = httpx.get(f"{url}/v1/predictions/{rid}", timeout=10).json()
     assert (record["label"], record["feedback"]["label"]) == ("setosa", "setosa")
 
@@ -195,7 +184,7 @@ def test_a_fresh_gateway_reports_the_newest_version_that_loads(
     def refused() -> list[DeadLetter]:
         return [x for x in _letters(stack.settings.kafka) if x.consumer == "gateway.model-feed"]
 
-    (letter,) = _eventually(refused)
+    (letter,) = eventually(refused)
     assert letter.source_topic == stack.settings.kafka.topics.model_updates
     assert letter.reason == "refused_model"
     assert "version 3" in letter.error

@@ -8,28 +8,18 @@ published, the same id is scored.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, launch_stack, stop_all
+from tests.e2e.conftest import Stack, eventually, launch_stack, stop_all
 from tests.factories import SETOSA
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -61,13 +51,13 @@ def test_with_no_model_live_predict_is_a_503_no_model_until_one_is_published(
     assert (labeled.status_code, labeled.json()["error"]["code"]) == (503, "no_model")
 
     modelless.publish(1)
-    assert _eventually(lambda: httpx.get(f"{url}/health/ready", timeout=10).status_code == 200)
+    assert eventually(lambda: httpx.get(f"{url}/health/ready", timeout=10).status_code == 200)
 
     def scored() -> dict[str, Any] | None:
         again = httpx.post(f"{url}/v1/predict", json=body, timeout=30)
         assert again.status_code in (200, 503), again.text  # 503 until the worker has v1 too
         return again.json() if again.status_code == 200 else None
 
-    answer = _eventually(scored)
+    answer = eventually(scored)
     assert answer is not None, "the no_model answer stuck to the request id"
     assert (answer["request_id"], answer["label"], answer["model_version"]) == (rid, "setosa", 1)
