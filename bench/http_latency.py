@@ -54,11 +54,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from throughput import FEATURES, model_update  # noqa: E402
+from throughput import FEATURES, embedded_broker, model_update  # noqa: E402
 
 from irisflow.kafka.admin import ensure_topics  # noqa: E402
 from irisflow.kafka.model_topic import publish_update  # noqa: E402
-from irisflow.local.broker.runtime import EmbeddedKafka, ensure_kafka_jars, free_port  # noqa: E402
+from irisflow.local.broker.runtime import EmbeddedKafka, free_port  # noqa: E402
 from irisflow.settings import load_settings  # noqa: E402
 
 VEGETA = "github.com/tsenart/vegeta/v12@v12.13.0"
@@ -435,14 +435,7 @@ def main() -> None:
     extra = [int(r) for r in args.extra.split(",") if r]
     vegeta = ensure_vegeta(args.vegeta)
     folder = Path(tempfile.mkdtemp(prefix="irisflow-bench-http-"))
-    cache = Path(os.environ.get("IRISFLOW_CACHE_DIR", Path.home() / ".cache" / "irisflow"))
-    broker = EmbeddedKafka(
-        libs=ensure_kafka_jars(cache),
-        data_dir=folder / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-        heap="1g",
-    )
+    broker = embedded_broker(folder)
     print(f"starting the embedded broker and the stack in {folder}", flush=True)
     broker.start()
     stack = Irisflow(folder, broker)

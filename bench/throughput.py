@@ -89,6 +89,18 @@ def scenarios(quick: bool) -> list[Scenario]:
     ]
 
 
+def embedded_broker(folder: Path) -> EmbeddedKafka:
+    """A broker of its own for a benchmark run (free ports, data under ``folder``, 1 GB heap)."""
+    cache = Path(os.environ.get("IRISFLOW_CACHE_DIR", Path.home() / ".cache" / "irisflow"))
+    return EmbeddedKafka(
+        libs=ensure_kafka_jars(cache),
+        data_dir=folder / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="1g",
+    )
+
+
 def model_update() -> ModelUpdate:
     iris = load_iris()
     x, y = iris.data, np.asarray(iris.target_names)[iris.target]
@@ -318,14 +330,7 @@ def main() -> None:
     parser.add_argument("--only", help="run scenarios whose name contains this text")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="irisflow-bench-"))
-    cache = Path(os.environ.get("IRISFLOW_CACHE_DIR", Path.home() / ".cache" / "irisflow"))
-    broker = EmbeddedKafka(
-        libs=ensure_kafka_jars(cache),
-        data_dir=folder / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-        heap="1g",
-    )
+    broker = embedded_broker(folder)
     broker.start()
     results: dict[str, list[dict[str, float]]] = {}
     try:
