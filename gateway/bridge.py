@@ -167,9 +167,7 @@ class KafkaBridge:
         """One reply, in its own ``try``: a record that breaks its handling costs that record."""
         try:
             headers = tuple(getattr(record, "headers", None) or ())
-            for name, value in headers:
-                if name == REQUEST_PARTITION:
-                    self.hedger.answered(int(value))
+            self._note_partition(headers)
             if record.key is not None:
                 self.replies.deliver(record.key.decode(errors="replace"), record.value, headers)
         except Exception:
@@ -181,6 +179,14 @@ class KafkaBridge:
             )
             if self.on_error is not None:
                 self.on_error()
+
+    def _note_partition(self, headers: tuple[tuple[str, bytes], ...]) -> None:
+        """Tell the hedger which partition's owner answered; a header that is not a partition
+        number (anyone can produce to the topic) is ignored, never the answer's undoing."""
+        for name, value in headers:
+            if name == REQUEST_PARTITION:
+                with contextlib.suppress(ValueError, TypeError):
+                    self.hedger.answered(int(value))
 
     def deliver(
         self, rid: str, value: bytes | None, headers: tuple[tuple[str, bytes], ...] = ()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway.bridge import KafkaBridge
 from gateway.hedging import Hedger
 from gateway.trips import Trip
@@ -94,3 +96,22 @@ async def test_the_trip_learns_the_partition_and_the_workers_stamps() -> None:
     assert trip.published is not None
     assert trip.answered is not None
     assert trip.received <= trip.published <= trip.answered
+
+
+class _Record:
+    def __init__(self, key: str, value: bytes, headers: tuple[tuple[str, bytes], ...]) -> None:
+        self.key, self.value, self.headers = key.encode(), value, headers
+        self.topic, self.partition, self.offset = "irisflow.predictions", 0, 0
+
+
+@pytest.mark.parametrize("partition", [b"not a number", b"\xff\xfe", b""])
+async def test_an_answer_with_a_junk_partition_header_is_still_delivered(partition: bytes) -> None:
+    bridge = Bridge(delay=0.5)
+    request = PredictionRequest(request_id="junk-header", features=SETOSA)
+    waiting = asyncio.ensure_future(bridge.await_answer(request, context="c", timeout=5.0))
+    await asyncio.sleep(0)
+    bridge._handle(
+        _Record("junk-header", _answer("junk-header"), ((REQUEST_PARTITION, partition),))
+    )
+    answer = await waiting
+    assert answer.request_id == "junk-header"
