@@ -78,6 +78,22 @@ class BatchPredictBody(BaseModel):
     request_id: ClientRequestId = None
 
 
+Latency = Annotated[
+    float,
+    Field(
+        description="What the client waited, as the gateway saw it: from the request arriving "
+        "at the gateway to its answer leaving (Kafka both ways and the worker included)"
+    ),
+]
+WorkerShare = Annotated[
+    float | None,
+    Field(
+        description="The worker's share of that: from fetching the request to handing its "
+        "answer to Kafka (absent for answers replayed from the audit)"
+    ),
+]
+
+
 class PredictionPublic(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -85,15 +101,8 @@ class PredictionPublic(BaseModel):
     label: str
     probabilities: dict[str, float]
     model_version: int
-    latency_seconds: float = Field(
-        description="What the client waited, as the gateway saw it: from the request arriving "
-        "at the gateway to its answer leaving (Kafka both ways and the worker included)"
-    )
-    worker_seconds: float | None = Field(
-        default=None,
-        description="The worker's share of that: from fetching the request to handing its "
-        "answer to Kafka (absent for answers replayed from the audit)",
-    )
+    latency_seconds: Latency
+    worker_seconds: WorkerShare = None
 
 
 class InstancePublic(BaseModel):
@@ -107,15 +116,8 @@ class BatchPredictionPublic(BaseModel):
     request_id: str
     model_version: int
     predictions: list[InstancePublic] = Field(description="One per instance, in request order")
-    latency_seconds: float = Field(
-        description="What the client waited, as the gateway saw it: from the request arriving "
-        "at the gateway to its answer leaving (Kafka both ways and the worker included)"
-    )
-    worker_seconds: float | None = Field(
-        default=None,
-        description="The worker's share of that: from fetching the request to handing its "
-        "answer to Kafka (absent for answers replayed from the audit)",
-    )
+    latency_seconds: Latency
+    worker_seconds: WorkerShare = None
 
 
 class Accepted(BaseModel):

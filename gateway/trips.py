@@ -114,9 +114,7 @@ class HopLog:
 def trip_of(scope: Scope) -> Trip:
     """The trip the middleware started for this request (one is started if it did not)."""
     trip = scope.get(_SCOPE_KEY)
-    if trip is None:
-        trip = scope[_SCOPE_KEY] = Trip.start(_traceparent(scope))
-    return trip
+    return trip if trip is not None else start_trip(scope)
 
 
 def start_trip(scope: Scope) -> Trip:
