@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from throughput import FEATURES, embedded_broker, model_update  # noqa: E402
+from throughput import FEATURES, MODELS, embedded_broker, model_update  # noqa: E402
 
 from irisflow.kafka.admin import ensure_topics  # noqa: E402
 from irisflow.kafka.model_topic import publish_update  # noqa: E402
@@ -78,7 +78,10 @@ class Result:
     p99_ms: float
     max_ms: float
     status_codes: dict[str, int]
+    errors: list[str] = field(default_factory=list)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+    """CPU time (user + system) each process spent per request sent during the attack."""
 
     @property
     def within_budget(self) -> bool:
@@ -169,6 +172,7 @@ def _result(target: str, rate: int, report: dict[str, Any]) -> Result:
         p99_ms=latencies["99th"] / 1e6,
         max_ms=latencies["max"] / 1e6,
         status_codes={str(k): int(v) for k, v in report.get("status_codes", {}).items()},
+        errors=[str(e) for e in report.get("errors") or []][:10],
     )
 
 
@@ -180,6 +184,26 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def cpu_used(pids: dict[str, int]) -> Iterator[dict[str, float]]:
+    """CPU seconds each of ``pids`` spends inside the block (filled in when it ends)."""
+    start = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    used: dict[str, float] = {}
+    try:
+        yield used
+    finally:
+        used.update({name: _cpu_seconds(pid) - start[name] for name, pid in pids.items()})
 
 
 @contextmanager
@@ -205,8 +229,9 @@ def peak_rss(pids: dict[str, int]) -> Iterator[dict[str, float]]:
 class Irisflow:
     """An embedded broker, workers and a gateway on fresh topics, serving version 1."""
 
-    def __init__(self, folder: Path, broker: EmbeddedKafka) -> None:
+    def __init__(self, folder: Path, broker: EmbeddedKafka, model: str = "logistic") -> None:
         self.folder = folder
+        self.model = model
         folder.mkdir(parents=True, exist_ok=True)
         tag = uuid.uuid4().hex[:8]
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -231,7 +256,7 @@ class Irisflow:
 
     def start(self, *, workers: int = 1) -> None:
         asyncio.run(ensure_topics(self.settings.kafka))
-        asyncio.run(publish_update(self.settings.kafka, model_update()))
+        asyncio.run(publish_update(self.settings.kafka, model_update(self.model)))
         for index in range(workers):
             self.start_worker(f"worker-{index + 1}")
         self._start("gateway", "gateway")
@@ -282,9 +307,9 @@ class Irisflow:
 class Baseline:
     """``bench/inprocess.py`` serving the same artifact."""
 
-    def __init__(self, folder: Path) -> None:
-        update = model_update()
-        artifact = folder / "model.skops"
+    def __init__(self, folder: Path, model: str = "logistic") -> None:
+        update = model_update(model)
+        artifact = folder / f"model-{model}.skops"
         artifact.write_bytes(update.artifact)
         self.port = free_port()
         log = (folder / "inprocess.log").open("ab")
@@ -329,8 +354,14 @@ def sweep(
     rates: list[int],
     extra: list[int],
     seconds: float,
+    cpu_pids: dict[str, dict[str, int]] | None = None,
 ) -> list[Result]:
-    """Every rate of ``rates`` on both targets, then ``extra`` rates until a target fails."""
+    """Every rate of ``rates`` on both targets, then ``extra`` rates until a target fails.
+
+    ``pids`` are sampled for peak memory, ``cpu_pids`` (``pids`` if not given) for CPU time:
+    the broker's CPU belongs to irisflow's bill but its memory is the JVM's heap setting.
+    """
+    cpu_pids = cpu_pids if cpu_pids is not None else pids
     results: list[Result] = []
     failing: set[str] = set()
     for rate in [*rates, *extra]:
@@ -338,10 +369,12 @@ def sweep(
             if rate in extra and name in failing:
                 continue
             attack(vegeta, path, rate=min(rate, 50), seconds=2)  # warm-up, not counted
-            with peak_rss(pids.get(name, {})) as peaks:
+            with peak_rss(pids.get(name, {})) as peaks, cpu_used(cpu_pids.get(name, {})) as cpu:
                 report = attack(vegeta, path, rate=rate, seconds=seconds)
             result = _result(name, rate, report)
             result.rss_mb = dict(peaks)
+            sent = max(1, result.requests)
+            result.cpu_ms_per_request = {k: 1000 * v / sent for k, v in cpu.items()}
             results.append(result)
             print(_line(result), flush=True)
             if not result.within_budget:
@@ -352,10 +385,16 @@ def sweep(
 
 
 def failover(
-    vegeta: Path, folder: Path, broker: EmbeddedKafka, *, rate: int, seconds: float
+    vegeta: Path,
+    folder: Path,
+    broker: EmbeddedKafka,
+    *,
+    rate: int,
+    seconds: float,
+    model: str = "logistic",
 ) -> dict[str, Any]:
     """Two workers; ``kill -9`` one a third of the way into an attack; what clients saw."""
-    stack = Irisflow(folder / "failover", broker)
+    stack = Irisflow(folder / "failover", broker, model)
     stack.start(workers=2)
     targets = _targets(folder, f"{stack.url}/v1/predict")
     try:
@@ -375,11 +414,30 @@ def failover(
 def _line(result: Result) -> str:
     codes = ", ".join(f"{k}: {v}" for k, v in sorted(result.status_codes.items()))
     memory = ", ".join(f"{k} {v:.0f} MB" for k, v in result.rss_mb.items() if v)
+    cpu = ", ".join(f"{k} {v:.2f}" for k, v in result.cpu_ms_per_request.items())
+    errors = f"; errors: {'; '.join(result.errors)}" if result.errors else ""
     return (
         f"{result.target:>10} {result.rate:>5} rps: p50 {result.p50_ms:7.1f} ms, "
         f"p99 {result.p99_ms:7.1f} ms, max {result.max_ms:7.1f} ms, "
         f"success {result.success:.4f} ({codes}){'; ' + memory if memory else ''}"
+        f"{'; CPU ms/request ' + cpu if cpu else ''}{errors}"
     )
+
+
+def _cpu(ours: Result | None, base: Result | None) -> str:
+    """``total (broker + gateway + workers) / baseline`` CPU ms per request, as far as known."""
+    cells = []
+    for result in (ours, base):
+        parts = result.cpu_ms_per_request if result else {}
+        if not parts:
+            cells.append("-")
+        elif len(parts) == 1:
+            cells.append(f"{sum(parts.values()):.2f}")
+        else:
+            order = sorted(parts, key=lambda k: (k != "broker", k != "gateway", k))
+            detail = " + ".join(f"{parts[k]:.2f}" for k in order)
+            cells.append(f"{sum(parts.values()):.2f} ({detail})")
+    return " / ".join(cells)
 
 
 def table(results: list[Result]) -> str:
@@ -389,8 +447,9 @@ def table(results: list[Result]) -> str:
         by_rate.setdefault(result.rate, {})[result.target] = result
     rows = [
         "| rate | irisflow p50 / p99 ms | in-process p50 / p99 ms | ratio p50 / p99 "
-        "| success irisflow / in-process |",
-        "|---|---|---|---|---|",
+        "| success irisflow / in-process | CPU ms per request: irisflow (broker + gateway + "
+        "worker) / in-process |",
+        "|---|---|---|---|---|---|",
     ]
     for rate, pair in sorted(by_rate.items()):
         ours, base = pair.get("irisflow"), pair.get("inprocess")
@@ -401,7 +460,9 @@ def table(results: list[Result]) -> str:
             else "-"
         )
         success = " / ".join(f"{r.success:.2%}" if r else "-" for r in (ours, base))
-        rows.append(f"| {rate} | {cells[0]} | {cells[1]} | {ratio} | {success} |")
+        rows.append(
+            f"| {rate} | {cells[0]} | {cells[1]} | {ratio} | {success} | {_cpu(ours, base)} |"
+        )
     for name in ("irisflow", "inprocess"):
         passing = [r.rate for r in results if r.target == name and r.within_budget]
         best = max(passing) if passing else 0
@@ -427,6 +488,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 s per rate, no extra rates")
     parser.add_argument("--vegeta", help="path to a vegeta binary (default: build it once)")
     parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="logistic",
+        help="what both targets serve: logistic (~0.1 ms a call: the transport dominates) or "
+        "forest (200 trees, ~10 ms a call whatever its rows: what micro-batching is for)",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and broker too
     if args.quick:
@@ -438,12 +506,12 @@ def main() -> None:
     broker = embedded_broker(folder)
     print(f"starting the embedded broker and the stack in {folder}", flush=True)
     broker.start()
-    stack = Irisflow(folder, broker)
+    stack = Irisflow(folder, broker, args.model)
     baseline: Baseline | None = None
     document: dict[str, Any] = {"commit": _commit(), "conditions": _conditions(args)}
     try:
         stack.start()
-        baseline = Baseline(folder)
+        baseline = Baseline(folder, args.model)
         targets = {
             "irisflow": _targets(folder, f"{stack.url}/v1/predict"),
             "inprocess": _targets(folder, f"{baseline.url}/v1/predict"),
@@ -452,14 +520,32 @@ def main() -> None:
             "irisflow": {n: p for n, p in stack.pids().items()},
             "inprocess": {"inprocess": baseline.process.pid},
         }
-        results = sweep(vegeta, targets, pids, rates=rates, extra=extra, seconds=args.duration)
+        broker_pid = broker.pid()
+        cpu_pids = {
+            "irisflow": {**({"broker": broker_pid} if broker_pid else {}), **pids["irisflow"]},
+            "inprocess": pids["inprocess"],
+        }
+        results = sweep(
+            vegeta,
+            targets,
+            pids,
+            rates=rates,
+            extra=extra,
+            seconds=args.duration,
+            cpu_pids=cpu_pids,
+        )
         document["sweep"] = [asdict(r) for r in results]
         stack.stop()
         baseline.stop()
         baseline = None
         if not args.no_failover:
             document["failover"] = failover(
-                vegeta, folder, broker, rate=args.failover_rate, seconds=args.failover_seconds
+                vegeta,
+                folder,
+                broker,
+                rate=args.failover_rate,
+                seconds=args.failover_seconds,
+                model=args.model,
             )
     finally:
         stack.stop()
@@ -490,6 +576,7 @@ def _commit() -> str:
 def _conditions(args: argparse.Namespace) -> str:
     return (
         f"{os.cpu_count()} cores, {args.duration:g} s per rate, vegeta open loop, "
+        f"model {args.model}, "
         "embedded broker + 1 worker + 1 gateway vs bench/inprocess.py, all on this machine"
     )
 
