@@ -18,4 +18,5 @@ def run_gateway(settings: Settings) -> None:
         port=config.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        timeout_keep_alive=config.keep_alive_seconds,
     )

@@ -166,6 +166,11 @@ class GatewaySettings(BaseModel):
     """A request unanswered this long is also sent to another partition (0: never)."""
     hedge_max_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
     """Share of requests that may be hedged while every partition answers."""
+    keep_alive_seconds: int = Field(default=75, ge=1)
+    """How long an idle client connection stays open. Longer than the idle timeouts of common
+    clients and proxies (Go's and nginx's 60-90 s pools): a server that closes a pooled
+    connection first races the client's next request on it, which then fails without an answer
+    (uvicorn's default of 5 s did so under load)."""
 
 
 class RetrainingSettings(BaseModel):
