@@ -15,6 +15,10 @@ APT_COMMANDS := java mvn chromium
 # Prometheus: the observability tests run promtool and a real Prometheus server.
 APT_PACKAGES += prometheus
 APT_COMMANDS += promtool
+# PostgreSQL: the audit tests run on a throwaway server (initdb + pg_ctl, tests/postgres.py).
+# Debian keeps initdb in /usr/lib/postgresql/<version>/bin, off PATH; pg_ctlcluster comes with it.
+APT_PACKAGES += postgresql
+APT_COMMANDS += pg_ctlcluster
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration lint format bench clean mutation

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from irisflow.settings import Settings, load_settings
+from tests.postgres import audit_db, postgresql_server  # noqa: F401  (fixtures for every test)
 
 log = logging.getLogger("tests")
 

@@ -3,12 +3,13 @@
 Findings 5 and the codec requirement of issue #10: NaN and Infinity timestamps, a NaN drift
 statistic, values that are not JSON, keys that are not the value's id, and rows the database
 refuses each cost one dead letter (consumer ``gateway.audit``), and every other record of the
-poll is stored. These run the feed's decode-and-store step on SQLite, without a broker.
+poll is stored. These run the feed's decode-and-store step on SQLite and on PostgreSQL
+(``audit_db``), without a broker.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -16,12 +17,13 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from gateway.audit.feed import CONSUMER, AuditFeed
-from gateway.audit.store import AuditBatch, AuditStore, audit_url
+from gateway.audit.store import AuditBatch, AuditStore
 from irisflow.schemas import DeadLetter, DriftEvent, Feedback, PredictionRequest
 from irisflow.settings import Settings
 from irisflow.topics import HEADER_PREFIX, Incoming
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA
+from tests.postgres import AuditDatabases
 
 Letter = tuple[str, str, str]
 
@@ -32,8 +34,10 @@ def settings(make_settings: SettingsFactory) -> Settings:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuditStore:
-    return AuditStore(audit_url(None, tmp_path / "home"))
+def store(audit_db: AuditDatabases) -> Iterator[AuditStore]:
+    made = AuditStore(audit_db.new())
+    yield made
+    made.close()
 
 
 def _feed(settings: Settings, store: AuditStore, counted: list[Letter]) -> AuditFeed:
@@ -119,9 +123,9 @@ class _Picky(AuditStore):
 
 
 def test_a_row_the_database_refuses_costs_one_letter_not_the_batch(
-    settings: Settings, tmp_path: Path
+    settings: Settings, audit_db: AuditDatabases
 ) -> None:
-    store = _Picky(audit_url(None, tmp_path / "home"))
+    store = _Picky(audit_db.new())
     counted: list[Letter] = []
     feed = _feed(settings, store, counted)
     topic = settings.kafka.topics.requests
@@ -142,11 +146,11 @@ class _Down(AuditStore):
 
 
 def test_an_unreachable_database_stops_the_poll_without_letters(
-    settings: Settings, tmp_path: Path
+    settings: Settings, audit_db: AuditDatabases
 ) -> None:
     """Nothing is committed then; the supervisor re-reads the poll once the database is back."""
     counted: list[Letter] = []
-    feed = _feed(settings, _Down(audit_url(None, tmp_path / "home")), counted)
+    feed = _feed(settings, _Down(audit_db.new()), counted)
     topic = settings.kafka.topics.requests
     with pytest.raises(OperationalError):
         feed.process([_record(topic, _request("a"), "a", 0)])

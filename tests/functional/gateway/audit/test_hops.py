@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from gateway.audit.feed import AuditFeed, prediction_row, request_row
-from gateway.audit.store import AuditBatch, AuditStore, audit_url
+from gateway.audit.store import AuditBatch, AuditStore
 from irisflow.schemas import Prediction, PredictionRequest
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Incoming
 from irisflow.tracing import HOPS, TraceContext, hop_header
 from tests.factories import SETOSA
+from tests.postgres import AuditDatabases
 
 TRACE = TraceContext.new()
 FROM_REQUEST = {"request_id": "r1", "trace_id": TRACE.trace_id, "gateway_received": 1.0}
@@ -27,8 +28,10 @@ FROM_ANSWER = {
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuditStore:
-    return AuditStore(audit_url(None, tmp_path / "home"))
+def store(audit_db: AuditDatabases) -> Iterator[AuditStore]:
+    made = AuditStore(audit_db.new())
+    yield made
+    made.close()
 
 
 @pytest.mark.parametrize(

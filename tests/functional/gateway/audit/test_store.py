@@ -1,7 +1,9 @@
-"""The audit store on SQLite: upserts by request id in any order, twice, and queries by time."""
+"""The audit store on SQLite and PostgreSQL: upserts by request id in any order, twice, and
+queries by time (every test with a store runs on both backends, ``audit_db``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,16 @@ from irisflow.schemas import (
     PredictionRequest,
 )
 from tests.factories import SETOSA, VIRGINICA
+from tests.postgres import AuditDatabases
 
 PROBS = {"setosa": 0.9, "versicolor": 0.07, "virginica": 0.03}
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuditStore:
-    return AuditStore(audit_url(None, tmp_path / "home"))
+def store(audit_db: AuditDatabases) -> Iterator[AuditStore]:
+    made = AuditStore(audit_db.new())
+    yield made
+    made.close()
 
 
 def _sent(rid: str, at: float, features: dict[str, float] = SETOSA) -> dict[str, Any]:

@@ -10,7 +10,7 @@ of write, dead letters and commit is seen directly.
 from __future__ import annotations
 
 import socket
-from pathlib import Path
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,10 +18,11 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from gateway.audit.feed import AuditFeed, audit_group_id
-from gateway.audit.store import AuditBatch, AuditStore, audit_url
+from gateway.audit.store import AuditBatch, AuditStore
 from irisflow.schemas import PredictionRequest
 from irisflow.settings import KafkaSettings
 from tests.factories import SETOSA
+from tests.postgres import AuditDatabases
 
 
 class _Stop(Exception):
@@ -86,8 +87,10 @@ def log() -> list[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, log: list[str]) -> _Store:
-    return _Store(audit_url(None, tmp_path / "home"), log)
+def store(audit_db: AuditDatabases, log: list[str]) -> Iterator[_Store]:
+    made = _Store(audit_db.new(), log)
+    yield made
+    made.close()
 
 
 async def test_offsets_are_committed_only_after_the_poll_and_its_letters_are_stored(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.audit import feed as feed_module
 from gateway.audit.feed import AuditFeed, audit_group_id
-from gateway.audit.store import AuditBatch, AuditStore, audit_url
+from gateway.audit.store import AuditBatch, AuditStore
 from irisflow.schemas import (
     BatchPrediction,
     BatchPredictionRequest,
@@ -37,6 +36,7 @@ from irisflow.settings import KafkaSettings
 from irisflow.topics import Incoming, Topics
 from irisflow.tracing import hop_header
 from tests.factories import SETOSA, VIRGINICA
+from tests.postgres import AuditDatabases
 
 PROBS = {"setosa": 0.9, "versicolor": 0.05, "virginica": 0.05}
 
@@ -51,8 +51,8 @@ def kafka() -> KafkaSettings:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    made = AuditStore(audit_url(None, tmp_path / "home"))
+def store(audit_db: AuditDatabases) -> Iterator[AuditStore]:
+    made = AuditStore(audit_db.new())
     yield made
     made.close()
 
@@ -183,9 +183,9 @@ class _Refusing(AuditStore):
 
 
 def test_a_row_the_database_refuses_is_lettered_under_its_stream_and_the_stamps_still_kept(
-    kafka: KafkaSettings, tmp_path: Path
+    kafka: KafkaSettings, audit_db: AuditDatabases
 ) -> None:
-    store = _Refusing(audit_url(None, tmp_path / "home"))
+    store = _Refusing(audit_db.new())
     skipped: list[str] = []
     feed = AuditFeed(kafka, store, on_skipped=skipped.append)
     stamped = (hop_header("worker_fetched", 3.0),)
@@ -204,9 +204,9 @@ def test_a_row_the_database_refuses_is_lettered_under_its_stream_and_the_stamps_
 
 
 def test_hop_stamps_the_database_refuses_are_dropped_and_logged_not_lettered(
-    kafka: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    kafka: KafkaSettings, audit_db: AuditDatabases, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = _Refusing(audit_url(None, tmp_path / "home"))
+    store = _Refusing(audit_db.new())
     store.no_hops = True
     feed = AuditFeed(kafka, store)
     records = [
