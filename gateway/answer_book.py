@@ -27,19 +27,39 @@ import asyncio
 import contextlib
 import hashlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 from pydantic import BaseModel
 
 from gateway.errors import RequestIdConflict
 
-__all__ = ["AnswerBook", "input_digest"]
+__all__ = ["AnswerBook", "batch_digest", "input_digest"]
+
+
+def batch_digest(names: Sequence[str], matrix: np.ndarray) -> str:
+    """A stable digest of a batch: its names and numbers, whatever the column order (so the
+    same rows sent to ``/v1`` or as an Open Inference Protocol tensor are the same input)."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    digest = hashlib.sha256(orjson.dumps([names[i] for i in order]))
+    digest.update(np.ascontiguousarray(matrix[:, order], dtype="<f8").tobytes())
+    return f"batch:{digest.hexdigest()[:32]}"
 
 
 def input_digest(kind: str, payload: Any) -> str:
-    """A stable digest of what was asked (key order does not matter)."""
+    """A stable digest of what was asked (key order does not matter). A batch of instances
+    that share their names is digested as the matrix it is (:func:`batch_digest`)."""
+    if kind == "batch" and isinstance(payload, list) and payload:
+        names = sorted(payload[0]) if isinstance(payload[0], dict) else []
+        if names and all(isinstance(i, dict) and sorted(i) == names for i in payload):
+            try:
+                matrix = np.array([[i[n] for n in names] for i in payload], dtype=np.float64)
+            except (TypeError, ValueError):
+                pass
+            else:
+                return batch_digest(names, matrix)
     raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return f"{kind}:{hashlib.sha256(raw).hexdigest()[:32]}"
 

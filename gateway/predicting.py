@@ -23,10 +23,11 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from gateway.answer_book import AnswerBook, input_digest
+from gateway.answer_book import AnswerBook, batch_digest, input_digest
 from gateway.audit.records import AuditRecord
 from gateway.audit.store import AuditStore
-from gateway.bodies import Accepted, BatchPredictionPublic, InstancePublic, PredictionPublic
+from gateway.batches import Batch, BatchAnswer
+from gateway.bodies import Accepted, InstancePublic, PredictionPublic
 from gateway.bridge import Answer, KafkaBridge, LateHandler, Request
 from gateway.errors import RequestIdConflict, UnreadableAnswer
 from gateway.metrics import GatewayMetrics
@@ -35,26 +36,38 @@ from irisflow.errors import PredictionFailed, PredictionTimeout
 from irisflow.otel import Spans
 from irisflow.schemas import (
     BatchPrediction,
-    BatchPredictionRequest,
     ErrorCode,
     FeatureVector,
+    MatrixPrediction,
+    MatrixPredictionRequest,
     PredictionRequest,
+    now,
 )
 
-__all__ = ["Scoring", "accept", "on_late_answer", "predict"]
+__all__ = ["Payload", "Scoring", "accept", "on_late_answer", "predict"]
+
+Payload = FeatureVector | Batch
+"""One instance (a ``/v1/predict`` body's features), or a checked batch as a matrix."""
 
 
-def _request(
-    reply_to: str, payload: FeatureVector | list[FeatureVector], request_id: str | None
-) -> tuple[Request, str]:
-    """The request to publish, and its input's digest (which it carries as ``input_digest``)."""
+def _request(reply_to: str, payload: Payload, request_id: str | None) -> tuple[Request, str]:
+    """The request to publish, and its input's digest (which it carries as ``input_digest``).
+
+    A batch travels as a matrix (:class:`~irisflow.schemas.MatrixPredictionRequest`), built
+    without validating its rows again: they are the finite, in-domain numbers the batch holds.
+    """
     rid = request_id or uuid.uuid4().hex
-    if isinstance(payload, list):
-        digest = input_digest("batch", payload)
-        batch = BatchPredictionRequest(
-            request_id=rid, instances=payload, reply_to=reply_to, input_digest=digest
+    if isinstance(payload, Batch):
+        digest = batch_digest(payload.names, payload.matrix)
+        matrix = MatrixPredictionRequest.model_construct(
+            request_id=rid,
+            sent_at=now(),
+            reply_to=reply_to,
+            input_digest=digest,
+            feature_names=payload.names,
+            rows=payload.matrix.tolist(),
         )
-        return batch, digest
+        return matrix, digest
     digest = input_digest("single", payload)
     single = PredictionRequest(
         request_id=rid, features=payload, reply_to=reply_to, input_digest=digest
@@ -65,7 +78,7 @@ def _request(
 def _published_kind(request: Request) -> str:
     """The ``kind`` label of ``irisflow_gateway_published_total`` (``request`` for one instance,
     beside ``feedback``, ``retrain`` and ``promote``; dashboards read these values)."""
-    return "batch" if isinstance(request, BatchPredictionRequest) else "request"
+    return "request" if isinstance(request, PredictionRequest) else "batch"
 
 
 def public(answer: Answer, latency: float, trip: Trip | None = None) -> BaseModel:
@@ -76,16 +89,23 @@ def public(answer: Answer, latency: float, trip: Trip | None = None) -> BaseMode
     if trip is not None and trip.answered is not None:
         latency, worker = trip.latency, trip.worker_seconds
     version = answer.model_version
-    if isinstance(answer, BatchPrediction):
-        if version is None or not answer.predictions:
-            raise UnreadableAnswer("the worker's batch answer has no predictions or no version")
-        return BatchPredictionPublic(
+    if isinstance(answer, MatrixPrediction):
+        if version is None or not answer.labels:
+            raise UnreadableAnswer("the worker's batch answer has no labels or no version")
+        return BatchAnswer(
             request_id=answer.request_id,
             model_version=version,
-            predictions=[InstancePublic(**p.model_dump()) for p in answer.predictions],
+            classes=answer.classes,
+            labels=answer.labels,
+            probabilities=answer.probabilities,
             latency_seconds=latency,
             worker_seconds=worker,
         )
+    if isinstance(answer, BatchPrediction):  # answers a batch of dicts (from a producer)
+        if version is None or not answer.predictions:
+            raise UnreadableAnswer("the worker's batch answer has no predictions or no version")
+        rows = [InstancePublic(**p.model_dump()) for p in answer.predictions]
+        return BatchAnswer.of_instances(answer.request_id, version, rows, latency)
     if version is None or answer.label is None:
         raise UnreadableAnswer("the worker's answer has no label or no model version")
     return PredictionPublic(
@@ -116,11 +136,8 @@ def _from_audit(record: AuditRecord) -> BaseModel:
     if version is None or not _usable(record):
         raise UnreadableAnswer(f"the audit holds no complete answer to {record.request_id}")
     if record.kind == "batch":
-        return BatchPredictionPublic(
-            request_id=record.request_id,
-            model_version=version,
-            predictions=record.predictions or [],
-            latency_seconds=latency,
+        return BatchAnswer.of_instances(
+            record.request_id, version, record.predictions or [], latency
         )
     return PredictionPublic(
         request_id=record.request_id,
@@ -195,7 +212,7 @@ async def _answer(
         scoring.metrics,
         scoring.timeout,
     )
-    kind = "batch" if isinstance(request, BatchPredictionRequest) else "single"
+    kind = "single" if isinstance(request, PredictionRequest) else "batch"
     record = await _known(scoring.audit, request, digest) if client_id else None
     if record is not None and record.status != "pending":
         metrics.replayed_answers.labels("audit").inc()
@@ -231,7 +248,7 @@ async def _answer(
 async def predict(
     *,
     scoring: Scoring,
-    payload: FeatureVector | list[FeatureVector],
+    payload: Payload,
     request_id: str | None,
     trip: Trip | None = None,
 ) -> BaseModel:
@@ -248,9 +265,7 @@ async def predict(
     return result
 
 
-async def accept(
-    *, scoring: Scoring, payload: FeatureVector | list[FeatureVector], request_id: str | None
-) -> Accepted:
+async def accept(*, scoring: Scoring, payload: Payload, request_id: str | None) -> Accepted:
     """``?wait=false``: publish (unless this id is already known) and say where the answer goes.
 
     Shares the waiting path's deduplication: an id answered, in flight or claimed here is not

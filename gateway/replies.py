@@ -4,7 +4,9 @@ The bridge's reader hands every record of the predictions topic to :meth:`Replie
 this decides whether it completes a waiting call, goes to ``on_late`` (an id *watched* after
 its caller gave up), or is ignored. An answer is someone's only if it is of the awaited shape,
 complete or an error, and carries the awaited ``input_digest``; anything else under the id is a
-mismatch (counted by ``on_mismatch``), and the wait goes on. Split from :mod:`gateway.bridge`
+mismatch (counted by ``on_mismatch``), and the wait goes on. An error answer (no model live,
+features the worker refused) has no result and so no shape: it answers a request of any shape
+whose digest it echoes. Split from :mod:`gateway.bridge`
 so that the rules are read (and tested) apart from the Kafka clients.
 """
 
@@ -18,17 +20,23 @@ from collections.abc import Callable
 
 from gateway.errors import UnreadableAnswer
 from gateway.trips import Trip
-from irisflow.schemas import BatchPrediction, BatchPredictionRequest, Prediction, PredictionRequest
-from irisflow.topics import Refused, Topic
+from irisflow.schemas import (
+    BatchPrediction,
+    BatchPredictionRequest,
+    MatrixPrediction,
+    MatrixPredictionRequest,
+    Prediction,
+)
+from irisflow.topics import AnyAnswer, AnyRequest, Refused, Topic
 from irisflow.tracing import Headers, trace_of
 
 __all__ = ["Answer", "LateHandler", "Replies", "Request", "Shape", "complete", "shape_of"]
 
 log = logging.getLogger(__name__)
 
-Answer = Prediction | BatchPrediction
-Request = PredictionRequest | BatchPredictionRequest
-Shape = type[Prediction] | type[BatchPrediction]
+Answer = AnyAnswer
+Request = AnyRequest
+Shape = type[Prediction] | type[BatchPrediction] | type[MatrixPrediction]
 #: ``(request_id, context, answer, seconds since the request was sent)``
 LateHandler = Callable[[str, str, Answer, float], None]
 
@@ -43,10 +51,15 @@ def complete(answer: Answer) -> bool:
         return False
     if isinstance(answer, BatchPrediction):
         return bool(answer.predictions)
+    if isinstance(answer, MatrixPrediction):
+        return bool(answer.labels)
     return answer.label is not None
 
 
 def shape_of(request: Request) -> Shape:
+    """The answer shape a successful reply to ``request`` has."""
+    if isinstance(request, MatrixPredictionRequest):
+        return MatrixPrediction
     return BatchPrediction if isinstance(request, BatchPredictionRequest) else Prediction
 
 
@@ -127,7 +140,9 @@ class Replies:
 
     def _decode(self, rid: str, value: bytes | None, shape: Shape, digest: str | None) -> Answer:
         answer = self.topic.decode(value, rid.encode())
-        if not isinstance(answer, shape):
+        # An error answer has no result to give it a shape (the codec reads it as a Prediction):
+        # it answers a request of any shape, as long as it echoes the awaited digest.
+        if answer.error is None and not isinstance(answer, shape):
             raise _Mismatch(f"a {type(answer).__name__} where a {shape.__name__} was awaited")
         if answer.error is None and not complete(answer):
             raise _Mismatch("neither a result (with its model version) nor an error")

@@ -19,11 +19,23 @@ from irisflow.schemas import (
     SCHEMA_VERSION,
     BatchPredictionRequest,
     ErrorCode,
+    MatrixPredictionRequest,
     PredictionRequest,
     clip,
 )
 
-__all__ = ["error_answer", "scored_answer"]
+__all__ = ["error_answer", "instances_in", "scored_answer"]
+
+
+def instances_in(
+    request: PredictionRequest | BatchPredictionRequest | MatrixPredictionRequest,
+) -> int:
+    """How many rows a request puts into a micro-batch: one, or one per instance."""
+    if isinstance(request, PredictionRequest):
+        return 1
+    if isinstance(request, MatrixPredictionRequest):
+        return len(request.rows)
+    return len(request.instances)
 
 
 def error_answer(
@@ -37,7 +49,8 @@ def error_answer(
     reply_to: str | None = None,
     input_digest: str | None = None,
 ) -> bytes:
-    """A request answered with why it got no label: valid as a Prediction and a BatchPrediction."""
+    """A request answered with why it got no label: valid as every answer shape (a Prediction,
+    a BatchPrediction, a MatrixPrediction), so it answers any request."""
     return orjson.dumps(
         {
             "schema_version": SCHEMA_VERSION,
@@ -54,7 +67,7 @@ def error_answer(
 
 
 def scored_answer(
-    request: PredictionRequest | BatchPredictionRequest,
+    request: PredictionRequest | BatchPredictionRequest | MatrixPredictionRequest,
     *,
     first: int,
     classes: Sequence[str],
@@ -68,7 +81,8 @@ def scored_answer(
 
     ``labels`` and ``probabilities`` (each row in ``classes`` order) hold a whole micro-batch;
     the request's rows start at index ``first``: one row for a single request, one per
-    instance for a batch request.
+    instance for a batch request. A matrix request gets a MatrixPrediction: its slice of
+    ``labels`` and ``probabilities`` as they are (no dict per row).
     """
     body: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -84,6 +98,11 @@ def scored_answer(
     if isinstance(request, PredictionRequest):
         body["label"] = labels[first]
         body["probabilities"] = dict(zip(classes, probabilities[first], strict=True))
+    elif isinstance(request, MatrixPredictionRequest):
+        last = first + len(request.rows)
+        body["classes"] = list(classes)
+        body["labels"] = labels[first:last]
+        body["probabilities"] = probabilities[first:last]
     else:
         body["predictions"] = [
             {"label": labels[i], "probabilities": dict(zip(classes, probabilities[i], strict=True))}

@@ -35,6 +35,8 @@ from irisflow.schemas import (
     DriftEvent,
     Feedback,
     LabeledSample,
+    MatrixPrediction,
+    MatrixPredictionRequest,
     ModelUpdate,
     Prediction,
     PredictionRequest,
@@ -48,6 +50,8 @@ from irisflow.tracing import trace_of
 
 __all__ = [
     "HEADER_PREFIX",
+    "AnyAnswer",
+    "AnyRequest",
     "DeadLetters",
     "Incoming",
     "Outgoing",
@@ -179,17 +183,29 @@ def _plain(shape: type[M]) -> Callable[[bytes | str | None], M]:
     return decode
 
 
-def decode_request(raw: bytes | str | None) -> PredictionRequest | BatchPredictionRequest:
-    """The requests topic carries both shapes: an object with ``instances`` is a batch."""
+AnyRequest = PredictionRequest | BatchPredictionRequest | MatrixPredictionRequest
+"""What the requests topic carries: one instance, a batch of dicts, or a batch as a matrix."""
+AnyAnswer = Prediction | BatchPrediction | MatrixPrediction
+"""What the predictions topic carries: the answer to each of :data:`AnyRequest`'s shapes."""
+
+
+def decode_request(raw: bytes | str | None) -> AnyRequest:
+    """The requests topic carries three shapes: an object with ``rows`` is a matrix, one with
+    ``instances`` a batch of dicts, anything else a single instance."""
     body = _json(raw, "PredictionRequest")
+    if isinstance(body, dict) and "rows" in body:
+        return _validate(MatrixPredictionRequest, body)
     if isinstance(body, dict) and "instances" in body:
         return _validate(BatchPredictionRequest, body)
     return _validate(PredictionRequest, body)
 
 
-def decode_answer(raw: bytes | str | None) -> Prediction | BatchPrediction:
-    """The predictions topic carries both shapes: an object with ``predictions`` is a batch."""
+def decode_answer(raw: bytes | str | None) -> AnyAnswer:
+    """The predictions topic carries three shapes: an object with ``labels`` answers a matrix,
+    one with ``predictions`` a batch, anything else (errors too) a single instance."""
     body = _json(raw, "Prediction")
+    if isinstance(body, dict) and "labels" in body:
+        return _validate(MatrixPrediction, body)
     if isinstance(body, dict) and "predictions" in body:
         return _validate(BatchPrediction, body)
     return _validate(Prediction, body)
@@ -279,12 +295,8 @@ class Topics:
 
     def __init__(self, names: TopicNames) -> None:
         self.names = names
-        self.requests: Topic[PredictionRequest | BatchPredictionRequest] = Topic(
-            names.requests, decode_request, _request_id
-        )
-        self.predictions: Topic[Prediction | BatchPrediction] = Topic(
-            names.predictions, decode_answer, _request_id
-        )
+        self.requests: Topic[AnyRequest] = Topic(names.requests, decode_request, _request_id)
+        self.predictions: Topic[AnyAnswer] = Topic(names.predictions, decode_answer, _request_id)
         self.feedback: Topic[Feedback] = Topic(
             names.feedback, _plain(Feedback), _request_id, max_bytes=SMALL_VALUE_BYTES
         )

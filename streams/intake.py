@@ -19,16 +19,25 @@ from typing import Any
 
 import numpy as np
 
-from irisflow.answers import error_answer
+from irisflow.answers import error_answer, instances_in
 from irisflow.features import FeatureSchema
 from irisflow.schemas import (
     REQUEST_ID_PATTERN,
-    BatchPredictionRequest,
     ErrorCode,
+    MatrixPredictionRequest,
     ModelMetadata,
     PredictionRequest,
 )
-from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topic, decode_request
+from irisflow.topics import (
+    AnyRequest,
+    DeadLetters,
+    Incoming,
+    Outgoing,
+    Reason,
+    Refused,
+    Topic,
+    decode_request,
+)
 
 __all__ = [
     "CONSUMER",
@@ -44,7 +53,7 @@ __all__ = [
     "unanswerable",
 ]
 
-Request = PredictionRequest | BatchPredictionRequest
+Request = AnyRequest
 NO_MODEL = "no model is live yet: train one with `irisflow train` (or wait for the trainer)"
 CONSUMER = "streams.scoring"
 _VALID_ID = re.compile(REQUEST_ID_PATTERN.encode())
@@ -156,15 +165,35 @@ def unanswerable(
 
 
 def rows_of(model: LiveModel, valid: list[tuple[Incoming, Request]]) -> np.ndarray:
-    """Every instance of ``valid``'s requests, one row each, columns in the model's order."""
+    """Every instance of ``valid``'s requests, one row each, columns in the model's order.
+
+    A matrix request's rows become an array in one call, its columns reordered to the model's
+    (its names were checked to be exactly the model's)."""
     row = model.row
+    names = model.metadata.feature_names
+    parts: list[np.ndarray] = []
     rows: list[tuple[float, ...]] = []
     for _, request in valid:
-        if isinstance(request, PredictionRequest):
+        if isinstance(request, MatrixPredictionRequest):
+            if rows:
+                parts.append(np.array(rows, dtype=np.float64).reshape(-1, len(names)))
+                rows = []
+            parts.append(_matrix(request, names))
+        elif isinstance(request, PredictionRequest):
             rows.append(row(request.features))
         else:
             rows.extend(map(row, request.instances))
-    return np.array(rows, dtype=np.float64).reshape(-1, len(model.metadata.feature_names))
+    if rows or not parts:
+        parts.append(np.array(rows, dtype=np.float64).reshape(-1, len(names)))
+    return parts[0] if len(parts) == 1 else np.vstack(parts)
+
+
+def _matrix(request: MatrixPredictionRequest, names: list[str]) -> np.ndarray:
+    matrix = np.array(request.rows, dtype=np.float64).reshape(-1, len(request.feature_names))
+    if request.feature_names == names:
+        return matrix
+    position = {name: i for i, name in enumerate(request.feature_names)}
+    return matrix[:, [position[name] for name in names]]
 
 
 Describe = Callable[[Request, list[int], np.ndarray], str]
@@ -277,7 +306,7 @@ class Intake:
         keep_rows = np.ones(len(matrix), dtype=bool)
         start = 0
         for record, request in self.valid:
-            size = 1 if isinstance(request, PredictionRequest) else len(request.instances)
+            size = instances_in(request)
             bad = np.flatnonzero(bad_rows[start : start + size]).tolist()
             if bad:
                 rows = matrix[start : start + size]
@@ -295,6 +324,9 @@ def _name_problem(request: Request, model: LiveModel) -> str | None:
     schema = model.schema
     if isinstance(request, PredictionRequest):
         return schema.describe(schema.name_problems(request.features, "features")) or None
+    if isinstance(request, MatrixPredictionRequest):
+        names = dict.fromkeys(request.feature_names)
+        return schema.describe(schema.name_problems(names, "feature_names")) or None
     for index, instance in enumerate(request.instances):
         problems = schema.name_problems(instance, f"instances.{index}")
         if problems:
@@ -306,8 +338,9 @@ def _domain_error(model: LiveModel) -> Describe:
     def describe(request: Request, bad: list[int], rows: np.ndarray) -> str:
         if isinstance(request, PredictionRequest):
             return model.schema.row_problem(rows[0], "features")
-        first = model.schema.row_problem(rows[bad[0]], f"instances.{bad[0]}")
-        more = f" (instances {bad[:10]} are outside the model's domain)" if len(bad) > 1 else ""
+        where = "rows" if isinstance(request, MatrixPredictionRequest) else "instances"
+        first = model.schema.row_problem(rows[bad[0]], f"{where}.{bad[0]}")
+        more = f" ({where} {bad[:10]} are outside the model's domain)" if len(bad) > 1 else ""
         return first + more
 
     return describe

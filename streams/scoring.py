@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sklearn
 
-from irisflow.answers import scored_answer
+from irisflow.answers import instances_in, scored_answer
 from irisflow.schemas import ErrorCode, PredictionRequest
 from irisflow.topics import DeadLetters, Incoming, Reason
 from streams.intake import (
@@ -198,4 +198,4 @@ def _predict(
             result.singles.append(Scored(key, record.partition, request.features, labels[start]))
             start += 1
         else:
-            start += len(request.instances)
+            start += instances_in(request)

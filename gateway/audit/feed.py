@@ -40,11 +40,23 @@ from irisflow.schemas import (
     BatchPredictionRequest,
     DriftEvent,
     Feedback,
+    MatrixPrediction,
+    MatrixPredictionRequest,
     Prediction,
     PredictionRequest,
 )
 from irisflow.settings import KafkaSettings
-from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topic, Topics
+from irisflow.topics import (
+    AnyAnswer,
+    AnyRequest,
+    DeadLetters,
+    Incoming,
+    Outgoing,
+    Reason,
+    Refused,
+    Topic,
+    Topics,
+)
 from irisflow.tracing import read_hops, trace_of
 
 __all__ = [
@@ -71,34 +83,61 @@ def audit_group_id(app_id: str, url: str) -> str:
     return f"{app_id}-gateway-audit-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
-def request_row(request: PredictionRequest | BatchPredictionRequest) -> dict[str, Any]:
-    batch = isinstance(request, BatchPredictionRequest)
-    features: Any = request.instances if batch else request.features  # type: ignore[union-attr]
+def request_row(request: AnyRequest) -> dict[str, Any]:
+    """A request's row; a matrix is stored as it came (names once, then rows: no dict per
+    instance to build and write), and read back as a batch of instances
+    (:func:`gateway.audit.tables.instances_of`)."""
+    features: Any
+    if isinstance(request, MatrixPredictionRequest):
+        features = {"feature_names": request.feature_names, "rows": request.rows}
+    elif isinstance(request, BatchPredictionRequest):
+        features = request.instances
+    else:
+        features = request.features
+    single = isinstance(request, PredictionRequest)
     return {
         "request_id": request.request_id,
-        "kind": "batch" if batch else "single",
+        "kind": "single" if single else "batch",
         "at": request.sent_at,
         "sent_at": request.sent_at,
         "features": features,
         "reply_to": request.reply_to,
-        "n_instances": len(features) if batch else 1,
+        "n_instances": _size(request),
     }
 
 
-def prediction_row(answer: Prediction | BatchPrediction) -> dict[str, Any]:
-    batch = isinstance(answer, BatchPrediction)
+def _size(request: AnyRequest) -> int:
+    if isinstance(request, MatrixPredictionRequest):
+        return len(request.rows)
+    return len(request.instances) if isinstance(request, BatchPredictionRequest) else 1
+
+
+def _answers(answer: AnyAnswer) -> tuple[Any, int]:
+    """A batch answer as the audit keeps it, and its number of instances: a matrix's columns
+    as they came (read back by :func:`gateway.audit.tables.answers_of`), a batch's dicts."""
+    if isinstance(answer, MatrixPrediction):
+        columns = {
+            "classes": answer.classes,
+            "labels": answer.labels,
+            "probabilities": answer.probabilities,
+        }
+        return columns, len(answer.labels)
+    if isinstance(answer, BatchPrediction):
+        return [p.model_dump() for p in answer.predictions], len(answer.predictions)
+    return None, 1
+
+
+def prediction_row(answer: AnyAnswer) -> dict[str, Any]:
+    single = isinstance(answer, Prediction)
+    predictions, count = _answers(answer)
     return {
         "request_id": answer.request_id,
-        "kind": "batch" if batch else "single",
+        "kind": "single" if single else "batch",
         "at": answer.scored_at,
-        "n_instances": len(answer.predictions) if batch else 1,  # type: ignore[union-attr]
-        "label": None if batch else answer.label,  # type: ignore[union-attr]
-        "probabilities": None if batch else answer.probabilities,  # type: ignore[union-attr]
-        "predictions": (
-            [p.model_dump() for p in answer.predictions]  # type: ignore[union-attr]
-            if batch
-            else None
-        ),
+        "n_instances": count,
+        "label": answer.label if isinstance(answer, Prediction) else None,
+        "probabilities": answer.probabilities if isinstance(answer, Prediction) else None,
+        "predictions": predictions,
         "model_version": answer.model_version,
         "latency_seconds": answer.latency_seconds,
         "scored_at": answer.scored_at,

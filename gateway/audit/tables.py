@@ -34,8 +34,10 @@ __all__ = [
     "HOP_COLUMNS",
     "PREDICTION_COLUMNS",
     "REQUEST_COLUMNS",
+    "answers_of",
     "drift_events",
     "hops",
+    "instances_of",
     "metadata",
     "records",
     "to_record",
@@ -112,21 +114,43 @@ def _status(row: Row[Any]) -> Literal["pending", "answered", "failed", "unreques
     return "pending" if row.sent_at is not None else "unrequested"
 
 
+def instances_of(features: Any) -> Any:
+    """A stored ``features`` value as the API shows it: a matrix (``feature_names`` and
+    ``rows``, as the gateway's batches travel) becomes one dict per instance; a single
+    instance's dict and a batch's list stay as they are."""
+    if isinstance(features, dict) and features.keys() == {"feature_names", "rows"}:
+        names = features["feature_names"]
+        return [dict(zip(names, row, strict=False)) for row in features["rows"]]
+    return features
+
+
+def answers_of(predictions: Any) -> list[InstancePublic] | None:
+    """A stored batch answer, one ``{label, probabilities}`` per instance (stored column-wise
+    for a matrix: ``classes``, ``labels``, ``probabilities``)."""
+    if predictions is None:
+        return None
+    if isinstance(predictions, dict):
+        classes = predictions["classes"]
+        return [
+            InstancePublic(label=label, probabilities=dict(zip(classes, row, strict=False)))
+            for label, row in zip(predictions["labels"], predictions["probabilities"], strict=False)
+        ]
+    return [InstancePublic.model_validate(p) for p in predictions]
+
+
 def to_record(row: Row[Any], hop_row: Row[Any] | None = None) -> AuditRecord:
     feedback = None
     if row.true_label is not None:
         correct = None if row.kind == "batch" or row.label is None else row.label == row.true_label
         feedback = FeedbackPublic(label=row.true_label, labeled_at=row.labeled_at, correct=correct)
-    predictions = None
-    if row.predictions is not None:
-        predictions = [InstancePublic.model_validate(p) for p in row.predictions]
+    predictions = answers_of(row.predictions)
     return AuditRecord(
         request_id=row.request_id,
         kind=row.kind,
         status=_status(row),
         at=row.at,
         sent_at=row.sent_at,
-        features=row.features,
+        features=instances_of(row.features),
         reply_to=row.reply_to,
         n_instances=row.n_instances,
         label=row.label,

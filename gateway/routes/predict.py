@@ -1,14 +1,20 @@
-"""``POST /v1/predict`` and ``/v1/predict/batch``: request-reply over Kafka with a timeout."""
+"""``POST /v1/predict`` and ``/v1/predict/batch``: request-reply over Kafka with a timeout.
+
+The batch route has a fast lane (:mod:`gateway.fast_lane`): a plain body is parsed straight
+into a matrix (:mod:`gateway.batches`); the declared pydantic route answers everything else,
+with the same checks and errors as ever, and sends its batch as the same matrix.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from gateway import predicting
+from gateway.batches import Batch, BatchAnswer, instances_matrix, parse_instances, v1_json
 from gateway.bodies import (
     Accepted,
     BatchPredictBody,
@@ -18,9 +24,12 @@ from gateway.bodies import (
     PredictionPublic,
 )
 from gateway.deps import Checks, Kafka, Scoring, Settings, TripOf
-from gateway.errors import TooManyInstances
-from gateway.trips import Trip
-from irisflow.schemas import FeatureVector
+from gateway.errors import TooManyInstances, UnreadableAnswer
+from gateway.fast_lane import fast_lane, json_body
+from gateway.kafka_health import KafkaHealth
+from gateway.predicting import Payload
+from gateway.predicting import Scoring as ScoringParts
+from gateway.trips import Trip, trip_of
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
@@ -51,12 +60,12 @@ def _accepted(accepted: Accepted) -> JSONResponse:
 async def _score(
     scoring: Scoring,
     kafka: Kafka,
-    payload: FeatureVector | list[FeatureVector],
+    payload: Payload,
     request_id: str | None,
     wait: bool,
     trip: Trip,
 ) -> BaseModel | JSONResponse:
-    """The same for one instance and a batch: wait for the answer, or 202 at once."""
+    """One instance: wait for the answer, or 202 at once."""
     kafka.require()
     if not wait:
         accepted = await predicting.accept(scoring=scoring, payload=payload, request_id=request_id)
@@ -80,14 +89,53 @@ async def predict(
     return await _score(scoring, kafka, body.features, body.request_id, wait, trip)
 
 
-@router.post(
-    "/predict/batch",
-    response_model=BatchPredictionPublic,
-    responses={
-        **_ERRORS,
-        413: {"model": ErrorBody, "description": "More instances than gateway.max_batch_instances"},
-    },
-)
+async def _score_batch(
+    scoring: ScoringParts, kafka: KafkaHealth, batch: Batch, wait: bool, trip: Trip
+) -> Response:
+    """A checked batch, scored as one matrix record; the answer written by orjson (no response
+    model validates a thousand rows again on the way out)."""
+    kafka.require()
+    if not wait:
+        accepted = await predicting.accept(
+            scoring=scoring, payload=batch, request_id=batch.request_id
+        )
+        return _accepted(accepted)
+    answer = await predicting.predict(
+        scoring=scoring, payload=batch, request_id=batch.request_id, trip=trip
+    )
+    if not isinstance(answer, BatchAnswer):
+        raise UnreadableAnswer(f"the answer to batch {batch.request_id} is not a batch answer")
+    return Response(v1_json(answer), media_type="application/json")
+
+
+def _wait_of(request: Request) -> bool | None:
+    """``?wait=`` when it is the only query parameter and plainly true or false (``None``:
+    leave it to FastAPI, which also names a bad value)."""
+    items = request.query_params.multi_items()
+    if not items:
+        return True
+    if len(items) == 1 and items[0][0] == "wait" and items[0][1] in _PLAIN_BOOLS:
+        return _PLAIN_BOOLS[items[0][1]]
+    return None
+
+
+_PLAIN_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+async def _plain_batch(request: Request) -> Response | None:
+    """The fast lane of ``/v1/predict/batch``: a plain body straight into a matrix
+    (:func:`gateway.batches.parse_instances`); anything else goes to the declared route."""
+    wait = _wait_of(request)
+    if wait is None or not json_body(request):
+        return None
+    state = request.app.state
+    limit = state.settings.gateway.max_batch_instances
+    batch = parse_instances(await request.body(), state.checks.feature_schema(), limit=limit)
+    if batch is None:
+        return None
+    return await _score_batch(state.scoring, state.kafka, batch, wait, trip_of(request.scope))
+
+
 async def predict_batch(
     body: BatchPredictBody,
     checks: Checks,
@@ -96,10 +144,25 @@ async def predict_batch(
     settings: Settings,
     trip: TripOf,
     wait: Wait = True,
-) -> BaseModel | JSONResponse:
+) -> Response:
     """Score many instances in one Kafka record; answers come back in request order."""
     limit = settings.gateway.max_batch_instances
     if len(body.instances) > limit:
         raise TooManyInstances(len(body.instances), limit)
     checks.check_instances(body.instances)
-    return await _score(scoring, kafka, body.instances, body.request_id, wait, trip)
+    names = checks.feature_schema().names
+    batch = Batch(names, instances_matrix(body.instances, names), body.request_id)
+    return await _score_batch(scoring, kafka, batch, wait, trip)
+
+
+router.add_api_route(
+    "/predict/batch",
+    predict_batch,
+    methods=["POST"],
+    response_model=BatchPredictionPublic,
+    responses={
+        **_ERRORS,
+        413: {"model": ErrorBody, "description": "More instances than gateway.max_batch_instances"},
+    },
+    route_class_override=fast_lane(_plain_batch),
+)

@@ -17,8 +17,13 @@ from gateway import predicting
 from gateway.bodies import Accepted
 from gateway.bridge import KafkaBridge
 from irisflow.errors import KafkaUnavailable
-from irisflow.schemas import Prediction, PredictionRequest
-from irisflow.topics import Outgoing, decode_request
+from irisflow.schemas import (
+    MatrixPrediction,
+    MatrixPredictionRequest,
+    Prediction,
+    PredictionRequest,
+)
+from irisflow.topics import AnyRequest, Outgoing, decode_request
 
 __all__ = ["PROBS", "FakeBridge", "FakeScoring", "ScoringFactory"]
 
@@ -32,7 +37,7 @@ class FakeBridge(KafkaBridge):
         self, *args: Any, delay: float = 0.05, silent: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.published: list[PredictionRequest] = []
+        self.published: list[AnyRequest] = []
         self.delay = delay
         self.no_model = False  # the worker answers no_model (nothing is live there yet)
         self.failing = 0  # how many publishes fail next, as with an unreachable broker
@@ -44,14 +49,27 @@ class FakeBridge(KafkaBridge):
             self.failing -= 1
             raise KafkaUnavailable("no broker answered")
         request = decode_request(record.value)
-        assert isinstance(request, PredictionRequest)
+        assert isinstance(request, PredictionRequest | MatrixPredictionRequest)
         self.published.append(request)
         if not self.silent:
             loop = asyncio.get_running_loop()
             loop.call_later(self.delay, self.answer, request)
 
-    def answer(self, request: PredictionRequest) -> None:
-        """What a worker answers to ``request`` (now, whoever waits)."""
+    def answer(self, request: AnyRequest) -> None:
+        """What a worker answers to ``request`` (now, whoever waits); a matrix row is
+        ``setosa`` when its first value is below 6, else ``virginica``."""
+        if isinstance(request, MatrixPredictionRequest) and not self.no_model:
+            labels = ["setosa" if row[0] < 6 else "virginica" for row in request.rows]
+            matrix = MatrixPrediction(
+                request_id=request.request_id,
+                model_version=1,
+                classes=list(PROBS),
+                labels=labels,
+                probabilities=[list(PROBS.values())[:: 1 if s == "setosa" else -1] for s in labels],
+                input_digest=request.input_digest,
+            )
+            self.deliver(request.request_id, matrix.to_bytes())
+            return
         if self.no_model:
             answer = Prediction(
                 request_id=request.request_id,
@@ -80,7 +98,7 @@ class FakeScoring(predicting.Scoring):
         return self.bridge
 
     @property
-    def published(self) -> list[PredictionRequest]:
+    def published(self) -> list[AnyRequest]:
         return self.fake.published
 
     async def predict(self, features: Any, rid: str | None) -> Any:
