@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from irisflow.errors import ConfigError
 
@@ -38,6 +46,7 @@ __all__ = [
     "TrackingSettings",
     "TrainingSettings",
     "WorkerSettings",
+    "default_min_insync",
     "load_settings",
 ]
 
@@ -54,6 +63,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "IRISFLOW_KAFKA_PORT": "kafka.embedded_port",
     "IRISFLOW_KAFKA_CONTROLLER_PORT": "kafka.embedded_controller_port",
     "IRISFLOW_KAFKA_HEAP": "kafka.embedded_heap",
+    "IRISFLOW_KAFKA_BROKERS": "kafka.embedded_brokers",
     "IRISFLOW_GATEWAY_HOST": "gateway.host",
     "IRISFLOW_GATEWAY_PORT": "gateway.port",
     "IRISFLOW_API_KEY": "gateway.api_key",
@@ -122,6 +132,12 @@ class TopicNames(BaseModel):
     dead_letters: str = "irisflow.dead-letters"
 
 
+def default_min_insync(replicas: int) -> int:
+    """The ``min.insync.replicas`` that goes with a replication factor: 2 from 3 replicas on
+    (an acknowledged write is on two brokers, and one broker may be down), else 1."""
+    return 2 if replicas >= 3 else 1
+
+
 class KafkaSettings(BaseModel):
     model_config = _FROZEN
 
@@ -132,18 +148,48 @@ class KafkaSettings(BaseModel):
     embedded_port: int = 9092
     embedded_controller_port: int = 9093
     embedded_heap: str = "512m"
+    """Heap of each embedded broker's JVM."""
+    embedded_brokers: int = Field(default=1, ge=1, le=9)
+    """Nodes of the embedded cluster (each a broker and a controller); 3 for a replicated one.
+    Node *i* listens on ``embedded_port + 2(i-1)`` (controller ``embedded_controller_port +
+    2(i-1)``)."""
     partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Replicas of every topic; ``None``: as many as the cluster has brokers, at most 3.
+    Checked against the cluster's size before any topic is created."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """Replicas an ``acks=all`` write must reach; ``None``: 2 with 3 or more replicas, else 1."""
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024 * 1024)
     topics: TopicNames = TopicNames()
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> KafkaSettings:
+        factor, least = self.replication_factor, self.min_insync_replicas
+        if factor is not None and least is not None and least > factor:
+            raise ValueError(
+                f"kafka.min_insync_replicas ({least}) cannot exceed kafka.replication_factor "
+                f"({factor}): no write could ever be acknowledged"
+            )
+        if self.embedded and factor is not None and factor > self.embedded_brokers:
+            raise ValueError(
+                f"kafka.replication_factor is {factor} but the embedded cluster has "
+                f"{self.embedded_brokers} broker(s): lower it, or set kafka.embedded_brokers "
+                f"(IRISFLOW_KAFKA_BROKERS) to {factor} or more"
+            )
+        return self
 
     @property
     def embedded(self) -> bool:
         return self.bootstrap is None
 
     @property
+    def embedded_bootstrap(self) -> list[str]:
+        """``host:port`` of every embedded broker, in node order."""
+        return [f"127.0.0.1:{self.embedded_port + 2 * i}" for i in range(self.embedded_brokers)]
+
+    @property
     def bootstrap_servers(self) -> str:
-        return self.bootstrap or f"127.0.0.1:{self.embedded_port}"
+        return self.bootstrap or ",".join(self.embedded_bootstrap)
 
 
 class GatewaySettings(BaseModel):

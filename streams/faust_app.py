@@ -49,7 +49,7 @@ def faust_app(settings: Settings) -> faust.App:
         store="memory://",
         datadir=str(datadir),
         topic_partitions=kafka.partitions,
-        topic_replication_factor=kafka.replication_factor,
+        topic_replication_factor=kafka.replication_factor or 1,  # resolved by run_worker
         table_standby_replicas=0,
         broker_session_timeout=session,
         # A heartbeat a second (at the default 6 s session): a killed worker's partitions move

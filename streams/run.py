@@ -8,7 +8,7 @@ import logging
 
 import faust
 
-from irisflow.kafka.admin import ensure_topics
+from irisflow.kafka.admin import ensure_topics, resolve_replication
 from irisflow.settings import Settings
 from streams.app import build_app
 
@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 def run_worker(settings: Settings) -> None:
     """Blocks until SIGINT/SIGTERM; Faust commits offsets and leaves the group cleanly."""
     asyncio.run(ensure_topics(settings.kafka))
+    # Faust creates its tables' changelogs itself: they are replicated like irisflow's topics.
+    kafka = asyncio.run(resolve_replication(settings.kafka))
+    settings = settings.model_copy(update={"kafka": kafka})
     worker_app = build_app(settings)
     worker = faust.Worker(
         worker_app.app,

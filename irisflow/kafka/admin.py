@@ -3,28 +3,98 @@
 Every topic is created, with the configured partition count, before any worker subscribes: a
 topic auto-created by a subscribing consumer gets the broker's default of one partition, and
 Faust's table changelogs then fail with ``PartitionsMismatch``.
+
+Replication is checked against the cluster before anything is created: ``kafka.
+replication_factor`` (default: as many replicas as brokers, at most 3) and ``kafka.
+min_insync_replicas`` (default: 2 from 3 replicas on), so a typo fails at start with what to
+change rather than as a topic that cannot take a single ``acks=all`` write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from irisflow.errors import KafkaUnavailable
-from irisflow.settings import KafkaSettings
+from irisflow.errors import ConfigError, KafkaUnavailable
+from irisflow.settings import KafkaSettings, default_min_insync
 
-__all__ = ["ensure_topics", "topic_specs", "wait_for_kafka"]
+__all__ = [
+    "PartitionState",
+    "Replication",
+    "describe_partitions",
+    "ensure_topics",
+    "replication_for",
+    "resolve_replication",
+    "topic_specs",
+    "wait_for_kafka",
+]
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How every irisflow topic is replicated on the cluster it runs on."""
+
+    factor: int
+    min_insync: int
+
+
+def replication_for(kafka: KafkaSettings, brokers: int) -> Replication:
+    """The replication the settings ask for on a cluster of ``brokers`` brokers, or why not."""
+    factor = kafka.replication_factor or min(3, brokers)
+    if factor > brokers:
+        raise ConfigError(
+            f"kafka.replication_factor is {factor} but the cluster at {kafka.bootstrap_servers} "
+            f"has {brokers} broker(s): set kafka.replication_factor to at most {brokers} "
+            "(or unset it), or add brokers (irisflow kafka start --brokers 3)"
+        )
+    least = kafka.min_insync_replicas or default_min_insync(factor)
+    if least > factor:
+        raise ConfigError(
+            f"kafka.min_insync_replicas ({least}) cannot exceed the replication factor "
+            f"({factor}): no acks=all write could be acknowledged"
+        )
+    return Replication(factor, least)
+
+
+async def _brokers(admin: AIOKafkaAdminClient) -> int:
+    cluster = await admin.describe_cluster()
+    return max(1, len(cluster.get("brokers") or []))
+
+
+async def resolve_replication(kafka: KafkaSettings, *, timeout: float = 30.0) -> KafkaSettings:
+    """``kafka`` with the replication it gets on the cluster spelled out (what Faust needs for
+    the topics it creates itself, such as its tables' changelogs)."""
+    await wait_for_kafka(kafka.bootstrap_servers, timeout=timeout)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        replication = replication_for(kafka, await _brokers(admin))
+    finally:
+        await admin.close()
+    return kafka.model_copy(
+        update={
+            "replication_factor": replication.factor,
+            "min_insync_replicas": replication.min_insync,
+        }
+    )
+
 
 log = logging.getLogger(__name__)
 
 
-def topic_specs(kafka: KafkaSettings) -> list[NewTopic]:
-    """The topics of DESIGN.md with their partitions and configs."""
+def topic_specs(kafka: KafkaSettings, replication: Replication | None = None) -> list[NewTopic]:
+    """The topics of DESIGN.md with their partitions, replication and configs."""
+    if replication is None:
+        replication = replication_for(kafka, kafka.replication_factor or 1)
     names = kafka.topics
-    big = {"max.message.bytes": str(kafka.max_message_bytes)}
+    big = {
+        "max.message.bytes": str(kafka.max_message_bytes),
+        "min.insync.replicas": str(replication.min_insync),
+    }
     specs = []
     for field, name in names.model_dump().items():
         # Every topic takes the largest record any of them may carry: a dead letter wraps a
@@ -42,7 +112,7 @@ def topic_specs(kafka: KafkaSettings) -> list[NewTopic]:
             NewTopic(
                 name=name,
                 num_partitions=partitions,
-                replication_factor=kafka.replication_factor,
+                replication_factor=replication.factor,
                 topic_configs=configs,
             )
         )
@@ -76,8 +146,9 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout: float = 30.0) -> list[
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     await admin.start()
     try:
+        replication = replication_for(kafka, await _brokers(admin))
         existing = set(await admin.list_topics())
-        missing = [spec for spec in topic_specs(kafka) if spec.name not in existing]
+        missing = [spec for spec in topic_specs(kafka, replication) if spec.name not in existing]
         if not missing:
             return []
         try:
@@ -91,3 +162,41 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout: float = 30.0) -> list[
         return created
     finally:
         await admin.close()
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """Who leads a partition and which replicas are in sync (leader -1: none, it is offline)."""
+
+    topic: str
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+async def describe_partitions(
+    kafka: KafkaSettings, *, timeout: float = 10.0
+) -> list[PartitionState]:
+    """Leader, replicas and ISR of every partition of irisflow's topics (those that exist)."""
+    await wait_for_kafka(kafka.bootstrap_servers, timeout=timeout)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        names = [n for n in kafka.topics.model_dump().values() if n in existing]
+        described = await admin.describe_topics(names) if names else []
+    finally:
+        await admin.close()
+    states = [
+        PartitionState(
+            topic=topic["topic"],
+            partition=int(p["partition"]),
+            leader=int(p["leader"]),
+            replicas=tuple(int(r) for r in p["replicas"]),
+            isr=tuple(int(r) for r in p["isr"]),
+        )
+        for topic in described
+        for p in topic.get("partitions", [])
+    ]
+    return sorted(states, key=lambda s: (s.topic, s.partition))

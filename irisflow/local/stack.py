@@ -58,12 +58,14 @@ def _broker(settings: Settings) -> Iterator[None]:
         log.info("using the Kafka cluster at %s", settings.kafka.bootstrap)
         yield
         return
-    from irisflow.local.broker.embedded import embedded_broker
+    from irisflow.local.broker.embedded import embedded_cluster
 
-    broker = embedded_broker(settings)
-    started_here = not broker.status().running
+    broker = embedded_cluster(settings)
+    started_here = not any(b.running for b in broker.status().brokers)
     if started_here:
-        log.info("starting the embedded Kafka broker (first run downloads its jars)…")
+        brokers = settings.kafka.embedded_brokers
+        what = "broker" if brokers == 1 else f"cluster of {brokers} brokers"
+        log.info("starting the embedded Kafka %s (first run downloads its jars)…", what)
     broker.start()
     try:
         yield

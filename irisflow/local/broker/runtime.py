@@ -4,13 +4,14 @@ Why not a mock: users judge irisflow on what happens when a process dies, and on
 (group rebalances, committed offsets, compaction) shows that. The jars are resolved once through
 the committed ``pom.xml`` into a cache outside git; starting a broker afterwards needs only Java.
 
-About 370 lines, kept whole: one broker's life cycle (jars, configuration, format, start,
+About 430 lines, kept whole: one broker's life cycle (jars, configuration, format, start,
 readiness, stop) reads best in order in one place.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import shutil
@@ -25,8 +26,17 @@ from importlib import resources
 from pathlib import Path
 
 from irisflow.errors import KafkaRuntimeError
+from irisflow.settings import default_min_insync
 
-__all__ = ["KAFKA_VERSION", "EmbeddedKafka", "ensure_kafka_jars", "port_is_free"]
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerStatus",
+    "EmbeddedKafka",
+    "Launch",
+    "ensure_kafka_jars",
+    "new_cluster_id",
+    "port_is_free",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +45,8 @@ READY_MARKER = b"Kafka Server started"
 
 _SERVER_PROPERTIES = """\
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -45,13 +55,13 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs={data_dir}
 num.partitions=1
 auto.create.topics.enable=true
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_insync}
 transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={min_insync}
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
@@ -61,6 +71,20 @@ message.max.bytes={max_message_bytes}
 replica.fetch.max.bytes={max_message_bytes}
 socket.request.max.bytes=104857600
 """
+
+_CLUSTER_PROPERTIES = """\
+default.replication.factor={replicas}
+min.insync.replicas={min_insync}
+unclean.leader.election.enable=false
+broker.session.timeout.ms=6000
+broker.heartbeat.interval.ms=1000
+replica.lag.time.max.ms=10000
+"""
+"""Only in a cluster of several nodes. Topics created by clients (Faust's changelogs) are
+replicated like irisflow's own; a broker that stops heartbeating is fenced (and leaves every
+ISR) after 6 s instead of 9 s, and a follower that stops fetching leaves the ISR after 10 s
+instead of 30 s: ``acks=all`` writes wait for the ISR, so these bound how long a broker
+failure stalls them. Kafka's minimums; nothing in the request path is that slow."""
 
 _LOG4J2 = """\
 status = warn
@@ -85,7 +109,7 @@ _JVM_FLAGS = [
 ]
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A Kafka-style id (22 url-safe base64 chars) that never starts with '-' (an option flag)."""
     while True:
         candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -173,10 +197,21 @@ class BrokerStatus:
     pid: int | None
     bootstrap: str
     data_dir: Path
+    node_id: int = 1
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A broker process launched and not yet known to be started."""
+
+    process: subprocess.Popen[bytes]
+    log_offset: int
+    started_at: float
 
 
 class EmbeddedKafka:
-    """One KRaft broker+controller process whose state lives in ``data_dir``.
+    """One KRaft broker+controller process whose state lives in ``data_dir`` (alone, or one
+    node of a :class:`~irisflow.local.broker.cluster.KafkaCluster`).
 
     The process is started in its own session so that it survives the CLI that started it
     (``irisflow kafka start``) and is stopped through the pid file (``irisflow kafka stop``).
@@ -191,6 +226,10 @@ class EmbeddedKafka:
         controller_port: int = 9093,
         heap: str = "512m",
         max_message_bytes: int = 10 * 1024 * 1024,
+        node_id: int = 1,
+        voters: str | None = None,
+        replicas: int = 1,
+        cluster_id: str | None = None,
     ) -> None:
         self.libs = libs
         self.data_dir = data_dir.resolve()
@@ -198,6 +237,14 @@ class EmbeddedKafka:
         self.controller_port = controller_port
         self.heap = heap
         self.max_message_bytes = max_message_bytes
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@127.0.0.1:{controller_port}"
+        """The controller quorum, ``id@host:port`` of every node (all of them vote)."""
+        self.replicas = replicas
+        """How many nodes the cluster has: Kafka's internal topics are replicated that many
+        times (at most 3)."""
+        self.cluster_id = cluster_id
+        """The id every node of one cluster is formatted with (a new one if ``None``)."""
 
     @property
     def bootstrap(self) -> str:
@@ -226,20 +273,39 @@ class EmbeddedKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
         props = self.data_dir / "server.properties"
-        props.write_text(
-            _SERVER_PROPERTIES.format(
-                port=self.port,
-                controller_port=self.controller_port,
-                data_dir=self.data_dir / "logs",
-                max_message_bytes=self.max_message_bytes,
-            )
-        )
+        replicas = min(3, self.replicas)
+        values = {
+            "node_id": self.node_id,
+            "voters": self.voters,
+            "port": self.port,
+            "controller_port": self.controller_port,
+            "data_dir": self.data_dir / "logs",
+            "max_message_bytes": self.max_message_bytes,
+            "replicas": replicas,
+            "min_insync": default_min_insync(replicas),
+        }
+        text = _SERVER_PROPERTIES.format(**values)
+        if self.replicas > 1:
+            text += _CLUSTER_PROPERTIES.format(**values)
+        props.write_text(text)
         return props
+
+    def formatted_cluster_id(self) -> str | None:
+        """The cluster id this node's storage was formatted with, if it was."""
+        try:
+            text = (self.data_dir / "logs" / "meta.properties").read_text()
+        except FileNotFoundError:
+            return None
+        for line in text.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "cluster.id":
+                return value.strip()
+        return None
 
     def _format(self, props: Path) -> None:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cluster_id = _cluster_id()
+        cluster_id = self.cluster_id or new_cluster_id()
         done = subprocess.run(
             [
                 *self._jvm(),
@@ -276,12 +342,20 @@ class EmbeddedKafka:
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
-        return BrokerStatus(pid is not None, pid, self.bootstrap, self.data_dir)
+        return BrokerStatus(pid is not None, pid, self.bootstrap, self.data_dir, self.node_id)
 
     def start(self, *, timeout: float = 90.0) -> BrokerStatus:
         """Start (or find already running) and wait until the broker says it is started."""
+        launched = self.launch()
+        if launched is not None:
+            self.wait_started(launched, timeout=timeout)
+        return self.status()
+
+    def launch(self) -> Launch | None:
+        """Start the process without waiting for it (``None`` if it already runs): the nodes of
+        a cluster are launched together, since none is ready before a quorum of them runs."""
         if self.pid() is not None:
-            return self.status()
+            return None
         for port in (self.port, self.controller_port):
             if not port_is_free(port):
                 raise KafkaRuntimeError(
@@ -302,15 +376,19 @@ class EmbeddedKafka:
                 start_new_session=True,
             )
         self._pid_path.write_text(str(proc.pid))
-        self._wait_ready(proc, offset, timeout)
+        return Launch(proc, offset, started_at)
+
+    def wait_started(self, launch: Launch, *, timeout: float = 90.0) -> None:
+        """Wait until the launched process says it started (it is stopped if it does not)."""
+        self._wait_ready(launch.process, launch.log_offset, timeout)
         log.info(
-            "Kafka %s broker up at %s in %.1fs (data in %s)",
+            "Kafka %s broker %d up at %s in %.1fs (data in %s)",
             KAFKA_VERSION,
+            self.node_id,
             self.bootstrap,
-            time.monotonic() - started_at,
+            time.monotonic() - launch.started_at,
             self.data_dir,
         )
-        return self.status()
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], offset: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -345,7 +423,8 @@ class EmbeddedKafka:
         if pid is None:
             self._pid_path.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have just exited
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not _alive(pid):
@@ -354,6 +433,20 @@ class EmbeddedKafka:
         else:
             log.warning("broker pid %d ignored SIGTERM for %.0fs; killing it", pid, timeout)
             os.kill(pid, signal.SIGKILL)
+        self._pid_path.unlink(missing_ok=True)
+        return True
+
+    def kill(self, *, timeout: float = 30.0) -> bool:
+        """SIGKILL, as a crash would: no clean shutdown, no leadership handed over."""
+        pid = self.pid()
+        if pid is None:
+            self._pid_path.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._pid_path.unlink(missing_ok=True)
         return True
 
