@@ -34,7 +34,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.model_versions import ModelHistory, model_feed
 from gateway.openapi import live_openapi
 from gateway.predicting import Scoring, on_late_answer
-from gateway.routes import dashboard, feedback, health, models, predict, predictions, stats
+from gateway.routes import dashboard, feedback, health, models, oip, predict, predictions, stats
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.admin import ensure_topics
 from irisflow.otel import Spans
@@ -236,7 +236,7 @@ def create_app(settings: Settings) -> FastAPI:
         app, parts.checks, max_batch=settings.gateway.max_batch_instances
     )
     install_error_handlers(app)
-    for module in (predict, predictions, feedback, models, stats, health, dashboard):
+    for module in (predict, predictions, feedback, models, stats, health, oip, dashboard):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     # Inside ``Measure`` (added after it), so refused bodies are counted by route and status.

@@ -4,17 +4,22 @@ FastAPI reads a whole body and parses it as JSON before a route can look at it, 
 route comes too late: a 16 MB batch costs hundreds of megabytes of Python objects before any
 check runs. Here a body whose ``Content-Length`` is over the limit is answered 413 without
 reading a byte of it, and a body without one (chunked) is read only up to the limit: the moment
-it passes, the client gets 413 and the rest is never read. A body within the limit is buffered
+it passes, the client gets 413 and the rest is never read. Under ``/v2`` (the Open Inference
+Protocol) the 413 has that protocol's error shape. A body within the limit is buffered
 (at most ``max_bytes``) and handed to the app unchanged.
 """
 
 from __future__ import annotations
 
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import error_response
 
-__all__ = ["BodyLimit"]
+__all__ = ["PROTOCOL_PREFIX", "BodyLimit"]
+
+PROTOCOL_PREFIX = "/v2"
+"""Paths of the Open Inference Protocol, whose errors are ``{"error": "..."}``."""
 
 
 class BodyLimit:
@@ -51,14 +56,18 @@ class BodyLimit:
         await self.app(scope, _replay([whole], receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            "too_large",
+        message = (
             f"the request body is larger than {self.max_bytes} bytes "
-            "(gateway.max_body_bytes): send less, or split a batch",
-            limit=self.max_bytes,
-            headers={"Connection": "close"},
+            "(gateway.max_body_bytes): send less, or split a batch"
         )
+        headers = {"Connection": "close"}
+        response: Response
+        if scope.get("path", "").startswith(PROTOCOL_PREFIX):  # the protocol's error shape
+            response = JSONResponse({"error": message}, status_code=413, headers=headers)
+        else:
+            response = error_response(
+                413, "too_large", message, limit=self.max_bytes, headers=headers
+            )
         await response(scope, receive, send)
 
 

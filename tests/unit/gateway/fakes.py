@@ -40,6 +40,7 @@ class FakeBridge(KafkaBridge):
         self.published: list[AnyRequest] = []
         self.delay = delay
         self.no_model = False  # the worker answers no_model (nothing is live there yet)
+        self.refusal: str | None = None  # the worker refuses each request with this error code
         self.failing = 0  # how many publishes fail next, as with an unreachable broker
         self.silent = silent  # the worker never answers (a timeout, then a late answer)
 
@@ -58,6 +59,15 @@ class FakeBridge(KafkaBridge):
     def answer(self, request: AnyRequest) -> None:
         """What a worker answers to ``request`` (now, whoever waits); a matrix row is
         ``setosa`` when its first value is below 6, else ``virginica``."""
+        if self.refusal is not None:
+            refused = Prediction(
+                request_id=request.request_id,
+                error=f"the worker refused it ({self.refusal})",
+                error_code=self.refusal,
+                input_digest=request.input_digest,
+            )
+            self.deliver(request.request_id, refused.to_bytes())
+            return
         if isinstance(request, MatrixPredictionRequest) and not self.no_model:
             labels = ["setosa" if row[0] < 6 else "virginica" for row in request.rows]
             matrix = MatrixPrediction(
