@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import time
 import uuid
 
 import httpx
+import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 
 from tests.e2e.conftest import Stack, live_version, records_on, requests_published
 from tests.factories import SETOSA, VIRGINICA
@@ -166,3 +169,55 @@ def test_a_request_that_timed_out_is_answered_on_retry_once_the_worker_catches_u
     assert (after["memory"], after["audit"]) == (before["memory"] + 1, before["audit"])
     assert len(records_on(kafka, kafka.topics.requests)) == on_topic  # nothing published
     assert len(requests_published(kafka, rid)) == 1
+
+
+def _oip_rows(n: int) -> np.ndarray:
+    """``n`` Iris-like rows as FP32, seeded: the data set's rows, slightly moved."""
+    data = load_iris().data
+    noise = np.random.default_rng(15).normal(0.0, 0.05, size=(n, data.shape[1]))
+    return (data[np.arange(n) % len(data)] + noise).astype(np.float32)
+
+
+def test_an_independent_oip_client_reads_the_labels_and_probabilities_v1_gives(
+    stack: Stack,
+) -> None:
+    """The Done-means of issue 15: tritonclient (PyPI, not ours) sends a 1,000-row FP32 tensor
+    (as binary tensor data, its default, and as JSON) and reads what /v1 answers for the rows."""
+    from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
+
+    live = live_version(stack)
+    rows = _oip_rows(1000)
+    client = InferenceServerClient(url=stack.gateway_url.removeprefix("http://"))
+    try:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready("iris")
+        metadata = client.get_model_metadata("iris")
+        names = json.loads(metadata["parameters"]["feature_names"])
+        classes = json.loads(metadata["parameters"]["class_labels"])
+        answers = []
+        for binary in (True, False):
+            tensor = InferInput("input-0", list(rows.shape), "FP32")
+            tensor.set_data_from_numpy(rows, binary_data=binary)
+            outputs = [
+                InferRequestedOutput(n, binary_data=False) for n in ("label", "probabilities")
+            ]
+            result = client.infer("iris", [tensor], outputs=outputs, request_id=f"oip-{binary}")
+            assert result.get_response()["id"] == f"oip-{binary}"
+            assert result.get_response()["model_version"] == str(live)
+            answers.append((result.as_numpy("label"), result.as_numpy("probabilities")))
+    finally:
+        client.close()
+    instances = [dict(zip(names, map(float, row), strict=True)) for row in rows]
+    v1 = httpx.post(
+        f"{stack.gateway_url}/v1/predict/batch", json={"instances": instances}, timeout=60
+    )
+    assert v1.status_code == 200, v1.text
+    predictions = v1.json()["predictions"]
+    expected_labels = [p["label"] for p in predictions]
+    expected = np.array([[p["probabilities"][c] for c in classes] for p in predictions])
+    assert len(set(expected_labels)) == 3
+    for labels, probabilities in answers:
+        assert probabilities.shape == (1000, 3)
+        assert [str(label) for label in labels] == expected_labels
+        np.testing.assert_allclose(probabilities, expected, rtol=1e-9, atol=1e-12)
