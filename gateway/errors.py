@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -131,7 +132,15 @@ _FAILED_STATUS: dict[str, int] = {
 """A worker's error answer as HTTP: every :class:`~irisflow.schemas.ErrorCode` has its status."""
 _UNNAMED_LOCATIONS = ("body", "path")
 """A body field or a path parameter is named by itself (``request_id``, ``features.x``)."""
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+_FASTAPI_UNREADABLE = "There was an error parsing the body"
+"""FastAPI's 400 detail for a body it could not even decode (not UTF-8); bad JSON is a 422."""
+_UNREADABLE = "the body is not UTF-8 text, so not JSON: send one JSON object in UTF-8"
 
 
 def capped(fields: list[FieldError], *, more: int = 0) -> list[FieldError]:
@@ -191,15 +200,23 @@ async def _on_irisflow_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, code, message, fields, limit=limit, headers=headers)
 
 
+def _field_error(item: Mapping[str, Any]) -> FieldError:
+    """One validation problem, named by its path (``features.x``, ``query.until``)."""
+    loc = [str(p) for p in item.get("loc", ())]
+    if item.get("type") == "json_invalid":  # FastAPI puts the character offset in ``loc``
+        where = f" at character {loc[-1]}" if len(loc) > 1 else ""
+        reason = item.get("ctx", {}).get("error", "")
+        message = f"not valid JSON{where}" + (f" ({reason})" if reason else "")
+        return FieldError(field="body", message=f"{message}: send one JSON object")
+    if loc and loc[0] in _UNNAMED_LOCATIONS:
+        loc = loc[1:]
+    return FieldError(field=".".join(loc) or "body", message=str(item.get("msg")))
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     items = exc.errors()
-    fields = []
-    for item in items[:MOST_FIELDS]:
-        loc = [str(p) for p in item.get("loc", ())]
-        if loc and loc[0] in _UNNAMED_LOCATIONS:
-            loc = loc[1:]
-        fields.append(FieldError(field=".".join(loc) or "body", message=str(item.get("msg"))))
+    fields = [_field_error(item) for item in items[:MOST_FIELDS]]
     more = len(items) - len(fields)
     message = "; ".join(f"{f.field}: {f.message}" for f in capped(fields, more=more))
     return error_response(422, "invalid_request", message, fields, more_fields=more)
@@ -208,6 +225,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    if exc.status_code == 400 and exc.detail == _FASTAPI_UNREADABLE:
+        field = FieldError(field="body", message=_UNREADABLE)
+        return error_response(400, "unreadable_body", _UNREADABLE, [field], headers=exc.headers)
     return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 

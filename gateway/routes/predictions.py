@@ -3,38 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BeforeValidator, WithJsonSchema
 
 from gateway.audit.records import AuditPage, AuditRecord
 from gateway.bodies import REQUEST_ID_DESCRIPTION, ErrorBody
 from gateway.deps import Audit
 from gateway.errors import PredictionNotFound
+from gateway.instants import INSTANT_SCHEMA, parse_instant
 from irisflow.schemas import REQUEST_ID_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
 RequestIdPath = Annotated[str, Path(pattern=REQUEST_ID_PATTERN, description=REQUEST_ID_DESCRIPTION)]
 Instant = Annotated[
-    datetime | None,
-    Query(description="ISO 8601 (UTC if no offset) or Unix seconds"),
+    float | None,
+    BeforeValidator(parse_instant),
+    WithJsonSchema(INSTANT_SCHEMA),
+    Query(description="An RFC 3339 date-time with its offset, or Unix seconds (0 to 1e10)"),
 ]
-
-
-def _seconds(moment: datetime | None) -> float | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+"""Unix seconds, from either spelling (:mod:`gateway.instants`)."""
 
 
 @router.get(
     "/predictions/{request_id}",
     response_model=AuditRecord,
-    responses={404: {"model": ErrorBody, "description": "No request with this id is known"}},
+    responses={
+        404: {
+            "model": ErrorBody,
+            "description": "No request or feedback with this id is known (yet: the audit is "
+            "written from the topics, about a second after a request is accepted)",
+        }
+    },
 )
 async def get_prediction(request_id: RequestIdPath, audit: Audit) -> AuditRecord:
     """A request, its prediction and, once it came, its feedback (from the audit store)."""
@@ -53,6 +55,6 @@ async def audit(
     order: Annotated[Literal["asc", "desc"], Query(description="by request time")] = "desc",
 ) -> AuditPage:
     """Requests with their predictions and feedback, by time: ``since`` ≤ time < ``until``."""
-    start, end = _seconds(since), _seconds(until)
-    records = await asyncio.to_thread(audit.page, since=start, until=end, limit=limit, order=order)
-    return AuditPage(records=records, count=len(records), since=start, until=end, order=order)
+    page = audit.page
+    records = await asyncio.to_thread(page, since=since, until=until, limit=limit, order=order)
+    return AuditPage(records=records, count=len(records), since=since, until=until, order=order)
