@@ -33,6 +33,7 @@ from irisflow.local.broker.runtime import free_port
 __all__ = [
     "AuditDatabases",
     "PostgresServer",
+    "RunningServer",
     "audit_db",
     "postgres_bindir",
     "postgresql_server",
@@ -154,7 +155,7 @@ class PostgresServer:
 
 
 @dataclass
-class _Server:
+class RunningServer:
     """A running server: the URL of its maintenance database, and how to make a new one."""
 
     admin_url: str
@@ -183,7 +184,7 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def postgresql_server() -> Iterator[_Server]:
+def postgresql_server() -> Iterator[RunningServer]:
     """A PostgreSQL server for the session, started by the first test that needs it."""
     bindir = postgres_bindir()
     if bindir is None:
@@ -192,13 +193,13 @@ def postgresql_server() -> Iterator[_Server]:
         from testcontainers.community.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16-alpine", driver="psycopg") as container:
-            yield _Server(container.get_connection_url())
+            yield RunningServer(container.get_connection_url())
         return
     folder = Path(tempfile.mkdtemp(prefix="irisflow-test-postgres-"))
     server = PostgresServer(bindir, folder, free_port())
     try:
         server.start()
-        yield _Server(server.url())
+        yield RunningServer(server.url())
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
@@ -219,5 +220,5 @@ def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> AuditDatabases:
     if request.param == "sqlite":
         made = iter(range(1_000_000))
         return AuditDatabases("sqlite", lambda: f"sqlite:///{tmp_path / f'audit-{next(made)}.db'}")
-    server: _Server = request.getfixturevalue("postgresql_server")
+    server: RunningServer = request.getfixturevalue("postgresql_server")
     return AuditDatabases("postgresql", server.create_database)

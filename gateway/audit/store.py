@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gateway.audit.records import AuditRecord, DriftAlarm
 from gateway.audit.tables import (
@@ -99,6 +99,47 @@ def _last_per_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list({row["request_id"]: row for row in rows}.values())
 
 
+#: SQLSTATEs of a transaction PostgreSQL aborted only to let a concurrent one through.
+_ABORTED_FOR_ANOTHER = {"40P01", "40001"}  # deadlock detected, serialization failure
+_WRITE_ATTEMPTS = 5
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create what is missing, also when several gateways start at once on a new database.
+
+    Each finds no tables and creates them; all but the first then fail (PostgreSQL: a
+    duplicate type, once the first has committed; SQLite: "table already exists"), and a
+    gateway exits when its audit cannot be opened. So a loser looks again, and ``create_all``
+    creates only what is still missing. SQLite commits each table on its own, so every failure
+    means one more table exists: one attempt per table, and one more, always suffice.
+    """
+    attempts = len(metadata.tables) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            metadata.create_all(engine)
+            return
+        except SQLAlchemyError:
+            if attempt == attempts:
+                raise
+
+
+def _aborted_for_another(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _ABORTED_FOR_ANOTHER
+
+
+def _without_nul(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose texts hold no U+0000, which PostgreSQL's text cannot store (the schemas allow
+    it in a name or an error): U+FFFD instead, so the row is kept rather than refused. JSON
+    columns (dicts, lists) need nothing: their NUL travels escaped as ``\\u0000``."""
+
+    def clean(row: dict[str, Any]) -> dict[str, Any]:
+        if not any(isinstance(v, str) and "\x00" in v for v in row.values()):
+            return row
+        return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
+
+    return [clean(row) for row in rows]
+
+
 def _finite(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
 
@@ -120,7 +161,7 @@ class AuditStore:
             )
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
+            _create_tables(self.engine)
         except (SQLAlchemyError, ValueError, OSError) as exc:
             raise ConfigError(f"the audit store at {url!r} cannot be opened: {exc}") from exc
         self.url = parsed.render_as_string(hide_password=True)
@@ -146,7 +187,31 @@ class AuditStore:
         )
 
     def write(self, batch: AuditBatch) -> None:
-        """Apply one batch in one transaction (all of it or none, then offsets are committed)."""
+        """Apply one batch in one transaction (all of it or none, then offsets are committed).
+
+        Gateways sharing a PostgreSQL database write the same rows (one stores a request,
+        another its answer or hop stamps), and two transactions locking rows in opposite orders
+        deadlock: PostgreSQL aborts one. That one is written again here, a few times, rather
+        than raised to the feed, which would restart and re-read its partitions.
+        """
+        if self.engine.dialect.name == "postgresql":
+            batch = AuditBatch(
+                requests=_without_nul(batch.requests),
+                predictions=_without_nul(batch.predictions),
+                feedback=_without_nul(batch.feedback),
+                drift=_without_nul(batch.drift),
+                hops=batch.hops,  # ids and trace ids are validated: no NUL there
+            )
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                self._write_once(batch)
+                return
+            except OperationalError as exc:
+                if attempt == _WRITE_ATTEMPTS or not _aborted_for_another(exc):
+                    raise
+                log.info("audit: a write was aborted for another (%s); writing it again", exc.orig)
+
+    def _write_once(self, batch: AuditBatch) -> None:
         with self.engine.begin() as conn:
             self._upsert(conn, batch.requests, REQUEST_COLUMNS)
             self._upsert(conn, batch.predictions, PREDICTION_COLUMNS)

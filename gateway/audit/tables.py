@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Float,
     Integer,
@@ -43,6 +44,11 @@ __all__ = [
     "to_record",
 ]
 
+#: As long as the wire's longest name (``irisflow.schemas.Name``): PostgreSQL refuses a longer
+#: value (SQLite lets it pass), so a shorter column would dead-letter valid records there. Model
+#: versions and drift windows are 64-bit for the same reason (the schemas bound neither).
+NAME_LENGTH = 256
+
 metadata = MetaData()
 records = Table(
     "audit_records",
@@ -52,30 +58,30 @@ records = Table(
     Column("at", Float, nullable=False, index=True),
     Column("sent_at", Float),
     Column("features", JSON),
-    Column("reply_to", String(128)),
+    Column("reply_to", String(NAME_LENGTH)),
     Column("n_instances", Integer, nullable=False),
-    Column("label", String(128)),
+    Column("label", String(NAME_LENGTH)),
     Column("probabilities", JSON),
     Column("predictions", JSON),
-    Column("model_version", Integer),
+    Column("model_version", BigInteger),
     Column("latency_seconds", Float),
     Column("scored_at", Float, index=True),
     Column("error", Text),
     Column("error_code", String(32)),
-    Column("true_label", String(128)),
+    Column("true_label", String(NAME_LENGTH)),
     Column("labeled_at", Float, index=True),
 )
 drift_events = Table(
     "audit_drift_events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("model_name", String(128), nullable=False),
-    Column("model_version", Integer),
-    Column("feature", String(128), nullable=False),
-    Column("detector", String(64), nullable=False),
+    Column("model_name", String(NAME_LENGTH), nullable=False),
+    Column("model_version", BigInteger),
+    Column("feature", String(NAME_LENGTH), nullable=False),
+    Column("detector", String(NAME_LENGTH), nullable=False),
     Column("statistic", Float, nullable=False),
     Column("threshold", Float, nullable=False),
-    Column("window_size", Integer, nullable=False),
+    Column("window_size", BigInteger, nullable=False),
     Column("detected_at", Float, nullable=False, index=True),
     UniqueConstraint("feature", "detector", "detected_at", name="uq_drift_event"),
 )
