@@ -36,6 +36,7 @@ __all__ = [
     "DriftSettings",
     "FeatureSettings",
     "GatewaySettings",
+    "KafkaSecurity",
     "KafkaSettings",
     "PrometheusSettings",
     "RetrainingSettings",
@@ -64,6 +65,13 @@ ENV_OVERRIDES: dict[str, str] = {
     "IRISFLOW_KAFKA_CONTROLLER_PORT": "kafka.embedded_controller_port",
     "IRISFLOW_KAFKA_HEAP": "kafka.embedded_heap",
     "IRISFLOW_KAFKA_BROKERS": "kafka.embedded_brokers",
+    "IRISFLOW_KAFKA_SECURITY_PROTOCOL": "kafka.security.protocol",
+    "IRISFLOW_KAFKA_SASL_MECHANISM": "kafka.security.sasl_mechanism",
+    "IRISFLOW_KAFKA_SASL_USERNAME": "kafka.security.sasl_username",
+    "IRISFLOW_KAFKA_SASL_PASSWORD": "kafka.security.sasl_password",
+    "IRISFLOW_KAFKA_SSL_CAFILE": "kafka.security.ssl_cafile",
+    "IRISFLOW_KAFKA_SSL_CERTFILE": "kafka.security.ssl_certfile",
+    "IRISFLOW_KAFKA_SSL_KEYFILE": "kafka.security.ssl_keyfile",
     "IRISFLOW_GATEWAY_HOST": "gateway.host",
     "IRISFLOW_GATEWAY_PORT": "gateway.port",
     "IRISFLOW_API_KEY": "gateway.api_key",
@@ -132,6 +140,45 @@ class TopicNames(BaseModel):
     dead_letters: str = "irisflow.dead-letters"
 
 
+class KafkaSecurity(BaseModel):
+    """How irisflow's clients authenticate to an existing cluster (passed to every aiokafka
+    client and to Faust). The embedded brokers listen in plain text on 127.0.0.1 only."""
+
+    model_config = _FROZEN
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    """CA bundle to verify the brokers with (default: the system's)."""
+    ssl_certfile: Path | None = None
+    """Client certificate, for clusters that authenticate clients by TLS."""
+    ssl_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecurity:
+        if self.protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"kafka.security.protocol {self.protocol} needs a user name and a password: set "
+                "IRISFLOW_KAFKA_SASL_USERNAME and IRISFLOW_KAFKA_SASL_PASSWORD"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "a client certificate needs its key and the other way round: set both "
+                "IRISFLOW_KAFKA_SSL_CERTFILE and IRISFLOW_KAFKA_SSL_KEYFILE"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL")
+
+
 def default_min_insync(replicas: int) -> int:
     """The ``min.insync.replicas`` that goes with a replication factor: 2 from 3 replicas on
     (an acknowledged write is on two brokers, and one broker may be down), else 1."""
@@ -161,6 +208,7 @@ class KafkaSettings(BaseModel):
     """Replicas an ``acks=all`` write must reach; ``None``: 2 with 3 or more replicas, else 1."""
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024 * 1024)
     topics: TopicNames = TopicNames()
+    security: KafkaSecurity = KafkaSecurity()
 
     @model_validator(mode="after")
     def _replicas_fit(self) -> KafkaSettings:

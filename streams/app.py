@@ -137,7 +137,7 @@ def _rebalances(app: faust.App, settings: Settings) -> Rebalances:
     """Whether a rebalance of the worker's own topics is under way (health reads it)."""
     names = settings.kafka.topics
     topics = {names.requests, names.feedback}
-    rebalances = Rebalances(app, topics=topics, bootstrap=settings.kafka.bootstrap_servers)
+    rebalances = Rebalances(app, topics=topics, kafka=settings.kafka)
     app.sensors.add(rebalances)
     return rebalances
 

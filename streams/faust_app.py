@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
+from faust.types.auth import CredentialsT
 
-from irisflow.kafka.clients import aiokafka_producer_of
-from irisflow.settings import Settings
+from irisflow.kafka.clients import aiokafka_producer_of, ssl_context
+from irisflow.settings import KafkaSettings, Settings
 from irisflow.topics import Outgoing
 
-__all__ = ["RAW", "Sink", "faust_app", "producer_sink"]
+__all__ = ["RAW", "Sink", "broker_credentials", "faust_app", "producer_sink"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,22 @@ RAW: dict[str, Any] = {
 """Topic options: raw bytes in and out, so a malformed record reaches our own decoder."""
 
 
+def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
+    """``kafka.security`` as Faust takes it (``None``: plain text)."""
+    security = kafka.security
+    if security.sasl:
+        password = security.sasl_password
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=password.get_secret_value() if password else None,
+            mechanism=security.sasl_mechanism,
+            ssl_context=ssl_context(kafka),
+        )
+    if security.tls:
+        return faust.SSLCredentials(ssl_context(kafka))
+    return None
+
+
 def faust_app(settings: Settings) -> faust.App:
     kafka = settings.kafka
     datadir = settings.home / "worker" / str(settings.worker.port)
@@ -44,7 +61,8 @@ def faust_app(settings: Settings) -> faust.App:
     session = settings.streams.session_timeout_seconds
     return faust.App(
         f"{kafka.app_id}-streams",
-        broker=f"kafka://{kafka.bootstrap_servers}",
+        broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(kafka),
         autodiscover=False,
         store="memory://",
         datadir=str(datadir),

@@ -21,8 +21,10 @@ from typing import Any
 
 import faust
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from irisflow.kafka.admin import admin_client
+from irisflow.settings import KafkaSettings
 
 __all__ = ["Rebalances"]
 
@@ -32,11 +34,11 @@ log = logging.getLogger(__name__)
 class Rebalances(faust.Sensor):
     """Tracks whether a rebalance (including table recovery) is under way."""
 
-    def __init__(self, app: faust.App, *, topics: Iterable[str], bootstrap: str) -> None:
+    def __init__(self, app: faust.App, *, topics: Iterable[str], kafka: KafkaSettings) -> None:
         super().__init__()
         self.app = app
         self.topics = set(topics)
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.settled = False
         self._rewinds: set[asyncio.Task[None]] = set()
 
@@ -65,7 +67,7 @@ class Rebalances(faust.Sensor):
     async def _uncommitted(self, assigned: list[Any]) -> list[Any]:
         if not assigned:
             return []
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = admin_client(self.kafka)
         await admin.start()
         try:
             committed = await admin.list_consumer_group_offsets(

@@ -227,7 +227,7 @@ async def read_letters(
 ) -> Reading:
     """Letters matching ``where`` (and, if given, at ``positions``), at most ``limit`` kept;
     without ``keep_originals`` their original bytes are dropped as they are read."""
-    await wait_for_kafka(kafka.bootstrap_servers, timeout=10.0)
+    await wait_for_kafka(kafka, timeout=10.0)
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
     try:

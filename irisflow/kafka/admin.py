@@ -15,16 +15,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from irisflow.errors import ConfigError, KafkaUnavailable
+from irisflow.kafka.clients import connection_options
 from irisflow.settings import KafkaSettings, default_min_insync
 
 __all__ = [
     "PartitionState",
     "Replication",
+    "admin_client",
     "describe_partitions",
     "ensure_topics",
     "replication_for",
@@ -68,8 +71,8 @@ async def _brokers(admin: AIOKafkaAdminClient) -> int:
 async def resolve_replication(kafka: KafkaSettings, *, timeout: float = 30.0) -> KafkaSettings:
     """``kafka`` with the replication it gets on the cluster spelled out (what Faust needs for
     the topics it creates itself, such as its tables' changelogs)."""
-    await wait_for_kafka(kafka.bootstrap_servers, timeout=timeout)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await wait_for_kafka(kafka, timeout=timeout)
+    admin = admin_client(kafka)
     await admin.start()
     try:
         replication = replication_for(kafka, await _brokers(admin))
@@ -119,12 +122,21 @@ def topic_specs(kafka: KafkaSettings, replication: Replication | None = None) ->
     return specs
 
 
-async def wait_for_kafka(bootstrap: str, *, timeout: float = 30.0) -> None:
-    """Return once a broker answers a metadata request, or raise KafkaUnavailable."""
+def admin_client(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:
+    """An admin client of the cluster ``kafka`` names, authenticated as its settings say."""
+    return AIOKafkaAdminClient(**{**connection_options(kafka), **overrides})
+
+
+async def wait_for_kafka(target: KafkaSettings | str, *, timeout: float = 30.0) -> None:
+    """Return once a broker answers a metadata request, or raise KafkaUnavailable.
+
+    ``target``: the settings of the cluster, or a bare bootstrap address (plain text)."""
+    kafka = KafkaSettings(bootstrap=target) if isinstance(target, str) else target
+    bootstrap = kafka.bootstrap_servers
     deadline = asyncio.get_running_loop().time() + timeout
     last: Exception | None = None
     while asyncio.get_running_loop().time() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = admin_client(kafka, request_timeout_ms=5000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -142,8 +154,8 @@ async def wait_for_kafka(bootstrap: str, *, timeout: float = 30.0) -> None:
 
 async def ensure_topics(kafka: KafkaSettings, *, timeout: float = 30.0) -> list[str]:
     """Create the missing topics; return the names that were created (idempotent)."""
-    await wait_for_kafka(kafka.bootstrap_servers, timeout=timeout)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await wait_for_kafka(kafka, timeout=timeout)
+    admin = admin_client(kafka)
     await admin.start()
     try:
         replication = replication_for(kafka, await _brokers(admin))
@@ -179,8 +191,8 @@ async def describe_partitions(
     kafka: KafkaSettings, *, timeout: float = 10.0
 ) -> list[PartitionState]:
     """Leader, replicas and ISR of every partition of irisflow's topics (those that exist)."""
-    await wait_for_kafka(kafka.bootstrap_servers, timeout=timeout)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await wait_for_kafka(kafka, timeout=timeout)
+    admin = admin_client(kafka)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

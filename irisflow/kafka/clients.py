@@ -11,10 +11,12 @@ producer's own retries (docs/architecture.md, delivery policy).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from irisflow.errors import KafkaUnavailable
 from irisflow.settings import KafkaSettings
@@ -26,10 +28,43 @@ __all__ = [
     "answers_metadata",
     "assign_all",
     "behind",
+    "connection_options",
     "make_consumer",
     "make_producer",
     "send",
+    "ssl_context",
 ]
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context of ``kafka.security`` (``None`` in plain text)."""
+    security = kafka.security
+    if not security.tls:
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(security.ssl_cafile) if security.ssl_cafile else None,
+        certfile=str(security.ssl_certfile) if security.ssl_certfile else None,
+        keyfile=str(security.ssl_keyfile) if security.ssl_keyfile else None,
+    )
+    return context
+
+
+def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Where the cluster is and how to authenticate: what every aiokafka client of irisflow
+    (producers, consumers, admin clients) is built with."""
+    security = kafka.security
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": security.protocol,
+    }
+    if security.tls:
+        options["ssl_context"] = ssl_context(kafka)
+    if security.sasl:
+        options["sasl_mechanism"] = security.sasl_mechanism
+        options["sasl_plain_username"] = security.sasl_username
+        password = security.sasl_password
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
 
 
 def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
@@ -39,7 +74,7 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     linger is paid on each request-reply hop; records produced together still share a batch.
     """
     options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
+        **connection_options(kafka),
         "max_request_size": kafka.max_message_bytes,
         "acks": "all",
         "linger_ms": 0,
@@ -52,7 +87,7 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
 def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     """A consumer whose fetch limits fit the largest message the topics accept."""
     options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
+        **connection_options(kafka),
         "max_partition_fetch_bytes": kafka.max_message_bytes,
         "fetch_max_bytes": max(52428800, kafka.max_message_bytes),
         "enable_auto_commit": False,

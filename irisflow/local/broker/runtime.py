@@ -230,6 +230,7 @@ class EmbeddedKafka:
         voters: str | None = None,
         replicas: int = 1,
         cluster_id: str | None = None,
+        extra_properties: str = "",
     ) -> None:
         self.libs = libs
         self.data_dir = data_dir.resolve()
@@ -245,6 +246,8 @@ class EmbeddedKafka:
         times (at most 3)."""
         self.cluster_id = cluster_id
         """The id every node of one cluster is formatted with (a new one if ``None``)."""
+        self.extra_properties = extra_properties
+        """Appended to ``server.properties`` (a later key wins): e.g. a SASL listener."""
 
     @property
     def bootstrap(self) -> str:
@@ -287,7 +290,7 @@ class EmbeddedKafka:
         text = _SERVER_PROPERTIES.format(**values)
         if self.replicas > 1:
             text += _CLUSTER_PROPERTIES.format(**values)
-        props.write_text(text)
+        props.write_text(text + self.extra_properties)
         return props
 
     def formatted_cluster_id(self) -> str | None:
