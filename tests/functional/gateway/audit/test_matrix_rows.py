@@ -7,13 +7,13 @@ dashboard read one dict per instance, exactly as for a batch of dicts.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from gateway.answer_book import input_digest
 from gateway.audit.feed import AuditFeed
-from gateway.audit.store import AuditStore, audit_url
+from gateway.audit.store import AuditStore
 from irisflow.schemas import (
     BatchPrediction,
     BatchPredictionRequest,
@@ -25,6 +25,7 @@ from irisflow.settings import Settings
 from irisflow.topics import Incoming
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, VIRGINICA
+from tests.postgres import AuditDatabases
 
 NAMES = list(SETOSA)
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -37,8 +38,10 @@ def settings(make_settings: SettingsFactory) -> Settings:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuditStore:
-    return AuditStore(audit_url(None, tmp_path / "home"))
+def store(audit_db: AuditDatabases) -> Iterator[AuditStore]:
+    made = AuditStore(audit_db.new())
+    yield made
+    made.close()
 
 
 def _stored(settings: Settings, store: AuditStore, request: bytes, answer: bytes) -> None:
@@ -53,7 +56,7 @@ def _stored(settings: Settings, store: AuditStore, request: bytes, answer: bytes
 
 
 def test_a_matrix_batch_reads_back_like_the_same_batch_of_dicts(
-    settings: Settings, store: AuditStore, tmp_path: Path
+    settings: Settings, store: AuditStore, audit_db: AuditDatabases
 ) -> None:
     rows = [SETOSA, VIRGINICA]
     matrix = MatrixPredictionRequest(
@@ -71,7 +74,7 @@ def test_a_matrix_batch_reads_back_like_the_same_batch_of_dicts(
         probabilities=PROBABILITIES,
     )
     _stored(settings, store, matrix.to_bytes(), answer.to_bytes())
-    dicts = AuditStore(audit_url(None, tmp_path / "dicts"))
+    dicts = AuditStore(audit_db.new())
     _stored(
         settings,
         dicts,
