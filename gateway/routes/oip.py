@@ -224,7 +224,9 @@ async def version_metadata(
     return _metadata(model)
 
 
-@router.get("/models/{model_name}/ready", response_class=Response, responses=_HEALTH)
+@router.get(
+    "/models/{model_name}/ready", response_class=Response, responses={**_HEALTH, 404: _ERRORS[404]}
+)
 async def model_ready(model_name: str, settings: Settings, live: Live, kafka: Kafka) -> Response:
     """The model has a live version and Kafka is reachable (404: no such model)."""
     if model_name != settings.model_name:
@@ -233,7 +235,9 @@ async def model_ready(model_name: str, settings: Settings, live: Live, kafka: Ka
 
 
 @router.get(
-    "/models/{model_name}/versions/{version}/ready", response_class=Response, responses=_HEALTH
+    "/models/{model_name}/versions/{version}/ready",
+    response_class=Response,
+    responses={**_HEALTH, 404: _ERRORS[404]},
 )
 async def version_ready(
     model_name: str, version: str, settings: Settings, live: Live, kafka: Kafka
