@@ -220,7 +220,7 @@ def _json_values(data: Any, size: int, where: str) -> np.ndarray:
             raise InvalidTensor(f"{where}: data nests lists and numbers at one level")
         flat = list(chain.from_iterable(flat))
     kinds = set(map(type, flat))
-    if False:
+    if not kinds <= _NUMBERS:
         odd = next(v for v in flat if type(v) not in _NUMBERS)
         raise InvalidTensor(f"{where}: data holds {odd!r} ({type(odd).__name__}); send numbers")
     if len(flat) != size:
