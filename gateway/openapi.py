@@ -28,10 +28,14 @@ from fastapi.openapi.utils import get_openapi
 
 from gateway.feature_domain import accepted_range
 from gateway.input_checks import InputChecks
+from gateway.routes import oip
+from gateway.routes.oip import ProtocolRoute
+from irisflow.schemas import ModelMetadata
 
 __all__ = ["live_openapi"]
 
 _ERROR = {"$ref": "#/components/schemas/ErrorBody"}
+_PROTOCOL_ERROR = {"$ref": "#/components/schemas/ProtocolError"}
 _FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
 _BODY_ERRORS = {
     "400": "The body is not UTF-8 (so not JSON)",
@@ -62,22 +66,36 @@ _LINKS: list[tuple[tuple[str, str], tuple[str, ...], str, tuple[str, str], dict[
 ]
 
 
-def _operations(schema: dict[str, Any]) -> list[dict[str, Any]]:
-    return [op for ops in schema.get("paths", {}).values() for op in ops.values()]
+def _protocol_operations() -> set[tuple[str, str]]:
+    """``(path, method)`` of the Open Inference Protocol routes, which answer their own way."""
+    return {
+        (route.path_format, method.lower())
+        for route in oip.router.routes
+        if isinstance(route, ProtocolRoute)
+        for method in route.methods or ()
+    }
 
 
-def _errors_as_sent(schema: dict[str, Any]) -> None:
-    """Each error response as the gateway's handlers send it (see :mod:`gateway.errors`)."""
-    for op in _operations(schema):
-        responses = op.setdefault("responses", {})
-        invalid = responses.get("422")
-        if invalid is not None:
-            content = invalid.get("content", {}).get("application/json", {})
-            if content.get("schema", {}).get("$ref") == _FASTAPI_VALIDATION:
-                responses["422"] = {"description": _INVALID, "content": _json(_ERROR)}
-        if "requestBody" in op:
-            for status, description in _BODY_ERRORS.items():
-                responses.setdefault(status, {"description": description, "content": _json(_ERROR)})
+def _errors_as_sent(schema: dict[str, Any], protocol: set[tuple[str, str]]) -> None:
+    """Each error response as the gateway's handlers send it (see :mod:`gateway.errors`); an
+    Open Inference Protocol route answers a bad parameter 400 in the protocol's shape, never
+    FastAPI's 422 (:class:`gateway.routes.oip.ProtocolRoute`)."""
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            ours = (path, method) not in protocol
+            error = _ERROR if ours else _PROTOCOL_ERROR
+            responses = op.setdefault("responses", {})
+            invalid = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if invalid.get("schema", {}).get("$ref") == _FASTAPI_VALIDATION:
+                if ours:
+                    responses["422"] = {"description": _INVALID, "content": _json(error)}
+                else:
+                    del responses["422"]
+            if "requestBody" in op:
+                for status, description in _BODY_ERRORS.items():
+                    responses.setdefault(
+                        status, {"description": description, "content": _json(error)}
+                    )
     if f'"{_FASTAPI_VALIDATION}"' not in json.dumps(schema.get("paths", {})):
         components = schema.get("components", {}).get("schemas", {})
         components.pop("HTTPValidationError", None)  # and what only it refers to:
@@ -149,7 +167,23 @@ def _patch(schema: dict[str, Any], checks: InputChecks, max_batch: int) -> dict[
     if live is not None and "FeedbackBody" in components:
         label = components["FeedbackBody"]["properties"]["label"]
         label["enum"] = list(live.class_labels)
+    _served(schema, checks.history.model_name, live)
     return schema
+
+
+def _served(schema: dict[str, Any], model_name: str, live: ModelMetadata | None) -> None:
+    """The Open Inference Protocol's ``{model_name}`` and ``{version}``: the one model this
+    gateway serves, and its live version (the only one served; any other is a 404 or a 400,
+    and the readiness of any other version is "false", which the protocol says with a 400)."""
+    served = {"model_name": [model_name], "version": [str(live.version)] if live else None}
+    for path, ops in schema.get("paths", {}).items():
+        if not path.startswith("/v2/"):
+            continue
+        for op in ops.values():
+            for parameter in op.get("parameters", []):
+                values = served.get(parameter["name"])
+                if parameter.get("in") == "path" and values:
+                    parameter["schema"] = {**parameter["schema"], "enum": values}
 
 
 def live_openapi(
@@ -168,7 +202,7 @@ def live_openapi(
                 description=app.description,
                 routes=app.routes,
             )
-            _errors_as_sent(generated)
+            _errors_as_sent(generated, _protocol_operations())
             _add_links(generated)
             base.update(generated)
         return _patch(copy.deepcopy(base), checks, max_batch)

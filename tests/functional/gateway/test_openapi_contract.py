@@ -166,3 +166,33 @@ def test_links_lead_from_a_prediction_to_its_record_and_feedback_and_from_feedba
     back = _link(document, "/v1/feedback", "202", "Predict")
     assert ids[back["operationId"]] == "POST /v1/predict"
     assert back["requestBody"] == {"request_id": its_id}
+
+
+def test_protocol_routes_document_their_own_errors_and_only_the_model_and_version_served(
+    client: TestClient,
+) -> None:
+    """``/v2`` answers a bad parameter 400 in the protocol's shape (never FastAPI's 422), serves
+    one model, and only its live version: the document says so, so a schema-valid name or
+    version is one that is served."""
+    protocol = [(m, p, op) for m, p, op in _operations(_document(client)) if p.startswith("/v2/")]
+    assert len(protocol) >= 6
+    served = {"model_name": ["iris"], "version": ["1"]}
+    for method, path, op in protocol:
+        assert "422" not in op["responses"], f"{method} {path}"
+        for parameter in op.get("parameters", []):
+            if parameter["in"] == "path":
+                assert parameter["schema"]["enum"] == served[parameter["name"]], path
+        if "{model_name}" in path:
+            assert "404" in op["responses"], f"{method} {path}"
+    assert client.get("/v2/models/iris/ready").status_code == 400  # no broker: not ready
+    assert client.get("/v2/models/other/ready").status_code == 404
+
+
+@pytest.mark.parametrize("datatype", [{}, [], None, 7])
+def test_a_tensor_datatype_that_is_not_a_string_is_a_400_naming_it(
+    client: TestClient, datatype: object
+) -> None:
+    tensor = {"name": "input-0", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, 4]}
+    response = client.post("/v2/models/iris/infer", json={"inputs": [tensor]})
+    assert response.status_code == 400, response.text
+    assert "datatype" in response.json()["error"]
