@@ -2,20 +2,28 @@
 
 Issue #10: a bad record on a topic costs one dead letter, never the audit feed; feedback for an
 id nobody requested does not block a later request with that id (finding 4); a model update that
-does not load is never reported live (the gateway says what the workers serve).
+does not load is never reported live (the gateway says what the workers serve). Issue 15:
+generated malformed Open Inference Protocol requests and /v1 batches each get a 4xx in their
+protocol's error shape, and the gateway goes on serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from irisflow.kafka.clients import make_producer
@@ -194,3 +202,167 @@ def test_a_fresh_gateway_reports_the_newest_version_that_loads(
         url, "irisflow_dead_letters_total", reason="refused_model", consumer="gateway.model-feed"
     )
     assert counted == 1
+
+
+# ------------------------------------------------------------------------- hostile batches
+
+HOSTILE_EXAMPLES = 60
+"""Bodies per endpoint: every field's kind of fault is drawn several times (a few seconds)."""
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_VALUES = st.sampled_from(
+    ["5.1", "x", True, None, [], {}, 1e39, -1e39, 3.5e38, 1e308, 2**64, -(2**70), float("inf")]
+)
+"""Values a feature must not take: not numbers, beyond float32 or the model's domain, not JSON."""
+
+
+_ROW = list(SETOSA.values())
+TENSOR_FAULTS = [
+    "value",
+    "value",
+    "name",
+    "shape",
+    "datatype",
+    "value",
+    "size",
+    "nesting",
+    "id",
+    "field",
+    "outputs",
+    "parameters",
+    "not_an_object",
+    "binary",
+]
+
+
+@st.composite
+def _hostile_tensor_body(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A valid inference request of 2 rows with one fault drawn from :data:`TENSOR_FAULTS`."""
+    tensor: dict[str, Any] = {
+        "name": "input-0",
+        "shape": [2, 4],
+        "datatype": "FP32",
+        "data": _ROW * 2,
+    }
+    body: dict[str, Any] = {"inputs": [tensor]}
+    fault = draw(st.sampled_from(TENSOR_FAULTS))
+    if fault == "name":
+        tensor["name"] = draw(st.sampled_from(["sepal_length", "", 7, None]))
+    elif fault == "shape":
+        tensor["shape"] = draw(st.sampled_from([[8], [2, 3], [4, 2], [2, 4, 1], [-2, 4], "2x4"]))
+    elif fault == "datatype":
+        tensor["datatype"] = draw(st.sampled_from(["BOOL", "BYTES", "fp32", "", "FP128", 32]))
+    elif fault == "value":
+        tensor["data"][draw(st.integers(0, 7))] = draw(_VALUES)
+    elif fault == "size":
+        tensor["data"] = tensor["data"][: draw(st.integers(0, 7))]
+    elif fault == "nesting":
+        tensor["data"] = draw(st.sampled_from([[_ROW, *_ROW], [[_ROW], [_ROW]], "data", {}]))
+    elif fault == "id":
+        body["id"] = draw(st.sampled_from(["a/b", "", "x" * 200, 42, ["id"]]))
+    elif fault == "field":
+        body[draw(st.sampled_from(["extra", "input"]))] = draw(_JSON)
+    elif fault in ("outputs", "parameters"):
+        body[fault] = draw(_JSON)
+    elif fault == "not_an_object":
+        body = draw(_JSON)
+    if fault != "binary":
+        return json.dumps(body).encode(), {}  # big ints and Infinity too
+    raw = draw(st.binary(max_size=64))
+    tensor.pop("data")
+    tensor["parameters"] = {"binary_data_size": draw(st.sampled_from([32, len(raw), -1, "32"]))}
+    header = json.dumps(body).encode()
+    length = draw(st.sampled_from([str(len(header)), str(len(header) + 999), "-1", "x", "0"]))
+    return header + raw, {"Inference-Header-Content-Length": length}
+
+
+@st.composite
+def _hostile_batch_body(draw: st.DrawFn) -> bytes:
+    """A valid /v1/predict/batch body of 2 instances with one fault."""
+    instances: list[Any] = [dict(SETOSA), dict(SETOSA)]
+    body: dict[str, Any] = {"instances": instances}
+    fault = draw(st.sampled_from(["value", "name", "missing", "instance", "id", "field", "body"]))
+    if fault == "value":
+        instances[1]["petal_width"] = draw(_VALUES)
+    elif fault == "name":
+        instances[1][draw(st.sampled_from(["colour", "", "x" * 300]))] = 1.0
+    elif fault == "missing":
+        del instances[1][draw(st.sampled_from(list(SETOSA)))]
+    elif fault == "instance":
+        instances[1] = draw(_JSON)
+    elif fault == "id":
+        body["request_id"] = draw(st.sampled_from(["a/b", "", "x" * 200, 42]))
+    elif fault == "field":
+        body["extra"] = draw(_JSON)
+    else:
+        body = draw(_JSON)
+    return json.dumps(body).encode()
+
+
+def _campaign(url: str, path: str, bodies: st.SearchStrategy[Any]) -> list[tuple[int, str]]:
+    """Every drawn body posted to ``path``: (status, error) of each refusal."""
+    answers: list[tuple[int, str]] = []
+
+    @hypothesis_settings(
+        max_examples=HOSTILE_EXAMPLES,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(drawn=bodies)
+    def post(drawn: Any) -> None:
+        raw, headers = drawn if isinstance(drawn, tuple) else (drawn, {})
+        response = httpx.post(
+            f"{url}{path}",
+            content=raw,
+            headers={"content-type": "application/json", **headers},
+            timeout=30,
+        )
+        assert response.status_code < 500, (
+            f"{response.status_code} for {raw[:300]!r}: {response.text}"
+        )
+        if response.status_code >= 400:
+            answers.append((response.status_code, response.text))
+
+    post()
+    return answers
+
+
+def test_hostile_tensors_and_batches_get_a_4xx_naming_the_problem_and_the_gateway_goes_on(
+    gateway_stack: Stack,
+) -> None:
+    """Issue 15: malformed Open Inference Protocol requests and /v1 batches, generated, against
+    the real gateway: every one is answered below 500 in its protocol's error shape, and good
+    calls of both kinds are answered as before."""
+    url = gateway_stack.gateway_url
+    gateway = gateway_stack.processes["gateway"]
+    refused = _campaign(url, "/v2/models/iris/infer", _hostile_tensor_body())
+    for status, text in refused:
+        body = orjson.loads(text)
+        assert list(body) == ["error"], text
+        assert body["error"], text
+        assert status in (400, 404, 409, 413), text
+    refused_v1 = _campaign(url, "/v1/predict/batch", _hostile_batch_body())
+    for status, text in refused_v1:
+        error = orjson.loads(text)["error"]
+        assert (error["status"], bool(error["message"])) == (status, True), text
+        assert status in (400, 409, 413, 422), text
+    assert len(refused) > HOSTILE_EXAMPLES // 2
+    assert len(refused_v1) > HOSTILE_EXAMPLES // 2
+    tensor = {
+        "name": "input-0",
+        "shape": [2, 4],
+        "datatype": "FP32",
+        "data": [*SETOSA.values(), *SETOSA.values()],
+    }
+    good = httpx.post(f"{url}/v2/models/iris/infer", json={"inputs": [tensor]}, timeout=30)
+    assert good.status_code == 200, good.text
+    assert good.json()["outputs"][0]["data"] == ["setosa", "setosa"]
+    batch = httpx.post(f"{url}/v1/predict/batch", json={"instances": [SETOSA]}, timeout=30)
+    assert (batch.status_code, batch.json()["predictions"][0]["label"]) == (200, "setosa")
+    assert gateway.poll() is None, "the gateway died during the campaign"

@@ -5,7 +5,8 @@ over HTTP the whole time (with duplicated feedback and feedback that comes befor
 Meanwhile hypothesis generates malformed records for every topic — not JSON, invalid UTF-8 in
 key or value, wrong types, missing fields, NaN/±Infinity/1e309 literals, 1e39 and 1e308
 features, huge strings and lists, keys that are not the value's id, tombstones, unknown
-request ids, broken model versions — and they are produced straight to Kafka.
+request ids, broken model versions, and batches in the matrix form with ragged rows, values
+that are not numbers, names given twice or unknown — and they are produced straight to Kafka.
 
 Afterwards: every process is still the one that was started (none died or restarted), every
 good request was answered 200, every bad record is on ``irisflow.dead-letters`` with a reason
@@ -35,7 +36,7 @@ from hypothesis import strategies as st
 from irisflow.errors import SchemaError
 from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.local.broker.runtime import free_port
-from irisflow.schemas import DeadLetter
+from irisflow.schemas import DeadLetter, MatrixPredictionRequest
 from irisflow.settings import Settings
 from irisflow.topics import Reason, Refused, Topics
 from tests.e2e.conftest import Stack, launch_stack, stop_all
@@ -58,6 +59,12 @@ def _rid() -> st.SearchStrategy[str]:
 
 def _request(rid: str) -> dict[str, Any]:
     return {"request_id": rid, "features": dict(SETOSA), "sent_at": time.time()}
+
+
+def _matrix_request(rid: str) -> dict[str, Any]:
+    """The gateway's batch form: feature names once, then one row of numbers per instance."""
+    rows = [list(SETOSA.values()), list(VIRGINICA.values())]
+    return {"request_id": rid, "feature_names": list(SETOSA), "rows": rows, "sent_at": time.time()}
 
 
 def _prediction(rid: str) -> dict[str, Any]:
@@ -122,6 +129,13 @@ def _by_id(body: dict[str, Any]) -> str:
 
 SHAPES: dict[str, Shape] = {
     "requests": Shape(_request, ("request_id", "features"), ("sent_at",), ("request_id",), _by_id),
+    "requests_matrix": Shape(
+        _matrix_request,
+        ("request_id", "feature_names", "rows"),
+        ("sent_at",),
+        ("request_id",),
+        _by_id,
+    ),
     "predictions": Shape(
         _prediction, ("request_id",), ("scored_at", "model_version"), ("label",), _by_id
     ),
@@ -157,6 +171,28 @@ SHAPES: dict[str, Shape] = {
         lambda b: str(b["model_name"]),
     ),
 }
+TOPIC_OF = {"requests_matrix": "requests"}
+"""Shapes that travel on another kind's topic (the requests topic carries both forms)."""
+MATRIX_FAULTS = ["ragged", "not_numbers", "names_twice", "unknown_names", "matrix_domain"]
+"""What only a matrix can get wrong: rows of other lengths, values that are not numbers, a name
+given twice, names the model does not have, a value beyond its domain."""
+
+
+def _matrix_fault(draw: st.DrawFn, how: str, body: dict[str, Any]) -> dict[str, Any]:
+    rows, names = body["rows"], body["feature_names"]
+    if how == "ragged":
+        return {**body, "rows": [rows[0], rows[1][: draw(st.integers(0, 3))]]}
+    if how == "not_numbers":
+        odd = draw(st.sampled_from(["5.1", True, None, [1.0], {"v": 1}]))
+        return {**body, "rows": [rows[0], [*rows[1][:3], odd]]}
+    if how == "names_twice":
+        return {**body, "feature_names": [*names[:3], names[0]]}
+    if how == "unknown_names":
+        return {**body, "feature_names": [*names[:3], draw(st.sampled_from(["colour", "x"]))]}
+    value = draw(st.sampled_from([1e39, -1e39, 1e308, -1.7e308, 3.5e38]))  # matrix_domain
+    return {**body, "rows": [rows[0], [*rows[1][:3], value]]}
+
+
 WRONG_TYPES = st.sampled_from([[1, 2], {"nested": [1]}, [], {"a": {"b": None}}])
 NON_FINITE = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e309", "-1e309"])
 BAD_KEYS = st.one_of(
@@ -195,8 +231,11 @@ def malformed(kind: str) -> st.SearchStrategy[Forged]:
                     "not_object",
                 ]
                 + (["domain", "huge_features"] if "features" in body else [])
+                + (MATRIX_FAULTS if "rows" in body else [])
             )
         )
+        if how in MATRIX_FAULTS:
+            return key, orjson.dumps(_matrix_fault(draw, how, body))
         if how == "not_json":
             raw = draw(st.binary(min_size=1, max_size=200))
             return key, raw if not _parses(raw) else b"{" + raw
@@ -382,6 +421,12 @@ async def _letters(
 def _refused_by_the_model(message: Any) -> None:
     """Raise for a valid message whose features the live model refuses (names or domain)."""
     features = getattr(message, "features", None)
+    if isinstance(message, MatrixPredictionRequest):
+        if set(message.feature_names) != set(SETOSA):
+            raise Refused(Reason.SCHEMA_MISMATCH, "names")
+        if max(abs(v) for row in message.rows for v in row) > 1e6:
+            raise Refused(Reason.OUT_OF_DOMAIN, "domain")
+        return
     if features is None:
         return
     if set(features) != set(SETOSA):
@@ -404,12 +449,14 @@ def test_every_bad_record_costs_a_dead_letter_and_nothing_else(hostile_stack: St
     pids = {role: process.pid for role, process in stack.processes.items()}
     topics = Topics.of(settings.kafka)
 
-    batches = {getattr(names, kind): generate(kind, EXAMPLES_PER_TOPIC) for kind in SHAPES}
+    batches: dict[str, list[Forged]] = {}
     for kind in SHAPES:  # every forged record is one the codec itself refuses (or out of domain)
-        topic = getattr(topics, kind)
-        for key, value in batches[getattr(names, kind)]:
+        topic = getattr(topics, TOPIC_OF.get(kind, kind))
+        forged = generate(kind, EXAMPLES_PER_TOPIC)
+        for key, value in forged:
             with pytest.raises(Refused):
                 _refused_by_the_model(topic.decode(value, key))
+        batches.setdefault(topic.name, []).extend(forged)
     unknown = [f"never-requested-{i}" for i in range(10)]
     batches[names.feedback] += [
         (rid.encode(), orjson.dumps({"request_id": rid, "label": "setosa"})) for rid in unknown
