@@ -96,6 +96,8 @@ def _binary(values: bytes, size: int) -> tuple[bytes, int]:
         ({"inputs": [_tensor(shape=[3, 4])]}, "its shape holds 12 values, its data 8"),
         ({"inputs": [_tensor(datatype="BYTES")]}, "input 'input-0': datatype 'BYTES'"),
         ({"inputs": [_tensor(datatype="BOOL")]}, "input 'input-0': datatype 'BOOL'"),
+        ({"inputs": [_tensor(datatype={})]}, "input 'input-0': datatype {}"),
+        ({"inputs": [_tensor(datatype=["FP32"])]}, "input 'input-0': datatype ['FP32']"),
         ({"inputs": [_tensor(data=[[5.1, 3.5, 1.4, "0.2"], ROWS[1]])]}, "holds '0.2' (str)"),
         ({"inputs": [_tensor(data=[[5.1, 3.5, 1.4, True], ROWS[1]])]}, "holds True (bool)"),
         ({"inputs": [_tensor(data=[[5.1, 3.5, 1.4, None], ROWS[1]])]}, "holds None"),
