@@ -15,7 +15,12 @@ from typing import Any
 import faust
 from faust.types.auth import CredentialsT
 
-from irisflow.kafka.clients import aiokafka_producer_of, ssl_context
+from irisflow.kafka.clients import (
+    PRODUCER_POLICY,
+    aiokafka_producer_of,
+    faust_producer_class,
+    ssl_context,
+)
 from irisflow.settings import KafkaSettings, Settings
 from irisflow.topics import Outgoing
 
@@ -54,12 +59,19 @@ def broker_credentials(kafka: KafkaSettings) -> CredentialsT | None:
     return None
 
 
+class _App(faust.App):
+    """A Faust app whose producer follows the delivery policy (idempotent, ``acks=all``)."""
+
+    def _new_producer(self) -> Any:
+        return faust_producer_class()(self.transport, loop=self.loop, beacon=self.beacon)
+
+
 def faust_app(settings: Settings) -> faust.App:
     kafka = settings.kafka
     datadir = settings.home / "worker" / str(settings.worker.port)
     datadir.parent.mkdir(parents=True, exist_ok=True)
     session = settings.streams.session_timeout_seconds
-    return faust.App(
+    return _App(
         f"{kafka.app_id}-streams",
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(kafka),
@@ -78,10 +90,15 @@ def faust_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=kafka.max_message_bytes,
         consumer_auto_offset_reset="earliest",
         producer_linger=0.0,  # answers leave at once: a linger is paid by every request
-        # Answers, labeled samples, alarms and dead letters wait for every in-sync replica.
-        # Faust's producer is not idempotent outside transactions: a retried send can repeat
-        # a record, which every consumer already drops by request id (at-least-once).
+        # Answers, labeled samples, alarms, dead letters and join-table changes follow the
+        # delivery policy: every in-sync replica, idempotent (the app's producer class), one
+        # request to one broker bounded like every producer's (Faust's default is 20 minutes;
+        # an idempotent batch is retried until delivered whatever this says).
         producer_acks=-1,
+        producer_request_timeout=PRODUCER_POLICY["request_timeout_ms"] / 1000,
+        # At least once, committed after the producer is flushed; no transactions, so the
+        # consumer reads uncommitted data (exactly_once would switch both).
+        processing_guarantee="at_least_once",
         web_enabled=True,
         # Faust's own pages would expose join entries (features, labels) and routing: off.
         web_tables_enabled=False,

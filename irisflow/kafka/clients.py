@@ -3,16 +3,25 @@
 This is the only module that reaches into client internals (a metadata refresh, the bootstrap
 address, the producer under Faust's), and it holds the only group-less follow of a whole topic.
 
-Producers wait for every in-sync replica (``acks=all``) and are idempotent: an accepted request,
-feedback, admin command or dead letter survives a leader failover and is not duplicated by the
-producer's own retries (docs/architecture.md, delivery policy).
+It is also the one place of the delivery policy (docs/architecture.md, "Delivery policy"):
+every producer waits for every in-sync replica (``acks=all``) and is idempotent, so an accepted
+request, an answer, feedback, a labeled sample, a model version, an admin command or a dead
+letter survives a leader failover and is not duplicated by the producer's own retries; every
+consumer commits by hand after the work is done and reads uncommitted data (no transactions
+anywhere). An idempotent producer never expires a batch: it retries a retriable error (no
+leader, not enough replicas, a broker gone) until the record is on the broker, across any
+leader election. Whoever must answer sooner bounds the wait itself (the gateway's publish
+timeout) and treats the outcome as unknown: the record may still land.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
-from typing import Any, Literal
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -23,12 +32,16 @@ from irisflow.settings import KafkaSettings
 from irisflow.topics import Outgoing
 
 __all__ = [
+    "CONSUMER_POLICY",
+    "FAUST_PRODUCER_POLICY",
+    "PRODUCER_POLICY",
     "TopicMissing",
     "aiokafka_producer_of",
     "answers_metadata",
     "assign_all",
     "behind",
     "connection_options",
+    "faust_producer_class",
     "make_consumer",
     "make_producer",
     "send",
@@ -67,33 +80,86 @@ def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
-    """A producer that can carry model artifacts: ``acks=all``, idempotent, no linger.
+PRODUCER_POLICY: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "acks": "all",
+        "enable_idempotence": True,
+        "request_timeout_ms": 40_000,
+        "retry_backoff_ms": 100,
+        "metadata_max_age_ms": 300_000,
+        "linger_ms": 0,
+    }
+)
+"""Every producer's delivery settings. ``acks=all`` + idempotence: acknowledged only once every
+in-sync replica has the record (``min.insync.replicas`` of them at least), retried with
+sequence numbers so a retry cannot write it twice, in order per partition, and never given up
+on (aiokafka does not expire an idempotent batch). ``request_timeout_ms`` bounds one request to
+one broker (a stalled broker is left for another leader), ``retry_backoff_ms`` paces retries
+while metadata names a new leader (a stale leader answers ``NOT_LEADER`` and the client
+refreshes at once; ``metadata_max_age_ms`` is only the unprompted refresh). No linger: since
+aiokafka 0.14 every new batch waits ``linger_ms``, paid on each request-reply hop."""
 
-    Since aiokafka 0.14 every new batch waits ``linger_ms`` (as in the Java client), so any
-    linger is paid on each request-reply hop; records produced together still share a batch.
-    """
+FIXED_PRODUCER = ("acks", "enable_idempotence")
+
+CONSUMER_POLICY: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "isolation_level": "read_uncommitted",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "request_timeout_ms": 40_000,
+        "retry_backoff_ms": 100,
+        "metadata_max_age_ms": 300_000,
+    }
+)
+"""Every consumer's delivery settings. Offsets are committed by hand, after the work they
+stand for is on the broker (at-least-once). ``read_uncommitted``: no producer of irisflow uses
+transactions, so there is nothing to hide; a transactional producer would need
+``read_committed`` here. A fetch from a leader that went away fails and is retried against the
+new one after a metadata refresh."""
+
+FIXED_CONSUMER = ("isolation_level", "enable_auto_commit")
+
+FAUST_PRODUCER_POLICY: Final[Mapping[str, Any]] = MappingProxyType(
+    {key: PRODUCER_POLICY[key] for key in ("acks", "enable_idempotence", "retry_backoff_ms")}
+)
+"""What Faust's producer gets on top of its own settings (:func:`faust_producer_class`); its
+request timeout and linger are Faust settings (``producer_request_timeout``, ``producer_linger``),
+set from :data:`PRODUCER_POLICY` by the worker's app."""
+
+
+def _refuse_weakening(overrides: Mapping[str, Any], fixed: tuple[str, ...], kind: str) -> None:
+    weakened = sorted(key for key in fixed if key in overrides)
+    if weakened:
+        raise ValueError(
+            f"{', '.join(weakened)} of a {kind} are the delivery policy's "
+            "(irisflow.kafka.clients); they cannot be overridden per client"
+        )
+
+
+def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer that can carry model artifacts, under :data:`PRODUCER_POLICY` (``overrides``
+    may change timeouts, linger or compression, never ``acks`` or idempotence)."""
+    _refuse_weakening(overrides, FIXED_PRODUCER, "producer")
     options: dict[str, Any] = {
         **connection_options(kafka),
         "max_request_size": kafka.max_message_bytes,
-        "acks": "all",
-        "linger_ms": 0,
-        "enable_idempotence": True,
+        **PRODUCER_POLICY,
+        **overrides,
     }
-    options.update(overrides)
     return AIOKafkaProducer(**options)
 
 
 def make_consumer(kafka: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
-    """A consumer whose fetch limits fit the largest message the topics accept."""
+    """A consumer whose fetch limits fit the largest message the topics accept, under
+    :data:`CONSUMER_POLICY` (``overrides`` may not change isolation or commit by hand)."""
+    _refuse_weakening(overrides, FIXED_CONSUMER, "consumer")
     options: dict[str, Any] = {
         **connection_options(kafka),
         "max_partition_fetch_bytes": kafka.max_message_bytes,
         "fetch_max_bytes": max(52428800, kafka.max_message_bytes),
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
+        **CONSUMER_POLICY,
+        **overrides,
     }
-    options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
 
 
@@ -167,6 +233,25 @@ def aiokafka_producer_of(faust_app: Any) -> AIOKafkaProducer:
     commits source offsets (so records sent through it are covered by Faust's commits)."""
     producer: AIOKafkaProducer = faust_app.producer._ensure_producer()
     return producer
+
+
+@functools.cache
+def faust_producer_class() -> type:
+    """Faust's aiokafka producer under the delivery policy.
+
+    Faust makes its producer idempotent only inside transactions (``processing_guarantee=
+    "exactly_once"``, which irisflow does not use); outside them it retries without sequence
+    numbers, so a send retried across a leader election can write an answer, a labeled sample
+    or a join-table change twice. This subclass adds :data:`FAUST_PRODUCER_POLICY` to the
+    settings Faust builds (imported here, lazily: only workers run Faust).
+    """
+    from faust.transport.drivers.aiokafka import Producer
+
+    class PolicyProducer(Producer):
+        def _settings_extra(self) -> Mapping[str, Any]:
+            return {**super()._settings_extra(), **FAUST_PRODUCER_POLICY}
+
+    return PolicyProducer
 
 
 async def answers_metadata(producer: AIOKafkaProducer, *, timeout: float) -> bool:
