@@ -92,7 +92,7 @@ def public(answer: Answer, latency: float, trip: Trip | None = None) -> BaseMode
     if isinstance(answer, MatrixPrediction):
         if version is None or not answer.labels:
             raise UnreadableAnswer("the worker's batch answer has no labels or no version")
-        return BatchAnswer(
+        return BatchAnswer.model_construct(  # its lists were validated by the topic's codec
             request_id=answer.request_id,
             model_version=version,
             classes=answer.classes,

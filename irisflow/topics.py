@@ -16,6 +16,7 @@ refusals become are one contract; split, a change to one would be easy to miss i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -202,7 +203,16 @@ def decode_request(raw: bytes | str | None) -> AnyRequest:
 
 def decode_answer(raw: bytes | str | None) -> AnyAnswer:
     """The predictions topic carries three shapes: an object with ``labels`` answers a matrix,
-    one with ``predictions`` a batch, anything else (errors too) a single instance."""
+    one with ``predictions`` a batch, anything else (errors too) a single instance.
+
+    A value that names ``"labels"`` is first read straight into a MatrixPrediction by pydantic's
+    core (no intermediate dict of a thousand lists); if it is not one, the general path below
+    decides, with its exact refusal."""
+    if isinstance(raw, bytes) and b'"labels"' in raw:
+        with contextlib.suppress(ValidationError):
+            matrix = MatrixPrediction.model_validate_json(raw)
+            if matrix.labels:  # a result, so the object did have labels (not only a mention)
+                return matrix
     body = _json(raw, "Prediction")
     if isinstance(body, dict) and "labels" in body:
         return _validate(MatrixPrediction, body)

@@ -166,3 +166,18 @@ def test_a_matrix_answer_must_hold_one_row_of_probabilities_per_label() -> None:
         MatrixPrediction.model_validate({**base, "labels": ["a"], "probabilities": [[1.0]]})
     with pytest.raises(ValueError, match="result and a model_version"):
         MatrixPrediction.model_validate({"request_id": "m", "model_version": 1})
+
+
+def test_an_error_answer_that_mentions_labels_is_still_read_as_the_error_it_is() -> None:
+    mention = {"request_id": "m", "error": "no model", "error_code": "no_model"}
+    answer = decode_answer(orjson.dumps({**mention, "note": {"labels": ["a"]}}))
+    assert isinstance(answer, Prediction)
+    assert (answer.error, answer.error_code) == ("no model", "no_model")
+    matrix = decode_answer(
+        orjson.dumps(
+            {"request_id": "m", "model_version": 1, "classes": ["a"], "labels": ["a"]}
+            | {"probabilities": [[1.0]]}
+        )
+    )
+    assert isinstance(matrix, MatrixPrediction)
+    assert matrix.labels == ["a"]
