@@ -204,7 +204,12 @@ class Scoring:
 
 
 async def _answer(
-    scoring: Scoring, request: Request, digest: str, client_id: bool, trip: Trip | None
+    scoring: Scoring,
+    request: Request,
+    digest: str,
+    client_id: bool,
+    trip: Trip | None,
+    route: str | None = None,
 ) -> BaseModel:
     bridge, answers, metrics, timeout = (
         scoring.bridge,
@@ -240,7 +245,7 @@ async def _answer(
     metrics.kafka_round_trip.labels(kind).observe(elapsed)
     if trip is not None:
         scoring.hop_log.add(rid, trip)
-        name = "POST /v1/predict/batch" if kind == "batch" else "POST /v1/predict"
+        name = route or ("POST /v1/predict/batch" if kind == "batch" else "POST /v1/predict")
         record_spans(scoring.spans, trip, name=name, topics=bridge.kafka.topics, key=rid)
     return public(answer, elapsed, trip)
 
@@ -251,14 +256,16 @@ async def predict(
     payload: Payload,
     request_id: str | None,
     trip: Trip | None = None,
+    route: str | None = None,
 ) -> BaseModel:
     """Score one instance or a batch, once per request id (the caller checked Kafka is up);
-    ``trip`` is this HTTP request's trace and stamps (see :mod:`gateway.trips`)."""
+    ``trip`` is this HTTP request's trace and stamps (see :mod:`gateway.trips`), ``route`` the
+    name of its server span (by default the ``/v1`` route of its kind)."""
     request, digest = _request(scoring.bridge.instance_id, payload, request_id)
     result, replayed = await scoring.answers.once(
         request.request_id,
         digest,
-        lambda: _answer(scoring, request, digest, request_id is not None, trip),
+        lambda: _answer(scoring, request, digest, request_id is not None, trip, route),
     )
     if replayed:
         scoring.metrics.replayed_answers.labels("memory").inc()

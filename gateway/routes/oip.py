@@ -340,8 +340,13 @@ async def _infer(
         header_length=int(header) if header is not None else None,
     )
     kafka.require()
+    route = request.scope.get("route")
     answer = await predicting.predict(
-        scoring=scoring, payload=parsed.batch, request_id=parsed.id, trip=trip
+        scoring=scoring,
+        payload=parsed.batch,
+        request_id=parsed.id,
+        trip=trip,
+        route=f"POST {getattr(route, 'path', request.url.path)}",
     )
     if not isinstance(answer, BatchAnswer):
         raise UnreadableAnswer(f"the answer to {parsed.id} is not a batch answer")

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from gateway.answer_book import AnswerBook
 from gateway.predicting import on_late_answer
+from irisflow.otel import Spans
 from irisflow.schemas import MatrixPredictionRequest
 from irisflow.settings import KafkaSettings
 from tests.factories import SETOSA, VIRGINICA, model_update
@@ -63,6 +64,22 @@ def test_infer_scores_a_tensor_as_one_matrix_record_and_answers_tensors(
     assert isinstance(record, MatrixPredictionRequest)
     assert record.request_id == "call-1"
     assert record.feature_names == list(SETOSA)
+
+
+def test_an_infer_calls_server_span_is_named_after_its_route(
+    oip: tuple[TestClient, FakeBridge],
+) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    client, _ = oip
+    state: Any = client.app.state  # type: ignore[attr-defined]
+    exporter = InMemorySpanExporter()
+    spans = Spans.with_processor(SimpleSpanProcessor(exporter), service="gateway")
+    state.scoring = dataclasses.replace(state.scoring, spans=spans)
+    assert client.post("/v2/models/iris/versions/1/infer", json={"inputs": [TENSOR]}).is_success
+    servers = [s.name for s in exporter.get_finished_spans() if s.kind.name == "SERVER"]
+    assert servers == ["POST /v2/models/{model_name}/versions/{version}/infer"]
 
 
 def test_the_same_id_is_answered_once_and_other_rows_under_it_are_a_409(
