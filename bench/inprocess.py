@@ -37,6 +37,13 @@ class Body(BaseModel):
     request_id: str | None = None
 
 
+class BatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[dict[str, float]]
+    request_id: str | None = None
+
+
 def build_app(model: Any) -> FastAPI:
     """An app whose only route scores one instance per request."""
     app = FastAPI(title="in-process baseline")
@@ -53,6 +60,23 @@ def build_app(model: Any) -> FastAPI:
             "prediction": classes[best],
             "probabilities": dict(zip(classes, probabilities.tolist(), strict=True)),
             "model_version": 1,
+            "latency_seconds": time.perf_counter() - started,
+        }
+
+    @app.post("/v1/predict/batch")
+    def predict_batch(body: BatchBody) -> dict[str, Any]:
+        """Many instances, one ``predict_proba`` call (bench/http_batch.py's baseline)."""
+        started = time.perf_counter()
+        rows = np.asarray([[i[name] for name in FEATURES] for i in body.instances], np.float64)
+        probabilities = model.predict_proba(rows)
+        winners = probabilities.argmax(axis=1).tolist()
+        return {
+            "request_id": body.request_id or uuid.uuid4().hex,
+            "model_version": 1,
+            "predictions": [
+                {"label": classes[best], "probabilities": dict(zip(classes, row, strict=True))}
+                for best, row in zip(winners, probabilities.tolist(), strict=True)
+            ],
             "latency_seconds": time.perf_counter() - started,
         }
 
