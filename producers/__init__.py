@@ -1,1 +1,1 @@
-"""Clients that publish prediction requests and feedback to irisflow's topics."""
+"""irisflow's Python clients: HTTP (/v1 and the Open Inference Protocol) and Kafka."""

@@ -1,4 +1,13 @@
-"""A small async client for publishing requests and feedback, usable from any Python program."""
+"""irisflow's Python clients, from one import.
+
+* over HTTP, for applications: :class:`IrisflowClient` / :class:`AsyncIrisflowClient` (the
+  gateway's ``/v1`` API: predict, batches, feedback, the audit record, models) and
+  :class:`InferenceClient` / :class:`AsyncInferenceClient` (the Open Inference Protocol v2:
+  readiness, model metadata, infer with numpy arrays), each with batching helpers that cut
+  any number of rows into calls;
+* over Kafka, for traffic generators (``irisflow produce``): :class:`IrisflowProducer`, which
+  publishes requests and feedback straight to the topics without waiting for answers.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +20,40 @@ from irisflow.kafka.clients import make_producer
 from irisflow.schemas import Feedback, PredictionRequest
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Outgoing, Topics
+from producers.errors import FieldProblem, GatewayError, GatewayUnreachable
+from producers.inference import AsyncInferenceClient, InferenceClient
+from producers.rest import AsyncIrisflowClient, IrisflowClient
+from producers.results import (
+    Accepted,
+    BatchResult,
+    FeedbackSent,
+    InferResult,
+    ModelCatalog,
+    OipModel,
+    PredictionRecord,
+    PredictResult,
+    RowResult,
+)
 
-__all__ = ["IrisflowProducer"]
+__all__ = [
+    "Accepted",
+    "AsyncInferenceClient",
+    "AsyncIrisflowClient",
+    "BatchResult",
+    "FeedbackSent",
+    "FieldProblem",
+    "GatewayError",
+    "GatewayUnreachable",
+    "InferResult",
+    "InferenceClient",
+    "IrisflowClient",
+    "IrisflowProducer",
+    "ModelCatalog",
+    "OipModel",
+    "PredictResult",
+    "PredictionRecord",
+    "RowResult",
+]
 
 
 class IrisflowProducer:
