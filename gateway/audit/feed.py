@@ -61,6 +61,7 @@ from irisflow.tracing import read_hops, trace_of
 
 __all__ = [
     "CONSUMER",
+    "POLL_BYTES",
     "AuditFeed",
     "audit_group_id",
     "drift_row",
@@ -73,6 +74,8 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "gateway.audit"
 """The consumer name on this feed's dead letters and in the dead-letter metric."""
+POLL_BYTES = 4 * 1024 * 1024
+"""Record bytes one fetch of the feed brings at most (about 60 batches of 1,000 rows)."""
 
 
 def audit_group_id(app_id: str, url: str) -> str:
@@ -227,6 +230,9 @@ class AuditFeed:
             # Fewer, larger writes: the broker holds a fetch for up to half a second until 64 KB
             # are there, so the feed writes a few batches a second at any rate instead of one
             # per answer (the audit trails by at most that; the answers themselves never wait).
+            # A fetch brings at most POLL_BYTES (the broker still sends one larger record
+            # whole): a feed that lags behind 1,000-row batches must not read 50 MB of them,
+            # hundreds of MB once decoded, into the gateway at once.
             consumer = make_consumer(
                 self._kafka,
                 *self._routes,
@@ -234,6 +240,7 @@ class AuditFeed:
                 max_poll_records=2000,
                 fetch_min_bytes=64 * 1024,
                 fetch_max_wait_ms=500,
+                fetch_max_bytes=POLL_BYTES,
             )
             producer = make_producer(self._kafka)
             try:

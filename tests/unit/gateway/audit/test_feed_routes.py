@@ -332,6 +332,7 @@ async def test_the_feed_reconnects_after_a_broker_error_and_keeps_polling_throug
             kafka.topics.drift_events,
         }
         assert kwargs["group_id"] == audit_group_id(kafka.app_id, store.url)
+        assert kwargs["fetch_max_bytes"] == feed_module.POLL_BYTES <= 4 * 1024 * 1024
     assert producer_settings == [kafka, kafka]
     assert consumers[0].log == ["start", "stop"]
     assert producers[0].log == ["stop"]
