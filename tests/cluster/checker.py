@@ -123,6 +123,8 @@ class Call:
     features: Mapping[str, float]
     label: str | None = None
     model_version: int | None = None
+    truth: str | None = None
+    """The input's true label (the feedback a client gives for it)."""
 
 
 @dataclass

@@ -23,9 +23,13 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
+from irisflow.errors import KafkaUnavailable
+from irisflow.kafka.admin import describe_partitions
 from irisflow.local.broker.cluster import KafkaCluster
 from irisflow.local.broker.runtime import ensure_kafka_jars, port_is_free
+from irisflow.settings import KafkaSettings
 from tests.conftest import ROOT
 
 BROKERS = 3
@@ -98,6 +102,16 @@ def whole(cluster: KafkaCluster, timeout: float = 120.0) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"the cluster did not get back in sync within {timeout:.0f}s: {lagging}")
+
+
+def leader(kafka: KafkaSettings, topic: str, partition: int) -> int | None:
+    """The broker leading ``topic[partition]`` (``None``: the broker asked did not answer,
+    which may happen while one of its peers is down and not yet fenced)."""
+    try:
+        states = asyncio.run(describe_partitions(kafka))
+    except (KafkaError, KafkaUnavailable):
+        return None
+    return next(s.leader for s in states if (s.topic, s.partition) == (topic, partition))
 
 
 @pytest.fixture

@@ -15,20 +15,15 @@ to keep the cluster tests within their few minutes.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from aiokafka.errors import KafkaError
 
-from irisflow.errors import KafkaUnavailable
-from irisflow.kafka.admin import describe_partitions
 from irisflow.local.broker.cluster import KafkaCluster
-from irisflow.settings import KafkaSettings
 from tests.cluster.checker import settled
-from tests.cluster.conftest import Reporter, whole
+from tests.cluster.conftest import Reporter, leader, whole
 from tests.cluster.traffic import Traffic
 from tests.e2e.conftest import Stack, eventually, launch_stack, stop_all
 
@@ -39,16 +34,6 @@ FAIL_AT = 4.0
 RESTART_AFTER = 5.0
 """Seconds the broker stays down (past the 6 s session of a killed one, counted from its kill,
 once its partitions have moved)."""
-
-
-def leader(kafka: KafkaSettings, topic: str, partition: int) -> int | None:
-    """The broker leading ``topic[partition]`` (``None``: the broker asked did not answer,
-    which may happen while one of its peers is down and not yet fenced)."""
-    try:
-        states = asyncio.run(describe_partitions(kafka))
-    except (KafkaError, KafkaUnavailable):
-        return None
-    return next(s.leader for s in states if (s.topic, s.partition) == (topic, partition))
 
 
 @pytest.fixture(scope="module")

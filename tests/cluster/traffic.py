@@ -88,12 +88,37 @@ class Traffic:
             if answer is None:
                 continue
             told = answer.json()
-            ledger.accepted[rid] = Call(features, told.get("label"), told.get("model_version"))
+            truth = str(y[row])
+            call = Call(features, told.get("label"), told.get("model_version"), truth)
+            ledger.accepted[rid] = call
             if self.feedback:
-                label = str(y[row])
-                feedback = {"request_id": rid, "label": label}
-                if await self._call(client, "/v1/feedback", feedback, f"feedback {rid}", ledger):
-                    ledger.feedback[rid] = label
+                await self._feedback(client, rid, truth, ledger)
+
+    async def _feedback(
+        self, client: httpx.AsyncClient, rid: str, label: str, ledger: Ledger
+    ) -> None:
+        body = {"request_id": rid, "label": label}
+        if await self._call(client, "/v1/feedback", body, f"feedback {rid}", ledger):
+            ledger.feedback[rid] = label
+
+    def feedback_for(self, ledger: Ledger) -> None:
+        """Give the feedback of every prediction ``ledger`` holds as accepted (into the same
+        ledger), each lane's in the order it predicted: the feedback of earlier predictions."""
+
+        async def give() -> None:
+            lanes: dict[str, list[str]] = {}
+            for rid in sorted(ledger.accepted):
+                lanes.setdefault(rid.rsplit(".", 1)[0], []).append(rid)
+            async with httpx.AsyncClient(timeout=self.http_timeout) as client:
+
+                async def lane(mine: list[str]) -> None:
+                    for rid in mine:
+                        truth = ledger.accepted[rid].truth or ""
+                        await self._feedback(client, rid, truth, ledger)
+
+                await asyncio.gather(*(lane(mine) for mine in lanes.values()))
+
+        asyncio.run(give())
 
     async def _call(
         self,
