@@ -65,6 +65,11 @@ __all__ = ["Answer", "KafkaBridge", "LateHandler", "Request"]
 log = logging.getLogger(__name__)
 
 
+BATCH_BYTES = 1024 * 1024
+"""Bytes of records a partition's batch gathers while a produce request is in flight (one per
+broker): at aiokafka's default (16 KB) every 60 KB batch request went alone, one per round trip."""
+
+
 class KafkaBridge:
     """One producer and one group-less reply reader per gateway process."""
 
@@ -109,7 +114,7 @@ class KafkaBridge:
     def new_producer(self) -> AIOKafkaProducer:
         """The core's producer (``acks=all``, idempotent), with a short request timeout so that
         an unreachable broker is a prompt 503."""
-        return make_producer(self.kafka, request_timeout_ms=5000)
+        return make_producer(self.kafka, request_timeout_ms=5000, max_batch_size=BATCH_BYTES)
 
     async def start(self) -> None:
         self._producer = self.new_producer()
