@@ -95,13 +95,31 @@ class Labeled:
     record: Incoming
 
 
+Position = tuple[str, int, int]
+"""Where a record is: topic, partition, offset."""
+
+
+def _position(entry: Labeled) -> Position | None:
+    record = entry.record
+    if record.partition is None or record.offset is None:
+        return None
+    return record.topic, record.partition, record.offset
+
+
 class Window:
     """The newest ``size`` labeled samples, oldest first; ``pending`` counts the newest ones no
-    retraining decision has used yet (a failed retraining dead-letters exactly those)."""
+    retraining decision has used yet (a failed retraining dead-letters exactly those).
+
+    A record the window already holds (same topic, partition and offset) is not taken again:
+    the trainer commits only with a decision, so a rebalance of its group makes its consumer
+    read the uncommitted labels a second time, and counted twice they would bring the next
+    retraining forward and weigh those samples double in it.
+    """
 
     def __init__(self, size: int) -> None:
         self._entries: deque[Labeled] = deque(maxlen=size)
         self._pending = 0
+        self._held: set[Position] = set()
 
     @property
     def pending(self) -> int:
@@ -113,9 +131,24 @@ class Window:
     def __iter__(self) -> Iterator[Labeled]:
         return iter(self._entries)
 
-    def add(self, entry: Labeled) -> None:
+    def add(self, entry: Labeled) -> bool:
+        """Take ``entry``; ``False`` (nothing changes) if its record is held already."""
+        position = _position(entry)
+        if position is not None and position in self._held:
+            return False
+        if len(self._entries) == self._entries.maxlen:
+            self._forget([self._entries[0]])
         self._entries.append(entry)
+        if position is not None:
+            self._held.add(position)
         self._pending += 1
+        return True
+
+    def _forget(self, entries: list[Labeled]) -> None:
+        for entry in entries:
+            position = _position(entry)
+            if position is not None:
+                self._held.discard(position)
 
     def decided(self) -> None:
         """Every sample in the window has been part of a decision now."""
@@ -127,12 +160,14 @@ class Window:
         fresh = list(self._entries)[len(self._entries) - self.pending :]
         self._pending = self.pending - sum(id(entry) in gone for entry in fresh)
         kept = [entry for entry in self._entries if id(entry) not in gone]
+        self._forget(dropped)
         self._entries.clear()
         self._entries.extend(kept)
 
     def drop_pending(self) -> list[Labeled]:
         """Remove and return the pending samples, oldest first."""
         pending = [self._entries.pop() for _ in range(self.pending)]
+        self._forget(pending)
         self._pending = 0
         return pending[::-1]
 

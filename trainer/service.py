@@ -186,7 +186,8 @@ class RetrainingService:
     def _use(self, record: Incoming) -> str | None:
         message = self._input.decode(record)
         if isinstance(message, LabeledSample):
-            self._window.add(Labeled(message, record))
+            if not self._window.add(Labeled(message, record)):
+                return None  # read again after a rebalance: counted when first read
             self.metrics.labels_seen.inc()
             self.metrics.pending_labels.set(self._window.pending)
             return None

@@ -344,7 +344,7 @@ def test_samples_of_a_class_training_cannot_learn_are_left_out_and_only_they_dea
     service = RetrainingService(settings)
     asyncio.run(service._on_model(model_update(1)))  # a champion: the gate decides, no publish
     service._input.classes = (*service._input.classes, "hybrid")
-    hybrids = [_labelled_as(settings, offset, "hybrid") for offset in (3, 7)]
+    hybrids = [_labelled_as(settings, offset, "hybrid") for offset in (12, 13)]
     for offset in range(12):
         service.take(_labeled(settings, offset))
     for record in hybrids:
