@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.audit.store import AuditUnavailable
 from gateway.bodies import ErrorBody, ErrorDetail, FieldError
 from irisflow.errors import (
     ArtifactError,
@@ -114,6 +115,7 @@ _STATUS: list[tuple[type[IrisflowError], int, str]] = [
     (Forbidden, 403, "forbidden"),
     (NoModelLive, 503, "no_model"),
     (KafkaUnavailable, 503, "kafka_unavailable"),
+    (AuditUnavailable, 503, "audit_unavailable"),
     (PredictionTimeout, 504, "timeout"),
     (UnreadableAnswer, 502, "bad_answer"),
     (ArtifactError, 409, "artifact_invalid"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pydantic import BaseModel
 
 from gateway.answer_book import AnswerBook, batch_digest, input_digest
 from gateway.audit.records import AuditRecord
-from gateway.audit.store import AuditStore
+from gateway.audit.store import AuditStore, AuditUnavailable
 from gateway.batches import Batch, BatchAnswer
 from gateway.bodies import Accepted, InstancePublic, PredictionPublic
 from gateway.bridge import Answer, KafkaBridge, LateHandler, Request
@@ -45,6 +46,8 @@ from irisflow.schemas import (
 )
 
 __all__ = ["Payload", "Scoring", "accept", "on_late_answer", "predict"]
+
+log = logging.getLogger(__name__)
 
 Payload = FeatureVector | Batch
 """One instance (a ``/v1/predict`` body's features), or a checked batch as a matrix."""
@@ -156,7 +159,13 @@ async def _known(audit: AuditStore, request: Request, digest: str) -> AuditRecor
     """What the audit knows of a client-chosen id: a request still pending, or its answer
     (``None`` if nothing, only feedback, an answer a retry may cure, or an incomplete one, so
     the id is scored again); a different input under it is a conflict."""
-    record = await asyncio.to_thread(audit.get, request.request_id)
+    try:
+        record = await asyncio.to_thread(audit.get, request.request_id)
+    except AuditUnavailable as exc:
+        # Serving does not wait for the audit: the id is scored (again, if another replica
+        # answered it already: the same model gives the same answer).
+        log.warning("%s; scoring %s without checking it", exc, request.request_id)
+        return None
     if record is None or record.status == "unrequested":
         return None
     if record.features is not None and input_digest(record.kind, record.features) != digest:
@@ -177,7 +186,10 @@ async def _await_pending(
             done, _ = await asyncio.wait({waiter}, timeout=0.25)
             if waiter in done:
                 return public(waiter.result(), time.perf_counter() - started)
-            record = await asyncio.to_thread(audit.get, request.request_id)
+            try:
+                record = await asyncio.to_thread(audit.get, request.request_id)
+            except AuditUnavailable:
+                continue  # the answer may still come on the topic
             if record is not None and _usable(record):
                 return _from_audit(record)
     finally:

@@ -10,13 +10,14 @@ Calls are blocking: the gateway runs them in a worker thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -31,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from gateway.audit.records import AuditRecord, DriftAlarm
 from gateway.audit.tables import (
@@ -45,9 +46,36 @@ from gateway.audit.tables import (
     records,
     to_record,
 )
-from irisflow.errors import ConfigError
+from irisflow.errors import ConfigError, IrisflowError
 
-__all__ = ["AuditBatch", "AuditStore", "audit_url"]
+__all__ = ["AuditBatch", "AuditStore", "AuditUnavailable", "audit_url"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class AuditUnavailable(IrisflowError):
+    """The audit database did not answer (down, unreachable, out of connections)."""
+
+
+def _reading(method: Callable[P, T]) -> Callable[P, T]:
+    """A lookup whose database is unreachable raises :class:`AuditUnavailable` (HTTP 503, a
+    condition that passes) instead of SQLAlchemy's error (a 500, which says "bug")."""
+
+    @functools.wraps(method)
+    def read(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            store = args[0]
+            where = getattr(store, "url", "the audit database")
+            raise AuditUnavailable(
+                f"the audit database {where} did not answer ({type(exc.orig).__name__}); "
+                "predictions are still served, retry the audit later"
+            ) from exc
+
+    return read
+
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +254,7 @@ class AuditStore:
                 stmt = dialect.insert(drift_events).on_conflict_do_nothing()
                 conn.execute(stmt, batch.drift)
 
+    @_reading
     def get(self, request_id: str) -> AuditRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(records).where(records.c.request_id == request_id)).first()
@@ -234,6 +263,7 @@ class AuditStore:
             hop_row = conn.execute(select(hops).where(hops.c.request_id == request_id)).first()
         return to_record(row, hop_row)
 
+    @_reading
     def page(
         self,
         *,
@@ -252,6 +282,7 @@ class AuditStore:
             rows = conn.execute(query.order_by(key, records.c.request_id).limit(limit)).all()
         return [to_record(row) for row in rows]
 
+    @_reading
     def window(self, since: float, *, limit: int = 20000) -> Sequence[Any]:
         """Recent rows for the dashboard's counts, newest first, at most ``limit``.
 
@@ -281,6 +312,7 @@ class AuditStore:
         with self.engine.connect() as conn:
             return conn.execute(query).all()
 
+    @_reading
     def recent_inputs(
         self, since: float, *, max_instances: int = 20000
     ) -> Sequence[tuple[float, Any]]:
@@ -308,6 +340,7 @@ class AuditStore:
         with self.engine.connect() as conn:
             return [(row.at, instances_of(row.features)) for row in conn.execute(query)]
 
+    @_reading
     def drift_alarms(self, since: float, *, limit: int = 50) -> list[DriftAlarm]:
         c = drift_events.c
         query = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BeforeValidator, WithJsonSchema
@@ -27,6 +27,13 @@ Instant = Annotated[
 """Unix seconds, from either spelling (:mod:`gateway.instants`)."""
 
 
+_AUDIT_DOWN: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": "The audit database did not answer (audit_unavailable); predictions are "
+    "still served",
+}
+
+
 @router.get(
     "/predictions/{request_id}",
     response_model=AuditRecord,
@@ -35,7 +42,8 @@ Instant = Annotated[
             "model": ErrorBody,
             "description": "No request or feedback with this id is known (yet: the audit is "
             "written from the topics, about a second after a request is accepted)",
-        }
+        },
+        503: _AUDIT_DOWN,
     },
 )
 async def get_prediction(request_id: RequestIdPath, audit: Audit) -> AuditRecord:
@@ -46,7 +54,7 @@ async def get_prediction(request_id: RequestIdPath, audit: Audit) -> AuditRecord
     return record
 
 
-@router.get("/audit", response_model=AuditPage)
+@router.get("/audit", response_model=AuditPage, responses={503: _AUDIT_DOWN})
 async def audit(
     audit: Audit,
     since: Instant = None,

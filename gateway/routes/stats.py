@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from gateway.audit.records import Stats
 from gateway.audit.stats import compute_stats
 from gateway.audit.store import AuditStore
+from gateway.bodies import ErrorBody
 from gateway.deps import Audit, Live
 from irisflow.schemas import ModelMetadata
 
@@ -32,7 +33,16 @@ def _stats(audit: AuditStore, live: ModelMetadata | None, window: float, buckets
     )
 
 
-@router.get("/stats", response_model=Stats)
+@router.get(
+    "/stats",
+    response_model=Stats,
+    responses={
+        503: {
+            "model": ErrorBody,
+            "description": "The audit database did not answer (audit_unavailable)",
+        }
+    },
+)
 async def stats(
     audit: Audit,
     live: Live,

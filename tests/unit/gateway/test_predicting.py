@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import create_engine
 
 from gateway.answer_book import input_digest
 from gateway.audit.feed import feedback_row, prediction_row, request_row
@@ -291,3 +292,18 @@ async def test_an_id_pending_in_the_audit_is_awaited_on_the_topic_not_published_
     answer = await scoring.predict(SETOSA, "elsewhere-3")
     assert answer.label == "setosa"
     assert scoring.published == []
+
+
+UNREACHABLE_DATABASE = "postgresql+psycopg://irisflow:s3cret@127.0.0.1:1/audit"
+"""A real driver's connection error: nothing listens on port 1."""
+
+
+async def test_an_unreachable_audit_does_not_stop_a_client_id_from_being_scored(
+    scoring: FakeScoring,
+) -> None:
+    """Serving does not wait for the audit: the id is scored as if new (another replica may
+    have answered it: the same model gives the same answer)."""
+    scoring.audit.engine = create_engine(UNREACHABLE_DATABASE)
+    answer = await scoring.predict(SETOSA, "while-the-audit-is-down")
+    assert answer.label == "setosa"
+    assert len(scoring.published) == 1
