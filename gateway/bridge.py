@@ -27,7 +27,10 @@ with its topic, partition and offset, and counted by ``on_error``), and the read
 restarted if it ever fails.
 
 The producer is the core's: ``acks=all`` and idempotent, so an accepted request, feedback or
-admin command survives a leader failover and is not duplicated by the producer's retries.
+admin command survives a leader failover and is not duplicated by the producer's retries. A
+publish that outlasts the caller's timeout (a leader election takes a broker session, 6 to 9
+seconds) is a 503, but not a loss: the producer still delivers the record when a leader is
+back, so its id is watched like a timed-out one and a retry is answered by that late answer.
 
 Which reply answers whom (waiters, watched ids, digest checks) is :mod:`gateway.replies`.
 
@@ -274,7 +277,14 @@ class KafkaBridge:
         sent = time.monotonic()
         try:
             if send:
-                await self._send(request, timeout=timeout, trip=trip)
+                try:
+                    await self._send(request, timeout=timeout, trip=trip)
+                except KafkaUnavailable:
+                    # Indeterminate: the idempotent producer keeps the record and delivers it
+                    # once a leader is back (an election), so its answer may still come; kept,
+                    # it answers a retry of this id instead of a second publish.
+                    self.replies.watch(rid, shape_of(request), context, sent, request.input_digest)
+                    raise
                 if on_sent is not None:
                     on_sent()
             try:
