@@ -44,7 +44,7 @@ from irisflow.kafka.clients import assign_all, behind, make_consumer
 from irisflow.registry import load_update
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import ArtifactSettings, KafkaSettings, TopicNames
-from irisflow.tracing import HEDGE_OF
+from irisflow.tracing import HEDGE_OF, REQUEST_PARTITION
 
 __all__ = [
     "Call",
@@ -278,6 +278,13 @@ def _requests_row(recs: Sequence[Rec], ledger: Ledger) -> tuple[Row, dict[str, d
     return row, first
 
 
+def _answers_a_copy(rec: Rec) -> bool:
+    """Whether an answer came from another partition than its request's: the answer to a
+    gateway's hedged copy (answers name the partition of the request they answer)."""
+    partition = dict(rec.headers).get(REQUEST_PARTITION)
+    return partition is not None and partition != str(rec.partition).encode()
+
+
 def _answer_wrong(
     rid: str, body: Mapping[str, Any], asked: Mapping[str, Any] | None, label_of: LabelOf
 ) -> str | None:
@@ -318,7 +325,8 @@ def _predictions_row(
         lost=unanswered,
         duplicated=_duplicated(recs),
         reordered=_reordered(recs, _by_lane),
-        note=f"{sum(1 for n in keys.values() if n > 1)} requests answered more than once",
+        note=f"{sum(1 for n in keys.values() if n > 1)} requests answered more than once, "
+        f"{sum(map(_answers_a_copy, recs))} answers to hedged copies",
     )
     return row, wrong, succeeded
 

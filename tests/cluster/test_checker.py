@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import orjson
 
 from irisflow.settings import TopicNames
-from irisflow.tracing import HEDGE_OF
+from irisflow.tracing import HEDGE_OF, REQUEST_PARTITION
 from tests.cluster.checker import Call, Ledger, Rec, by_topic, check, lane_id
 
 NAMES = TopicNames()
@@ -136,9 +136,13 @@ def test_the_same_content_twice_is_a_duplicate_whatever_its_timestamps() -> None
     topics.answer(RID[0], latency_seconds=0.5)  # scored again
     hedge = {"request_id": RID[0], "features": SETOSA, "input_digest": "d", "sent_at": 1.0}
     topics.add(NAMES.requests, RID[0], hedge, 1, ((HEDGE_OF, b"0"),))  # a copy, no duplicate
+    copy_answer = {"request_id": RID[0], "label": "setosa", "model_version": 1, "input_digest": "d"}
+    topics.add(NAMES.predictions, RID[0], copy_answer, 0, ((REQUEST_PARTITION, b"1"),))
     found = counts(topics, ledger_of(RID[0]))
     assert found["requests"] == (3, 0, 1, 0)
-    assert found["predictions"] == (2, 0, 1, 0)
+    assert found["predictions"] == (3, 0, 2, 0)
+    report = check(by_topic(topics.recs), NAMES, ledger_of(RID[0]), label_of)
+    assert report.row("predictions").note.endswith("1 answers to hedged copies")
 
 
 def test_a_lane_record_after_a_later_one_in_its_partition_is_reordered() -> None:

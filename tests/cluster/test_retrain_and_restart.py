@@ -141,7 +141,7 @@ def test_a_broker_killed_during_a_retraining_leaves_one_new_version_every_worker
     assert live_version(full.stack) == new
     assert full.pids() == pids
     ledger = Ledger(versions=set(range(1, new + 1)), retrains_acknowledged=1)
-    result = settled(kafka, ledger)
+    result = settled(kafka, ledger, run="retraining")  # no traffic of its own: none counted
     report(
         result.table(
             f"broker {victim}, leader of model-updates, killed (kill -9) during a retraining",
