@@ -33,7 +33,7 @@ class Topics:
         self,
         topic: str,
         key: str,
-        body: dict[str, object],
+        body: Mapping[str, object],
         partition: int = 0,
         headers: tuple[tuple[str, bytes], ...] = (),
     ) -> None:

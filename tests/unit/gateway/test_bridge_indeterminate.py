@@ -28,7 +28,7 @@ class StalledProducer:
 async def test_an_answer_to_a_request_whose_publish_timed_out_is_kept_for_its_retry() -> None:
     late: list[tuple[str, str, Answer]] = []
     bridge = KafkaBridge(KafkaSettings(), on_late=lambda rid, c, a, _: late.append((rid, c, a)))
-    bridge._producer = StalledProducer()  # type: ignore[assignment]
+    bridge._producer = StalledProducer()
     request = PredictionRequest(request_id="r1", features=SETOSA, input_digest="single:d")
     with pytest.raises(KafkaUnavailable, match="could not publish"):
         await bridge.request(request, context="fingerprint", timeout=0.05)
