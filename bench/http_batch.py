@@ -30,6 +30,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -265,6 +266,7 @@ def main() -> None:
         if baseline is not None:
             baseline.stop()
         broker.stop()
+        shutil.rmtree(folder / "kafka", ignore_errors=True)  # gigabytes of batches; logs stay
     if args.json:
         print(json.dumps(document, indent=2))
         return
