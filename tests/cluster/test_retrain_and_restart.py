@@ -125,14 +125,15 @@ def test_a_broker_killed_during_a_retraining_leaves_one_new_version_every_worker
     kafka = full.stack.settings.kafka
     new = live_version(full.stack) + 1
     pids = full.pids()
+    victim = leader(kafka, kafka.topics.model_updates, 0)
+    assert victim is not None
     asked_before = full.log("trainer").count("retraining requested by cli")
     asked = _irisflow(full.stack, "retrain", "--reason", "fault drill")
     assert asked.returncode == 0, asked.stderr[-2000:]
+    # killed once the trainer says it retrains (its training takes about 2 s here)
     assert eventually(
         lambda: full.log("trainer").count("retraining requested by cli") > asked_before
     )
-    victim = leader(kafka, kafka.topics.model_updates, 0)
-    assert victim is not None
     began, killed_at = time.monotonic(), time.time()
     cluster.stop_broker(victim, kill=True)
     swapped = eventually(lambda: full.served() == [new, new], 120)
