@@ -44,7 +44,7 @@ from irisflow.kafka.clients import assign_all, behind, make_consumer
 from irisflow.registry import load_update
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import ArtifactSettings, KafkaSettings, TopicNames
-from irisflow.tracing import HEDGE_OF, REQUEST_PARTITION
+from irisflow.tracing import HEDGE_OF
 
 __all__ = [
     "Call",
@@ -260,13 +260,17 @@ def _by_version(rec: Rec) -> tuple[str, int] | None:
     return (rec.rid, version) if isinstance(version, int) else None
 
 
-def _requests_row(recs: Sequence[Rec], ledger: Ledger) -> tuple[Row, dict[str, dict[str, Any]]]:
+Asked = dict[str, tuple[int, dict[str, Any]]]
+"""Request id → the partition and body of its first original record (hedged copies aside)."""
+
+
+def _requests_row(recs: Sequence[Rec], ledger: Ledger) -> tuple[Row, Asked]:
     originals = [rec for rec in recs if HEDGE_OF not in dict(rec.headers)]
-    first: dict[str, dict[str, Any]] = {}
+    first: Asked = {}
     for rec in originals:
         body = rec.json()
         if body is not None:
-            first.setdefault(rec.rid, body)
+            first.setdefault(rec.rid, (rec.partition, body))
     row = Row(
         "requests",
         records=len(recs),
@@ -276,13 +280,6 @@ def _requests_row(recs: Sequence[Rec], ledger: Ledger) -> tuple[Row, dict[str, d
         note=f"{len(recs) - len(originals)} hedged copies",
     )
     return row, first
-
-
-def _answers_a_copy(rec: Rec) -> bool:
-    """Whether an answer came from another partition than its request's: the answer to a
-    gateway's hedged copy (answers name the partition of the request they answer)."""
-    partition = dict(rec.headers).get(REQUEST_PARTITION)
-    return partition is not None and partition != str(rec.partition).encode()
 
 
 def _answer_wrong(
@@ -302,8 +299,11 @@ def _answer_wrong(
 
 
 def _predictions_row(
-    recs: Sequence[Rec], asked: Mapping[str, Mapping[str, Any]], ledger: Ledger, label_of: LabelOf
+    recs: Sequence[Rec], asked: Asked, ledger: Ledger, label_of: LabelOf
 ) -> tuple[Row, list[str], set[str]]:
+    """Answers are written to the partition of the request they answer, so the answer to a
+    hedged copy is in another partition than its original's. A request answered by its copy
+    is left out of the order check: its original's answer may come after the lane's next."""
     answered: set[str] = set()
     succeeded: set[str] = set()
     wrong: list[str] = []
@@ -314,9 +314,12 @@ def _predictions_row(
         answered.add(rec.rid)
         if body.get("label") is not None:
             succeeded.add(rec.rid)
-        problem = _answer_wrong(rec.rid, body, asked.get(rec.rid), label_of)
+        request = asked.get(rec.rid)
+        problem = _answer_wrong(rec.rid, body, request and request[1], label_of)
         if problem is not None:
             wrong.append(problem)
+    copies = [rec for rec in recs if rec.rid in asked and rec.partition != asked[rec.rid][0]]
+    copied = {rec.rid for rec in copies}
     keys = Counter(rec.rid for rec in recs)
     unanswered = sorted((set(asked) | set(ledger.accepted)) - answered)
     row = Row(
@@ -324,9 +327,9 @@ def _predictions_row(
         records=len(recs),
         lost=unanswered,
         duplicated=_duplicated(recs),
-        reordered=_reordered(recs, _by_lane),
+        reordered=_reordered([rec for rec in recs if rec.rid not in copied], _by_lane),
         note=f"{sum(1 for n in keys.values() if n > 1)} requests answered more than once, "
-        f"{sum(map(_answers_a_copy, recs))} answers to hedged copies",
+        f"{len(copies)} answers to hedged copies",
     )
     return row, wrong, succeeded
 

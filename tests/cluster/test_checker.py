@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import orjson
 
 from irisflow.settings import TopicNames
-from irisflow.tracing import HEDGE_OF, REQUEST_PARTITION
+from irisflow.tracing import HEDGE_OF
 from tests.cluster.checker import Call, Ledger, Rec, by_topic, check, lane_id
 
 NAMES = TopicNames()
@@ -136,8 +136,7 @@ def test_the_same_content_twice_is_a_duplicate_whatever_its_timestamps() -> None
     topics.answer(RID[0], latency_seconds=0.5)  # scored again
     hedge = {"request_id": RID[0], "features": SETOSA, "input_digest": "d", "sent_at": 1.0}
     topics.add(NAMES.requests, RID[0], hedge, 1, ((HEDGE_OF, b"0"),))  # a copy, no duplicate
-    copy_answer = {"request_id": RID[0], "label": "setosa", "model_version": 1, "input_digest": "d"}
-    topics.add(NAMES.predictions, RID[0], copy_answer, 0, ((REQUEST_PARTITION, b"1"),))
+    topics.answer(RID[0], partition=1)  # the hedged copy's answer, in the copy's partition
     found = counts(topics, ledger_of(RID[0]))
     assert found["requests"] == (3, 0, 1, 0)
     assert found["predictions"] == (3, 0, 2, 0)
@@ -157,6 +156,20 @@ def test_a_lane_record_after_a_later_one_in_its_partition_is_reordered() -> None
         "predictions": 1,
         "feedback": 1,
     }
+
+
+def test_a_request_answered_by_its_hedged_copy_may_see_its_original_answered_late() -> None:
+    """The lane sent its next request once the copy answered; the original's answer, held up
+    with its partition, comes after the next one's: not a reordering."""
+    topics = Topics()
+    topics.request(RID[0])
+    topics.add(NAMES.requests, RID[0], {"request_id": RID[0]}, 1, ((HEDGE_OF, b"0"),))
+    topics.answer(RID[0], partition=1)
+    topics.served(RID[1])
+    topics.answer(RID[0])
+    topics.feedback(RID[0])
+    topics.labeled(RID[0])
+    assert counts(topics, ledger_of(*RID[:2]))["predictions"] == (3, 0, 1, 0)
 
 
 def test_an_answer_the_model_would_not_give_or_to_other_input_is_wrong() -> None:
