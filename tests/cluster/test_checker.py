@@ -160,7 +160,8 @@ def test_a_lane_record_after_a_later_one_in_its_partition_is_reordered() -> None
 
 def test_a_request_answered_by_its_hedged_copy_may_see_its_original_answered_late() -> None:
     """The lane sent its next request once the copy answered; the original's answer, held up
-    with its partition, comes after the next one's: not a reordering."""
+    with its partition, comes after the next one's (and so does its labeled sample, joined with
+    the original): not a reordering."""
     topics = Topics()
     topics.request(RID[0])
     topics.add(NAMES.requests, RID[0], {"request_id": RID[0]}, 1, ((HEDGE_OF, b"0"),))
@@ -169,7 +170,9 @@ def test_a_request_answered_by_its_hedged_copy_may_see_its_original_answered_lat
     topics.answer(RID[0])
     topics.feedback(RID[0])
     topics.labeled(RID[0])
-    assert counts(topics, ledger_of(*RID[:2]))["predictions"] == (3, 0, 1, 0)
+    found = counts(topics, ledger_of(*RID[:2]))
+    assert found["predictions"] == (3, 0, 1, 0)
+    assert found["labeled"] == (2, 0, 0, 0)  # joined when the original was scored: late too
 
 
 def test_an_answer_the_model_would_not_give_or_to_other_input_is_wrong() -> None:
