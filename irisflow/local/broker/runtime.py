@@ -421,7 +421,8 @@ class EmbeddedKafka:
         return (errors or lines or ["(empty log)"])[-1][:400]
 
     def stop(self, *, timeout: float = 30.0) -> bool:
-        """SIGTERM (Kafka's clean shutdown hook), then SIGKILL after ``timeout``."""
+        """SIGTERM (Kafka's clean shutdown hook), then SIGKILL after ``timeout``; returns once
+        the process is gone (a start right after finds its ports free)."""
         pid = self.pid()
         if pid is None:
             self._pid_path.unlink(missing_ok=True)
@@ -435,7 +436,7 @@ class EmbeddedKafka:
             time.sleep(0.1)
         else:
             log.warning("broker pid %d ignored SIGTERM for %.0fs; killing it", pid, timeout)
-            os.kill(pid, signal.SIGKILL)
+            self.kill()  # and wait until it is gone: its ports are free once stop returns
         self._pid_path.unlink(missing_ok=True)
         return True
 
