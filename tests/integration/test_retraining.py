@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,7 @@ from irisflow.settings import Settings, load_settings
 from tests.conftest import unique_params
 from tests.e2e.conftest import Stack, live_version, records_on
 from tests.factories import SETOSA, iris_xy, model_update
-from tests.integration.labels import send_labeled
+from tests.integration.labels import running, send_labeled
 from trainer.data import Dataset
 from trainer.service import Decision, RetrainingService
 from trainer.training import TrainingOutcome, train_on
@@ -61,18 +60,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
     finally:
         for role in list(stack.processes):
             stack.stop(role)
-
-
-@contextlib.asynccontextmanager
-async def running(service: RetrainingService) -> AsyncIterator[RetrainingService]:
-    task = asyncio.create_task(service.run())
-    try:
-        await asyncio.wait_for(service.ready.wait(), 60)
-        yield service
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _own_labels(stack: Stack) -> Settings:

@@ -10,8 +10,6 @@ retraining forward and weigh those samples double in it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,22 +20,10 @@ from irisflow.schemas import LabeledSample
 from irisflow.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.factories import SETOSA, model_update
-from tests.integration.labels import send_labeled
+from tests.integration.labels import running, send_labeled
 from trainer.service import RetrainingService
 
 pytestmark = pytest.mark.kafka
-
-
-@contextlib.asynccontextmanager
-async def running(service: RetrainingService) -> AsyncIterator[RetrainingService]:
-    task = asyncio.create_task(service.run())
-    try:
-        await asyncio.wait_for(service.ready.wait(), 60)
-        yield service
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _samples(prefix: str, count: int) -> list[LabeledSample]:
