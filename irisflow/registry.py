@@ -304,6 +304,28 @@ class LocalRegistry:
         lines = self.decisions_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
+    def deployments(self, version: int) -> list[dict[str, Any]]:
+        """``version``'s deployment history, oldest first: the retraining decision that published
+        it (stage ``live``) and every rollout step it went through (``shadow``, ``canary``,
+        ``promoted``, ``rolled_back``, ``aborted``), each with when, who and why."""
+        history: list[dict[str, Any]] = []
+        for entry in self.decisions():
+            if entry.get("version") != version:
+                continue
+            if entry.get("kind") == "rollout":
+                history.append(entry)
+            elif entry.get("outcome") == "promoted":
+                history.append(
+                    {
+                        "at": entry.get("at"),
+                        "stage": "live",
+                        "decided_by": "trainer",
+                        "reason": entry.get("reason", "retraining gate"),
+                        "trigger": entry.get("trigger"),
+                    }
+                )
+        return history
+
 
 async def republish(
     kafka: KafkaSettings,

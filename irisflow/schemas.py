@@ -13,6 +13,7 @@ in one place, and every component imports it from here).
 
 from __future__ import annotations
 
+import itertools
 import time
 from enum import StrEnum
 from typing import Annotated, Literal, Self
@@ -29,10 +30,13 @@ from pydantic import (
 from irisflow.errors import SchemaError
 
 __all__ = [
+    "ACTIVE_STAGES",
     "REQUEST_ID_PATTERN",
     "SCHEMA_VERSION",
     "BatchPrediction",
     "BatchPredictionRequest",
+    "Calibration",
+    "CommandOutcome",
     "DeadLetter",
     "DriftEvent",
     "ErrorCode",
@@ -48,6 +52,13 @@ __all__ = [
     "Prediction",
     "PredictionRequest",
     "RetrainRequest",
+    "RolloutCommand",
+    "RolloutMode",
+    "RolloutStage",
+    "RolloutState",
+    "RolloutStep",
+    "ShadowPrediction",
+    "VersionReading",
     "WireMessage",
     "clip",
     "describe_validation_error",
@@ -311,6 +322,10 @@ class LabeledSample(WireMessage):
     predicted_label: Name | None = None
     model_version: int | None = Field(default=None, ge=1)
     labeled_at: Timestamp = Field(default_factory=now)
+    shadow_version: int | None = Field(default=None, ge=1)
+    """During a rollout, the other version that scored this request (its answer went to
+    ``irisflow.shadow-predictions``), so both versions are judged on the same labels."""
+    shadow_label: Name | None = None
 
 
 class FeatureStats(BaseModel):
@@ -324,6 +339,37 @@ class FeatureStats(BaseModel):
     max: float
     quantiles: list[float] = Field(default_factory=list)
     """Decile edges (10%..90%), used for PSI bins."""
+
+
+class Calibration(BaseModel):
+    """How often a model's top class is right, as a function of its top-class probability.
+
+    Fitted by the trainer on out-of-fold cross-validation predictions of the whole training set
+    (the few dozen rows of a holdout give a step function that overfits), stored as plain
+    numbers so a worker or gateway applies it with ``numpy.interp`` and never unpickles anything.
+    ``confidence`` rises strictly; ``accuracy`` never falls; both lie in [0, 1].
+    """
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    confidence: list[float] = Field(min_length=2, max_length=1000)
+    accuracy: list[float] = Field(min_length=2, max_length=1000)
+    samples: int = Field(ge=1)
+    """Out-of-fold predictions the map was fitted on."""
+    method: Name = "isotonic-oof"
+
+    @model_validator(mode="after")
+    def _monotone(self) -> Self:
+        xs, ys = self.confidence, self.accuracy
+        if len(xs) != len(ys):
+            raise ValueError("confidence and accuracy must have the same length")
+        if any(not 0.0 <= v <= 1.0 for v in (*xs, *ys)):
+            raise ValueError("confidence and accuracy values must lie in [0, 1]")
+        if any(b <= a for a, b in itertools.pairwise(xs)):
+            raise ValueError("confidence must rise strictly")
+        if any(b < a for a, b in itertools.pairwise(ys)):
+            raise ValueError("accuracy must not fall as confidence rises")
+        return self
 
 
 class ModelMetadata(WireMessage):
@@ -341,6 +387,9 @@ class ModelMetadata(WireMessage):
     data_fingerprint: str = ""
     parent_version: int | None = None
     trigger: str = "manual"
+    calibration: Calibration | None = None
+    """How often this model is right at each confidence (label-free estimates read it); ``None``
+    for versions trained before calibration existed."""
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     artifact_format: Literal["skops"] = "skops"
 
@@ -404,3 +453,172 @@ class DeadLetter(WireMessage):
     consumer: Name = "unknown"
     """Which consumer refused the record (``streams.scoring``, ``trainer``, ``gateway.audit``…)."""
     first_seen: Timestamp = Field(default_factory=now)
+
+
+class RolloutMode(StrEnum):
+    """How a candidate meets traffic: ``shadow`` scores a share of requests beside the champion
+    and answers nobody; ``canary`` answers a share of requests (chosen by request id)."""
+
+    SHADOW = "shadow"
+    CANARY = "canary"
+
+
+class RolloutStage(StrEnum):
+    """Where a rollout is: the two active stages, then exactly one ending."""
+
+    SHADOW = "shadow"
+    CANARY = "canary"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    """Ended by the policy: the candidate's numbers crossed a rollback threshold."""
+    ABORTED = "aborted"
+    """Ended by a person (``irisflow rollout abort``, ``POST /v1/rollout/abort``)."""
+
+
+ACTIVE_STAGES = frozenset({RolloutStage.SHADOW, RolloutStage.CANARY})
+
+Share = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class RolloutCommand(WireMessage):
+    """``irisflow.rollout-commands``, keyed by model name: what a person asks of the rollout
+    controller (the trainer), the only writer of rollout state, so two gateways or a gateway and
+    the CLI can never race each other into two states."""
+
+    model_name: Name
+    command_id: RequestId
+    action: Literal["start", "promote", "abort"]
+    version: int | None = Field(default=None, ge=1)
+    mode: RolloutMode | None = None
+    share: Share | None = None
+    """``None``: the policy's share for ``mode`` (``rollout.shadow_share`` / ``canary_share``)."""
+    automatic: bool = True
+    """Whether the policy may advance or roll back this rollout on its own."""
+    reason: Text = ""
+    requested_by: Name = "cli"
+    requested_at: Timestamp = Field(default_factory=now)
+
+    @model_validator(mode="after")
+    def _start_names_what(self) -> Self:
+        if self.action == "start" and (self.version is None or self.mode is None):
+            raise ValueError("a start command needs a version and a mode")
+        return self
+
+
+class RolloutStep(BaseModel):
+    """One recorded decision of a rollout, with the numbers that made it."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    at: Timestamp = Field(default_factory=now)
+    rollout_id: RequestId
+    version: int = Field(ge=1)
+    """The candidate."""
+    champion_version: int | None = Field(default=None, ge=1)
+    stage: RolloutStage
+    share: float = Field(ge=0.0, le=1.0)
+    decided_by: Name
+    """``policy``, or who sent the command (``api``, ``cli``, ``trainer``)."""
+    reason: Text
+    numbers: dict[str, float] = Field(default_factory=dict)
+
+
+class VersionReading(BaseModel):
+    """One version's live numbers during a rollout, counted on the requests both versions scored
+    (so champion and candidate are compared on the same traffic)."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    version: int = Field(ge=1)
+    role: Literal["champion", "candidate"]
+    scored: int = Field(default=0, ge=0)
+    """Rows this version scored during the rollout (shadow or served)."""
+    served: int = Field(default=0, ge=0)
+    """Answers clients got from this version during the rollout, on the paired requests."""
+    errors: int = Field(default=0, ge=0)
+    """Requests this version refused or raised on while the other answered."""
+    agreement: float | None = None
+    """Share of paired rows where this version's label equals the champion's."""
+    class_mix: dict[str, float] = Field(default_factory=dict)
+    class_psi: float | None = None
+    """Predicted-class mix vs the training prior (population stability index)."""
+    confidence_mean: float | None = None
+    confidence_histogram: list[int] = Field(default_factory=list)
+    """Top-class probabilities in ten bins of 0.1."""
+    latency_p50_seconds: float | None = None
+    latency_p99_seconds: float | None = None
+    """The worker's scoring time of this version's share of a batch, per batch."""
+    labeled: int = Field(default=0, ge=0)
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    estimated_accuracy: float | None = None
+    """Expected accuracy from calibrated confidences (no labels needed)."""
+    estimated_samples: int = Field(default=0, ge=0)
+
+
+class CommandOutcome(BaseModel):
+    """What the controller did with the last command (gateways wait for it to answer HTTP)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command_id: RequestId
+    action: Name
+    accepted: bool
+    status: int = Field(ge=200, le=599)
+    """The HTTP status it maps to: 200, or 404 (unknown version), 409 (conflicting state),
+    422 (impossible request)."""
+    error: Text | None = None
+
+
+class RolloutState(WireMessage):
+    """``irisflow.rollouts`` (compacted, keyed by model name): the rollout every worker and
+    gateway follows. The newest record is the whole truth (stage, share, candidate bytes,
+    readings, decisions), so a restarted worker resumes from it alone. Written only by the
+    rollout controller in the trainer."""
+
+    model_name: Name
+    rollout_id: RequestId | None = None
+    """``None`` only before the first rollout (a record that carries just a command outcome)."""
+    stage: RolloutStage | None = None
+    candidate_version: int | None = Field(default=None, ge=1)
+    champion_version: int | None = Field(default=None, ge=1)
+    share: float = Field(default=0.0, ge=0.0, le=1.0)
+    automatic: bool = True
+    started_at: Timestamp | None = None
+    updated_at: Timestamp = Field(default_factory=now)
+    steps: list[RolloutStep] = Field(default_factory=list, max_length=100)
+    """This rollout's decisions, oldest first."""
+    readings: list[VersionReading] = Field(default_factory=list, max_length=2)
+    candidate: ModelUpdate | None = None
+    """The candidate's bytes while the rollout is active; ``None`` once it ended."""
+    last_command: CommandOutcome | None = None
+    history: list[RolloutStep] = Field(default_factory=list, max_length=500)
+    """Earlier rollouts' decisions, oldest first (deployment history without a registry)."""
+
+    @property
+    def active(self) -> bool:
+        return self.stage in ACTIVE_STAGES and self.candidate is not None
+
+
+class ShadowPrediction(WireMessage):
+    """``irisflow.shadow-predictions``, keyed by request id: during a rollout, the answer of the
+    version a client did *not* get, next to the one it did. In shadow mode that is the candidate;
+    in canary mode, for requests the candidate served, the champion."""
+
+    request_id: RequestId
+    rollout_id: RequestId
+    mode: RolloutMode
+    version: int = Field(ge=1)
+    served_version: int = Field(ge=1)
+    labels: list[Name] = Field(default_factory=list)
+    """One per instance (a single request has one)."""
+    served_labels: list[Name] = Field(default_factory=list)
+    confidences: list[FiniteFloat] = Field(default_factory=list)
+    served_confidences: list[FiniteFloat] = Field(default_factory=list)
+    error: Text | None = None
+    """Why ``version`` gave no labels for this request (it refused or raised)."""
+    served_error: Text | None = None
+    seconds: Seconds = 0.0
+    """``version``'s scoring time for its part of the batch this request came in."""
+    served_seconds: Seconds = 0.0
+    scored_at: Timestamp = Field(default_factory=now)

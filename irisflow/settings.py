@@ -138,6 +138,9 @@ class TopicNames(BaseModel):
     drift_events: str = "irisflow.drift-events"
     retrain_requests: str = "irisflow.retrain-requests"
     dead_letters: str = "irisflow.dead-letters"
+    rollouts: str = "irisflow.rollouts"
+    rollout_commands: str = "irisflow.rollout-commands"
+    shadow_predictions: str = "irisflow.shadow-predictions"
 
 
 class KafkaSecurity(BaseModel):
@@ -287,6 +290,52 @@ class RetrainingSettings(BaseModel):
     """Prometheus metrics of the trainer service."""
 
 
+class RolloutSettings(BaseModel):
+    """Safe rollouts: how a challenger meets traffic and when the policy moves it on.
+
+    The policy judges a stage only on requests both versions scored (``min_samples`` of them,
+    for at least ``min_stage_seconds``). Labels decide once ``min_labels`` paired requests have
+    them; before that the label-free estimate (expected accuracy from calibrated confidences)
+    stands in. Rolled back when the candidate's error rate, agreement, class mix, accuracy or
+    estimate crosses a rollback threshold, when a canary has served ``canary_budget`` answers
+    without a verdict, or when the rollout outlives ``max_duration_seconds``.
+    """
+
+    model_config = _FROZEN
+
+    challenger_entry: Literal["direct", "shadow", "canary"] = "direct"
+    """How the trainer's winning challenger goes live: ``direct`` (the gate alone, at once),
+    or through a rollout starting in ``shadow`` or ``canary``."""
+    shadow_share: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Share of requests the candidate also scores in shadow."""
+    canary_share: float = Field(default=0.1, gt=0.0, le=1.0)
+    """Share of requests (by request id) the candidate answers in canary."""
+    min_samples: int = Field(default=200, ge=1)
+    min_labels: int = Field(default=30, ge=1)
+    min_stage_seconds: float = Field(default=10.0, ge=0.0)
+    max_duration_seconds: float = Field(default=3600.0, gt=0.0)
+    canary_budget: int = Field(default=1000, ge=1)
+    """Most candidate answers clients may get in canary before the policy has a verdict."""
+    min_agreement: float = Field(default=0.85, ge=0.0, le=1.0)
+    """A stage is passed only with at least this agreement with the champion..."""
+    rollback_agreement: float = Field(default=0.6, ge=0.0, le=1.0)
+    """...and rolled back below this one."""
+    tolerance: float = Field(default=0.02, ge=0.0)
+    """Passed when the candidate's accuracy (or estimate) is at least the champion's minus this."""
+    rollback_margin: float = Field(default=0.05, ge=0.0)
+    """Rolled back when the candidate's accuracy (or estimate) is this far below the champion's."""
+    max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_class_psi: float = Field(default=0.5, gt=0.0)
+    evaluate_interval_seconds: float = Field(default=2.0, gt=0.0)
+    """How often the controller judges and publishes the readings."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RolloutSettings:
+        if self.rollback_agreement > self.min_agreement:
+            raise ValueError("rollout.rollback_agreement must not exceed rollout.min_agreement")
+        return self
+
+
 class TrackingSettings(BaseModel):
     """Optional MLflow tracking of every training run (``pip install 'irisflow[mlflow]'``)."""
 
@@ -386,6 +435,11 @@ class DriftSettings(BaseModel):
     """After an alarm, the same feature and detector stay quiet this long (per worker)."""
     max_rows_per_batch: int = Field(default=250, ge=1)
     """Rows of a scored micro-batch fed to the detectors (evenly spaced): bounds their cost."""
+    estimate_window: int = Field(default=500, ge=10)
+    """Rows behind the label-free accuracy estimate of the live version."""
+    estimated_accuracy_drop: float = Field(default=0.1, gt=0.0, lt=1.0)
+    """Alarm (label-free performance drift) when the estimated accuracy falls this far below
+    the version's cross-validated accuracy."""
 
 
 class Settings(BaseModel):
@@ -405,6 +459,7 @@ class Settings(BaseModel):
     gateway: GatewaySettings = GatewaySettings()
     worker: WorkerSettings = WorkerSettings()
     retraining: RetrainingSettings = RetrainingSettings()
+    rollout: RolloutSettings = RolloutSettings()
     tracking: TrackingSettings = TrackingSettings()
     tracing: TracingSettings = TracingSettings()
     streams: StreamsSettings = StreamsSettings()

@@ -42,6 +42,9 @@ from irisflow.schemas import (
     Prediction,
     PredictionRequest,
     RetrainRequest,
+    RolloutCommand,
+    RolloutState,
+    ShadowPrediction,
     WireMessage,
     clip,
     describe_validation_error,
@@ -326,6 +329,18 @@ class Topics:
             max_bytes=SMALL_VALUE_BYTES,
         )
         self.dead_letters: Topic[DeadLetter] = Topic(names.dead_letters, _plain(DeadLetter), None)
+        self.rollouts: Topic[RolloutState] = Topic(
+            names.rollouts, _plain(RolloutState), _model_name
+        )
+        self.rollout_commands: Topic[RolloutCommand] = Topic(
+            names.rollout_commands,
+            _plain(RolloutCommand),
+            _model_name,
+            max_bytes=SMALL_VALUE_BYTES,
+        )
+        self.shadow_predictions: Topic[ShadowPrediction] = Topic(
+            names.shadow_predictions, _plain(ShadowPrediction), _request_id
+        )
 
     @classmethod
     def of(cls, kafka: KafkaSettings) -> Topics:
@@ -343,6 +358,9 @@ class Topics:
                 self.drift_events,
                 self.retrain_requests,
                 self.dead_letters,
+                self.rollouts,
+                self.rollout_commands,
+                self.shadow_predictions,
             )
         }
 

@@ -104,12 +104,12 @@ def topic_specs(kafka: KafkaSettings, replication: Replication | None = None) ->
         # record near the limit, and a refused record must never fail its own dead letter.
         configs: dict[str, str] = dict(big)
         partitions = kafka.partitions
-        if field == "model_updates":
+        if field in ("model_updates", "rollouts"):
             # The last record per model name is what is live; compaction keeps exactly that
             # (plus recent history until the cleaner runs), and artifacts are large.
             configs = {**big, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
             partitions = 1
-        elif field == "retrain_requests":
+        elif field in ("retrain_requests", "rollout_commands"):
             partitions = 1
         specs.append(
             NewTopic(

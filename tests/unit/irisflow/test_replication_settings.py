@@ -71,7 +71,7 @@ def test_an_external_cluster_too_small_for_the_replication_says_what_to_change()
 
 def test_every_topic_is_created_with_the_replication_and_its_min_insync() -> None:
     specs = topic_specs(KafkaSettings(), Replication(3, 2))
-    assert len(specs) == 8
+    assert len(specs) == 11
     for spec in specs:
         assert spec.replication_factor == 3
         assert spec.topic_configs["min.insync.replicas"] == "2"
