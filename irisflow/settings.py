@@ -268,6 +268,9 @@ class GatewaySettings(BaseModel):
     clients and proxies (Go's and nginx's 60-90 s pools): a server that closes a pooled
     connection first races the client's next request on it, which then fails without an answer
     (uvicorn's default of 5 s did so under load)."""
+    command_wait_seconds: float = Field(default=10.0, ge=0.0)
+    """How long ``POST /v1/rollout*`` waits for the rollout controller (in the trainer) to apply
+    its command before answering 202 (the command stays on Kafka for when the trainer runs)."""
 
 
 class RetrainingSettings(BaseModel):
