@@ -1,10 +1,11 @@
 """The FastAPI application factory: wiring only; routes live in :mod:`gateway.routes`.
 
 In the background each gateway connects to Kafka (retrying until a broker answers), then runs
-four loops, each restarted if it fails: the reply reader (the bridge supervises it, and a bad
+five loops, each restarted if it fails: the reply reader (the bridge supervises it, and a bad
 answer costs only that answer), the model feed (the workers' follower: a version is live here
-once it loads as it does on a worker), the audit feed, and a one-second broker probe behind
-readiness and the fast 503s.
+once it loads as it does on a worker), the rollout follower (the state ``GET /v1/rollout``
+shows and rollout commands wait on; never the candidate's artifact), the audit feed, and a
+one-second broker probe behind readiness and the fast 503s.
 """
 
 from __future__ import annotations
@@ -34,9 +35,21 @@ from gateway.metrics import GatewayMetrics
 from gateway.model_versions import ModelHistory, model_feed
 from gateway.openapi import live_openapi
 from gateway.predicting import Scoring, on_late_answer
-from gateway.routes import dashboard, feedback, health, models, oip, predict, predictions, stats
+from gateway.rollouts import CONSUMER as ROLLOUT_CONSUMER
+from gateway.routes import (
+    dashboard,
+    feedback,
+    health,
+    models,
+    oip,
+    predict,
+    predictions,
+    rollout,
+    stats,
+)
 from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.admin import ensure_topics
+from irisflow.kafka.rollout_topic import RolloutFollower
 from irisflow.otel import Spans
 from irisflow.schemas import ModelMetadata
 from irisflow.settings import Settings
@@ -111,6 +124,7 @@ class _Parts:
     kafka: KafkaHealth
     checks: InputChecks
     scoring: Scoring
+    rollout: RolloutFollower
 
     @classmethod
     def build(cls, settings: Settings) -> _Parts:
@@ -151,6 +165,12 @@ class _Parts:
                 metrics,
                 gateway.predict_timeout_seconds,
                 Spans.create(settings.tracing, service="irisflow-gateway"),
+            ),
+            rollout=RolloutFollower(
+                settings.kafka,
+                settings.model_name,
+                consumer=ROLLOUT_CONSUMER,
+                on_letter=metrics.count_letter,
             ),
         )
 
@@ -200,6 +220,7 @@ async def _connect(parts: _Parts) -> None:
                 on_letter=metrics.count_letter,
             ).run(),
         ),
+        _supervise("rollout follower", parts.rollout.run),
         _supervise("audit feed", feed.run),
         _supervise("Kafka probe", lambda: _probe(bridge, kafka, metrics)),
     )
@@ -236,7 +257,7 @@ def create_app(settings: Settings) -> FastAPI:
         app, parts.checks, max_batch=settings.gateway.max_batch_instances
     )
     install_error_handlers(app)
-    for module in (predict, predictions, feedback, models, stats, health, oip, dashboard):
+    for module in (predict, predictions, feedback, models, rollout, stats, health, oip, dashboard):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     # Inside ``Measure`` (added after it), so refused bodies are counted by route and status.

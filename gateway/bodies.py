@@ -6,13 +6,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from irisflow.schemas import REQUEST_ID_PATTERN, FeatureStats, FeatureVector
+from irisflow.schemas import (
+    REQUEST_ID_PATTERN,
+    CommandOutcome,
+    FeatureStats,
+    FeatureVector,
+    RolloutMode,
+    RolloutStage,
+    RolloutStep,
+    VersionReading,
+)
 
 __all__ = [
     "REQUEST_ID_DESCRIPTION",
     "Accepted",
     "BatchPredictBody",
     "BatchPredictionPublic",
+    "CommandPending",
+    "DeploymentStep",
     "ErrorBody",
     "ErrorDetail",
     "FeedbackAccepted",
@@ -27,6 +38,10 @@ __all__ = [
     "PromoteAccepted",
     "RetrainAccepted",
     "RetrainBody",
+    "RolloutPublic",
+    "RolloutReasonBody",
+    "RolloutStartBody",
+    "VersionSummary",
 ]
 
 _SETOSA: dict[str, Any] = {
@@ -211,10 +226,37 @@ class ModelVersionPublic(BaseModel):
     sources: list[Literal["kafka", "registry"]]
 
 
+class DeploymentStep(BaseModel):
+    """One step of a version's deployment history: published live by a retraining (``live``),
+    or a rollout decision (``shadow``, ``canary``, ``promoted``, ``rolled_back``, ``aborted``)."""
+
+    at: float = Field(description="Seconds since the epoch")
+    stage: str
+    decided_by: str = Field(description="policy, trainer, or who sent the command (api, cli)")
+    reason: str
+    rollout_id: str | None = None
+    share: float | None = Field(default=None, description="Share of requests at this step")
+    champion_version: int | None = None
+    numbers: dict[str, float] = Field(
+        default_factory=dict, description="The readings that made the decision"
+    )
+    trigger: str | None = Field(default=None, description="What started the retraining")
+    sources: list[Literal["kafka", "registry"]] = Field(
+        description="Where the gateway read it: the rollout topic's state, the registry's "
+        "decisions log, or both"
+    )
+
+
 class ModelVersionDetail(ModelVersionPublic):
     reference_stats: dict[str, FeatureStats] = Field(description="Training data, for drift")
     class_prior: dict[str, float]
     data_fingerprint: str
+    deployments: list[DeploymentStep] = Field(
+        default_factory=list,
+        description="Deployment history, oldest first: the retraining that published it and "
+        "every rollout step it went through (from the rollout topic, plus the registry's "
+        "decisions log where that folder is readable)",
+    )
 
 
 class ModelList(BaseModel):
@@ -230,3 +272,94 @@ class ModelList(BaseModel):
             "are listed only where the registry folder is readable."
         )
     )
+
+
+class RolloutStartBody(BaseModel):
+    """Start a rollout of ``version`` beside the live champion."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"version": 2, "mode": "shadow", "share": 0.1}]},
+    )
+
+    version: int = Field(ge=1, description="The candidate (a version in the registry)")
+    mode: RolloutMode = Field(
+        description="shadow: a share of requests is also scored by the candidate, clients see "
+        "only the champion; canary: a share of requests (chosen by request id) is answered by "
+        "the candidate"
+    )
+    share: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Share of requests; default: the policy's (rollout.shadow_share or "
+        "rollout.canary_share)",
+    )
+    automatic: bool = Field(
+        default=True,
+        description="Whether the policy may advance (shadow, canary, live) or roll back on its own",
+    )
+
+
+class RolloutReasonBody(BaseModel):
+    """Why (recorded with the decision)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=500)
+
+
+class VersionSummary(BaseModel):
+    """What a rollout's version is, in brief (``GET /v1/models/{version}`` has the rest)."""
+
+    version: int
+    algorithm: str
+    created_at: float
+    trigger: str
+    metrics: dict[str, float]
+
+
+class RolloutPublic(BaseModel):
+    """The rollout as the controller last published it (the candidate's bytes left out)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str
+    stage: RolloutStage | None = Field(
+        description="shadow or canary while active; promoted, rolled_back or aborted once "
+        "ended; null before the first rollout"
+    )
+    active: bool
+    rollout_id: str | None
+    candidate_version: int | None
+    candidate: VersionSummary | None = Field(
+        description="The candidate's metadata, where this gateway knows it"
+    )
+    champion_version: int | None
+    champion: VersionSummary | None
+    share: float = Field(description="Share of requests the candidate scores (shadow) or answers")
+    automatic: bool
+    started_at: float | None
+    updated_at: float | None = Field(description="When the controller last published the state")
+    readings: list[VersionReading] = Field(
+        description="Per version, on the requests both scored: agreement, class mix, "
+        "confidence, latency, errors, labeled accuracy and the label-free estimate"
+    )
+    steps: list[RolloutStep] = Field(description="This rollout's decisions, oldest first")
+    last_command: CommandOutcome | None = Field(
+        description="What the controller did with the last command it received"
+    )
+
+
+class CommandPending(BaseModel):
+    """The command is on Kafka, but no rollout controller answered within
+    ``gateway.command_wait_seconds``: ``irisflow trainer`` applies it when it runs."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: Literal["pending"] = "pending"
+    command_id: str
+    action: Literal["start", "promote", "abort"]
+    model_name: str
+    topic: str
+    message: str

@@ -20,6 +20,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.model_versions import ModelHistory
 from gateway.predicting import Scoring as ScoringParts
 from gateway.trips import Trip, trip_of
+from irisflow.kafka.rollout_topic import RolloutFollower
 from irisflow.schemas import ModelMetadata
 from irisflow.settings import Settings as IrisflowSettings
 
@@ -31,6 +32,7 @@ __all__ = [
     "Kafka",
     "Live",
     "Metrics",
+    "Rollout",
     "Scoring",
     "Settings",
     "TripOf",
@@ -66,6 +68,8 @@ Kafka = Annotated[KafkaHealth, Depends(_part("kafka", KafkaHealth))]
 Live = Annotated[ModelMetadata | None, Depends(_live)]
 """The live model's metadata now (``None`` before one is live)."""
 Metrics = Annotated[GatewayMetrics, Depends(_part("metrics", GatewayMetrics))]
+Rollout = Annotated[RolloutFollower, Depends(_part("rollout", RolloutFollower))]
+"""The follower of the rollouts topic (its ``current`` is the newest state read)."""
 Scoring = Annotated[ScoringParts, Depends(_part("scoring", ScoringParts))]
 """What the predict path takes (:class:`gateway.predicting.Scoring`)."""
 Settings = Annotated[IrisflowSettings, Depends(_part("settings", IrisflowSettings))]

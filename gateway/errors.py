@@ -42,6 +42,7 @@ __all__ = [
     "NoModelLive",
     "PredictionNotFound",
     "RequestIdConflict",
+    "RolloutRefused",
     "TooManyInstances",
     "Unauthorized",
     "UnreadableAnswer",
@@ -102,6 +103,17 @@ class UnreadableAnswer(IrisflowError):
 
 class NoModelLive(IrisflowError):
     """The gateway has not seen a live model yet, so it cannot check labels or features."""
+
+
+class RolloutRefused(IrisflowError):
+    """The rollout controller refused a command; ``status`` is the one its outcome names."""
+
+    _CODES = {404: "not_found", 409: "rollout_conflict", 422: "invalid_request"}
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status if status in self._CODES else 409
+        self.code = self._CODES[self.status]
 
 
 _STATUS: list[tuple[type[IrisflowError], int, str]] = [
@@ -182,6 +194,8 @@ def error_response(
 def status_of(exc: IrisflowError) -> tuple[int, str]:
     if isinstance(exc, PredictionFailed):
         return _FAILED_STATUS.get(exc.code, 422), exc.code
+    if isinstance(exc, RolloutRefused):
+        return exc.status, exc.code
     for kind, status, code in _STATUS:
         if isinstance(exc, kind):
             return status, code

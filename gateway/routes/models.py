@@ -13,8 +13,9 @@ from gateway.bodies import (
     RetrainAccepted,
     RetrainBody,
 )
-from gateway.deps import Bridge, History, Kafka, Live, Metrics, Settings
+from gateway.deps import Bridge, History, Kafka, Live, Metrics, Rollout, Settings
 from gateway.model_versions import KnownVersion
+from gateway.rollouts import deployments
 from gateway.security import AdminKey
 from irisflow.registry import republish
 from irisflow.schemas import RetrainRequest
@@ -50,10 +51,15 @@ async def list_models(history: History, live: Live, settings: Settings) -> Model
     response_model=ModelVersionDetail,
     responses={404: {"model": ErrorBody, "description": "Unknown version"}},
 )
-async def get_model(version: int, history: History, live: Live) -> ModelVersionDetail:
-    """One version: metrics, feature schema, classes, reference statistics."""
+async def get_model(
+    version: int, history: History, live: Live, rollout: Rollout
+) -> ModelVersionDetail:
+    """One version: metrics, feature schema, classes, reference statistics, and its deployment
+    history (published live, every rollout step)."""
     live_version = live.version if live else None
-    return ModelVersionDetail.model_validate(_public(history.version(version), live_version))
+    detail = _public(history.version(version), live_version)
+    detail["deployments"] = deployments(version, rollout.current, history.registry)
+    return ModelVersionDetail.model_validate(detail)
 
 
 @router.post(
