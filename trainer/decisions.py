@@ -50,6 +50,9 @@ class Decision:
     error: str | None = None
     dead_lettered: int = 0
     excluded: int = 0
+    rollout: str | None = None
+    """The stage the winning challenger entered instead of going live (``shadow``/``canary``),
+    or why it could not (``refused: …``; it stays in the registry, not live)."""
 
     @classmethod
     def failed(
@@ -63,6 +66,8 @@ class Decision:
     def outcome(self) -> str:
         if self.error is not None:
             return "failed"
+        if self.gate.promoted and self.rollout is not None:
+            return "held" if self.rollout.startswith("refused") else "rollout"
         return "promoted" if self.gate.promoted else "rejected"
 
 
@@ -104,6 +109,8 @@ class DecisionLog:
             entry.update(error=decision.error, dead_lettered=decision.dead_lettered)
         if decision.excluded:
             entry.update(excluded=decision.excluded)
+        if decision.rollout is not None:
+            entry.update(rollout=decision.rollout)
         self.registry.append_decision(entry)
         self._log(decision)
 
@@ -122,5 +129,15 @@ class DecisionLog:
             decision.trigger,
             decision.outcome,
             decision.gate.reason,
-            f"; published version {decision.version}" if decision.version else "",
+            _published(decision),
         )
+
+
+def _published(decision: Decision) -> str:
+    if not decision.version:
+        return ""
+    if decision.rollout is None:
+        return f"; published version {decision.version}"
+    if decision.rollout.startswith("refused"):
+        return f"; version {decision.version} saved, not live ({decision.rollout})"
+    return f"; version {decision.version} entered {decision.rollout}"

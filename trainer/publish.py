@@ -31,6 +31,7 @@ __all__ = [
     "next_version",
     "read_live_version",
     "save_and_publish",
+    "save_version",
     "verified_update",
 ]
 
@@ -93,6 +94,16 @@ async def save_and_publish(
 ) -> ModelUpdate:
     """Verify, save and publish ``outcome`` as the version after both the registry's newest and
     ``live_version`` (the topic's newest, which becomes its parent)."""
+    update = await save_version(settings, outcome, trigger=trigger, live_version=live_version)
+    await publish_update(settings.kafka, update)
+    return update
+
+
+async def save_version(
+    settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
+) -> ModelUpdate:
+    """Verify and save ``outcome`` as the next version without publishing it: a candidate for a
+    rollout (``irisflow train --no-publish``, or a challenger entering shadow or canary)."""
     version, parent = next_version(settings, live_version), live_version
     update = await asyncio.to_thread(
         verified_update,
@@ -117,5 +128,4 @@ async def save_and_publish(
             "confusion_matrix.png": confusion_matrix_png(outcome),
         },
     )
-    await publish_update(settings.kafka, update)
     return update

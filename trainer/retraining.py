@@ -27,14 +27,16 @@ from trainer.decisions import Decision, DecisionLog
 from trainer.gate import judge, split_recent
 from trainer.inputs import Window, unlearnable, why_unlearnable
 from trainer.metrics import TrainerMetrics
-from trainer.publish import save_and_publish
+from trainer.publish import save_and_publish, save_version
 from trainer.training import TrainingOutcome, rows_needed_per_class
 
-__all__ = ["Refuse", "Retraining", "TrainFn"]
+__all__ = ["EnterRollout", "Refuse", "Retraining", "TrainFn"]
 
 log = logging.getLogger("trainer.service")  # the service's decisions, under its name
 
 TrainFn = Callable[[Dataset], TrainingOutcome]
+EnterRollout = Callable[[ModelUpdate], str]
+"""Start a rollout of a saved challenger; the stage it entered, or ``refused: why``."""
 Refuse = Callable[[Incoming, Reason, str], None]
 """Dead-letter one record with its reason and error (quietly: the decision logs the cause)."""
 
@@ -54,6 +56,7 @@ class Retraining:
         train: TrainFn,
         metrics: TrainerMetrics,
         refuse: Refuse,
+        enter_rollout: EnterRollout | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -66,6 +69,7 @@ class Retraining:
         self._base = base
         self._train = train
         self._refuse = refuse
+        self._enter_rollout = enter_rollout
         self._log = DecisionLog(LocalRegistry(settings.registry_dir), metrics)
 
     async def retrain(self, trigger: str) -> Decision:
@@ -125,14 +129,29 @@ class Retraining:
             manual=trigger == "manual",
         )
         version = None
-        if gate.promoted:
+        rollout = None
+        if gate.promoted and self._through_rollout():
+            update = await save_version(
+                self.settings, outcome, trigger=trigger, live_version=self.newest_published
+            )
+            assert self._enter_rollout is not None
+            rollout = self._enter_rollout(update)
+            version = update.version
+        elif gate.promoted:
             update = await save_and_publish(
                 self.settings, outcome, trigger=trigger, live_version=self.newest_published
             )
             self.newest_published = update.version  # before the feed brings it back
             version = update.version
         seconds = time.perf_counter() - started
-        return Decision(trigger, gate, version, outcome.algorithm, seconds), outcome
+        decision = Decision(trigger, gate, version, outcome.algorithm, seconds, rollout=rollout)
+        return decision, outcome
+
+    def _through_rollout(self) -> bool:
+        """Whether a winning challenger enters a rollout instead of going live at once."""
+        return (
+            self.settings.rollout.challenger_entry != "direct" and self._enter_rollout is not None
+        )
 
     def _failed(self, trigger: str, started: float, exc: Exception) -> Decision:
         """Dead-letter the samples this retraining was the first to use and drop them."""

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from irisflow.kafka.clients import make_consumer, make_producer, send
 from irisflow.kafka.model_topic import ModelFeed
 from irisflow.registry import load_update
-from irisflow.schemas import LabeledSample, ModelUpdate, RetrainRequest
+from irisflow.schemas import LabeledSample, ModelUpdate, RetrainRequest, RolloutMode
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
 from trainer.data import load_dataset
@@ -42,6 +42,7 @@ from trainer.feed import ModelFeedStopped, until
 from trainer.inputs import Labeled, TrainerInput, Window
 from trainer.metrics import TrainerMetrics
 from trainer.retraining import Retraining, TrainFn
+from trainer.rollout.controller import RolloutController, RolloutRefused
 from trainer.training import train_on
 
 __all__ = ["CONSUMER", "Decision", "ModelFeedStopped", "RetrainingService"]
@@ -73,6 +74,7 @@ class RetrainingService:
         )
         self._letters = DeadLetters.to(settings.kafka, CONSUMER, on_letter=self._letters_counted)
         self._outbox: list[Outgoing] = []
+        self.rollouts = RolloutController(settings, metrics=self.metrics)
         self._retraining = Retraining(
             settings,
             window=self._window,
@@ -80,6 +82,7 @@ class RetrainingService:
             train=train or (lambda data: train_on(data, settings.training, show_progress=False)),
             metrics=self.metrics,
             refuse=self._refuse_quietly,
+            enter_rollout=self._enter_rollout,
         )
         self._feed: ModelFeed | None = None
         self.ready = asyncio.Event()
@@ -98,7 +101,20 @@ class RetrainingService:
             return False
         self._retraining.champion = (update, model)
         self.metrics.live_version.set(update.version)
+        self.rollouts.on_champion(update.metadata())
         return True
+
+    def _enter_rollout(self, update: ModelUpdate) -> str:
+        """The winning challenger enters the configured stage instead of going live."""
+        mode = RolloutMode(self.settings.rollout.challenger_entry)
+        try:
+            self.rollouts.start(update, mode, decided_by="trainer", reason="retraining winner")
+        except RolloutRefused as exc:
+            log.warning(
+                "trainer: challenger version %d saved but not rolled out: %s", update.version, exc
+            )
+            return f"refused: {exc}"
+        return mode.value
 
     def _seen(self, update: ModelUpdate) -> None:
         self._retraining.newest_published = update.version
@@ -120,6 +136,7 @@ class RetrainingService:
         )
         self._feed = feed
         follow = asyncio.create_task(feed.run(), name="trainer-model-feed")
+        rollouts = asyncio.create_task(self.rollouts.run(), name="trainer-rollouts")
         consumer = make_consumer(
             self.settings.kafka,
             topics.labeled.name,
@@ -133,15 +150,17 @@ class RetrainingService:
             await consumer.start()
             await producer.start()
             await until(feed.caught_up.wait(), unless=follow)
+            ready = asyncio.create_task(_ready(self.rollouts.ready))
+            await until(_first(ready, rollouts), unless=follow)
             self.ready.set()
             log.info(
                 "trainer ready: retrains after %d new labels, on drift and on request",
                 self.settings.retraining.min_new_labels,
             )
             work = asyncio.create_task(self._loop(consumer, producer), name="trainer-loop")
-            await until(work, unless=follow)
+            await until(_first(work, rollouts), unless=follow)
         finally:
-            for task in (work, follow):
+            for task in (work, rollouts, follow):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -234,3 +253,15 @@ class RetrainingService:
 
     def _refuse_quietly(self, record: Incoming, reason: Reason, error: str) -> None:
         self._refuse(record, reason, error, quiet=True)
+
+
+async def _ready(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+async def _first(*tasks: asyncio.Task[None]) -> None:
+    """Wait until one of ``tasks`` ends; its error propagates (a dead rollout controller stops
+    the trainer like a dead loop does: the supervisor restarts it, the state is in Kafka)."""
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        task.result()

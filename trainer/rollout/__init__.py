@@ -1,0 +1,1 @@
+"""Safe rollouts: the controller that moves a candidate through shadow and canary to live."""
