@@ -22,7 +22,8 @@ from pydantic import ValidationError
 from gateway.bodies import DeploymentStep, RolloutPublic, VersionSummary
 from gateway.bridge import KafkaBridge
 from gateway.model_versions import ModelHistory
-from irisflow.errors import IrisflowError, KafkaUnavailable, ModelNotFound
+from irisflow.deployments import deployment_history
+from irisflow.errors import KafkaUnavailable, ModelNotFound
 from irisflow.kafka.rollout_topic import RolloutFollower
 from irisflow.registry import LocalRegistry
 from irisflow.schemas import ModelMetadata, RolloutCommand, RolloutState
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "gateway.rollout"
 """The follower's name on its dead letters and in the dead-letter metric."""
-
-Source = Literal["kafka", "registry"]
 
 
 def summary(meta: ModelMetadata) -> VersionSummary:
@@ -114,46 +113,19 @@ def public_state(
     )
 
 
-def _registry_steps(registry: LocalRegistry, version: int) -> list[dict[str, Any]]:
-    try:
-        return registry.deployments(version)
-    except (OSError, ValueError, IrisflowError) as exc:
-        log.warning("registry decisions at %s unreadable: %s", registry.root, exc)
-        return []
-
-
-def _key(step: DeploymentStep) -> tuple[str | None, str, float]:
-    """The same decision read from the topic and from the registry's log is one step."""
-    return step.rollout_id, step.stage, round(step.at, 3)
-
-
 def deployments(
     version: int, state: RolloutState | None, registry: LocalRegistry
 ) -> list[DeploymentStep]:
     """``version``'s deployment history, oldest first: the rollout steps the topic's newest
     state holds (this rollout's and earlier ones'), merged with the registry's decisions log
     (which also has the retraining that published it live) where that folder is readable."""
-    found: dict[tuple[str | None, str, float], DeploymentStep] = {}
-
-    def add(entry: dict[str, Any], source: Source) -> None:
+    found = []
+    for step in deployment_history(version, state, registry):
         try:
-            step = DeploymentStep.model_validate({**entry, "sources": [source]})
+            found.append(DeploymentStep.model_validate(step))
         except ValidationError as exc:
             log.warning("skipping an unreadable deployment step of version %d: %s", version, exc)
-            return
-        seen = found.get(_key(step))
-        if seen is None:
-            found[_key(step)] = step
-        elif source not in seen.sources:
-            seen.sources.append(source)
-
-    if state is not None:
-        for step in [*state.history, *state.steps]:
-            if step.version == version:
-                add(step.model_dump(mode="json"), "kafka")
-    for entry in _registry_steps(registry, version):
-        add(entry, "registry")
-    return sorted(found.values(), key=lambda step: step.at)
+    return found
 
 
 def new_command(
