@@ -89,7 +89,7 @@ async def _command(
     command = RolloutCommand(
         model_name=settings.model_name,
         command_id=uuid.uuid4().hex,
-        action=action,  # type: ignore[arg-type]
+        action=action,
         **fields,
     )
     await send_command(settings.kafka, command)
