@@ -46,6 +46,7 @@ __all__ = [
     "Describe",
     "Intake",
     "LiveModel",
+    "Outcome",
     "Request",
     "Scored",
     "requests_topic",
@@ -107,6 +108,20 @@ class Scored:
     label: str
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one version made of one request, as a rollout's shadow record compares it:
+    one label and top-class probability per instance, or why it gave none."""
+
+    labels: list[str] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+OutcomeKey = tuple[bytes, int | None]
+"""(request id, partition): a hedged copy shares its original's id, not its partition."""
+
+
 @dataclass
 class BatchResult:
     """What one micro-batch produced: answers, dead letters, and what metrics/drift/join need."""
@@ -123,6 +138,9 @@ class BatchResult:
     latencies: list[float] = field(default_factory=list)
     """Seconds from ``sent_at`` to scored, one per answered message."""
     singles: list[Scored] = field(default_factory=list)
+    outcomes: dict[OutcomeKey, Outcome] | None = None
+    """Per request, only when asked for (a rollout pairs versions): the common path stays free
+    of the per-request bookkeeping."""
 
     def reject(self, reason: str, count: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + count
@@ -137,6 +155,8 @@ class BatchResult:
         self.confidences += other.confidences
         self.latencies += other.latencies
         self.singles += other.singles
+        if self.outcomes is not None and other.outcomes is not None:
+            self.outcomes.update(other.outcomes)
 
 
 def requests_topic(name: str) -> Topic[Request]:
@@ -208,21 +228,31 @@ class Intake:
         model: LiveModel | None,
         topic: Topic[Request],
         answers_topic: str,
-        letters: DeadLetters,
+        letters: DeadLetters | None,
+        *,
+        outcomes: bool = False,
     ) -> None:
         self.model = model
         self.topic = topic
         self.answers_topic = answers_topic
         self.letters = letters
+        """``None``: a comparison pass that answers nobody and dead-letters nothing (the pass
+        that answers the request refuses it, exactly once)."""
         self.result = BatchResult(model_version=model.version if model else None)
+        if outcomes or letters is None:
+            self.result.outcomes = {}
         self.valid: list[tuple[Incoming, Request]] = []
 
     def answer(self, record: Incoming, request: Request, value: bytes) -> None:
         """Send ``value`` as the answer to ``request``, to the partition it came from."""
+        if self.letters is None:
+            return
         key = request.request_id.encode()
         self.result.answers.append(Outgoing(self.answers_topic, key, value, record.partition))
 
     def dead_letter(self, record: Incoming, reason: Reason, error: str) -> None:
+        if self.letters is None:
+            return
         self.result.dead_letters.append(
             self.letters.letter(record, source_topic=self.topic.name, reason=reason, error=error)
         )
@@ -238,6 +268,12 @@ class Intake:
         reason: Reason | None = None,
     ) -> None:
         """Answer ``request`` with an error (and dead-letter it, unless there is no model)."""
+        if self.result.outcomes is not None:
+            key = request.request_id.encode()
+            self.result.outcomes[key, record.partition] = Outcome(error=error)
+        if self.letters is None:
+            self.result.reject(str(reason) if reason is not None else code)
+            return
         if reason is not None:
             self.dead_letter(record, reason, error)
         value = error_answer(
@@ -262,7 +298,8 @@ class Intake:
             self.result.reject(str(exc.reason))
             # The key may still name the request: its caller gets an answer too.
             error = f"invalid request: {exc}"
-            self.result.answers += unanswerable(record, self.answers_topic, now, error)
+            if self.letters is not None:
+                self.result.answers += unanswerable(record, self.answers_topic, now, error)
             return
         if self.model is None:
             self.refuse(record, request, NO_MODEL, ErrorCode.NO_MODEL, now)

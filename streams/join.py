@@ -4,7 +4,8 @@ Pure logic over a ``MutableMapping[bytes, bytes]`` (the Faust table's local stor
 dict in tests) plus a changelog callback, so it runs without faust. One entry per request id,
 in one of three states:
 
-* ``prediction``: scored, waiting for feedback (features, predicted label, model version);
+* ``prediction``: scored, waiting for feedback (features, predicted label, model version, and
+  during a rollout the other version that scored the request and its label);
 * ``feedback``: the label came first (the client was quicker than the worker), waiting for the
   prediction, with the original feedback bytes kept for a dead letter;
 * ``joined``: both met and a :class:`~irisflow.schemas.LabeledSample` was emitted; the entry is
@@ -15,6 +16,9 @@ Every entry expires ``window_seconds`` after it was written. Expired predictions
 Each entry records its partition (the partition of the request and of its feedback: the topics
 are co-partitioned by request id), so the changelog write goes to the right changelog partition
 whatever the event being processed, and a worker expires only the partitions it owns.
+
+Entries live in the changelog across worker versions: a field added later (the shadow version
+``sv`` and label ``sl``) is optional, so an entry written before it existed still joins.
 """
 
 from __future__ import annotations
@@ -121,10 +125,25 @@ class JoinWindow:
         version: int,
         partition: int,
         now: float,
+        shadow_version: int | None = None,
+        shadow_label: str | None = None,
     ) -> LabeledSample | None:
-        """Remember a scored request; if its feedback already waits, return the joined sample."""
+        """Remember a scored request; if its feedback already waits, return the joined sample.
+
+        ``shadow_version``/``shadow_label``: during a rollout, the other version that scored
+        this request and its label (``None`` when it refused), so the labeled sample judges
+        both versions on the same label."""
         entry = self._entry(key)
-        prediction = {"k": "prediction", "p": partition, "x": features, "l": label, "v": version}
+        prediction: dict[str, Any] = {
+            "k": "prediction",
+            "p": partition,
+            "x": features,
+            "l": label,
+            "v": version,
+        }
+        if shadow_version is not None:
+            prediction["sv"] = shadow_version
+            prediction["sl"] = shadow_label
         if entry is not None and entry["k"] == "joined":
             return None  # a redelivered request: it was labeled already
         if entry is not None and entry["k"] == "feedback":
@@ -209,4 +228,6 @@ def _sample(key: bytes, prediction: dict[str, Any], label: str, labeled_at: floa
         predicted_label=prediction["l"],
         model_version=prediction["v"],
         labeled_at=labeled_at,
+        shadow_version=prediction.get("sv"),
+        shadow_label=prediction.get("sl"),
     )

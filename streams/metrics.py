@@ -51,6 +51,9 @@ class WorkerMetrics:
     join_entries: Gauge
     join_expired: Counter
     consumer_lag: Gauge
+    shadow_scored: Counter
+    candidate_version: Gauge
+    candidate_refusals: Counter
 
     @classmethod
     def create(cls) -> WorkerMetrics:
@@ -168,6 +171,24 @@ class WorkerMetrics:
                 ["topic", "partition"],
                 registry=r,
             ),
+            shadow_scored=Counter(
+                "irisflow_shadow_scored_total",
+                "Requests also scored by the rollout version their client did not get (one "
+                "shadow prediction each), by that version and the rollout's mode",
+                ["version", "mode"],
+                registry=r,
+            ),
+            candidate_version=Gauge(
+                "irisflow_candidate_model_version",
+                "Rollout candidate this worker has loaded beside the live version (0: none)",
+                registry=r,
+            ),
+            candidate_refusals=Counter(
+                "irisflow_candidate_refusals_total",
+                "Rollout candidates this worker refused to load (checksum, limits, allow-list, "
+                "contract): it then scores with the live version alone",
+                registry=r,
+            ),
         )
 
     def on_swap(self, model: LiveModel) -> None:
@@ -176,6 +197,12 @@ class WorkerMetrics:
         self.class_prior.clear()  # only the live version's prior is shown next to the mix
         for label, share in model.metadata.class_prior.items():
             self.class_prior.labels(str(model.version), label).set(share)
+
+    def on_candidate(self, version: int | None) -> None:
+        self.candidate_version.set(version or 0)
+
+    def on_candidate_refused(self, version: int) -> None:
+        self.candidate_refusals.inc()
 
     def on_letter(self, topic: str, reason: str, consumer: str) -> None:
         """Count one dead letter (the hook :class:`~irisflow.topics.DeadLetters` calls)."""

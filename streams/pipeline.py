@@ -4,6 +4,14 @@ The Faust agents in :mod:`streams.app` only turn events into :class:`Incoming` r
 method here and produce the :class:`Outgoing` records it returns, so everything below is tested
 without a broker. Nothing here awaits: a batch is handled in one go between two awaits of the
 agent, so a model swap lands between batches, never inside one.
+
+During a rollout (:attr:`ModelHolder.rollout`, read once per batch) each request is routed by
+its id (:mod:`irisflow.rollout`): a canary's share is answered by the candidate, the rest by the
+champion, each group in one ``predict_proba`` call. The paired requests (the shadow share, or
+the canary's share) are also scored by the other version, which answers nobody and dead-letters
+nothing; for each one a :class:`~irisflow.schemas.ShadowPrediction` goes to
+``shadow-predictions`` in the request's partition. Without a rollout a batch costs what it
+always did: the routing is a branch per batch, the hashing only runs while a rollout is active.
 """
 
 from __future__ import annotations
@@ -11,17 +19,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, MutableMapping, Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
 
 from irisflow.otel import Spans
-from irisflow.schemas import DriftEvent, LabeledSample
+from irisflow.rollout import routed_to_candidate, shadowed
+from irisflow.schemas import (
+    DriftEvent,
+    LabeledSample,
+    RolloutMode,
+    RolloutStage,
+    RolloutState,
+    ShadowPrediction,
+    clip,
+)
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
 from streams.hops import WorkerStamps, carry, hedged, record_spans
 from streams.intake import CONSUMER as SCORING
-from streams.intake import BatchResult, LiveModel, Scored, unanswerable
+from streams.intake import BatchResult, LiveModel, Outcome, OutcomeKey, Scored, unanswerable
 from streams.join import JoinWindow
 from streams.metrics import WorkerMetrics
-from streams.model_updates import ModelHolder
+from streams.model_updates import ModelHolder, Rollout
 from streams.monitor import Alarm, DriftMonitor
 from streams.quality import LiveQuality
 from streams.scoring import score_batch
@@ -31,6 +51,16 @@ __all__ = ["Pipeline"]
 log = logging.getLogger(__name__)
 
 JOIN = "streams.join"
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """One version's pass over its part of a rollout batch: what it made of each request and
+    how long the pass took."""
+
+    model: LiveModel
+    outcomes: dict[OutcomeKey, Outcome]
+    seconds: float
 
 
 class Pipeline:
@@ -95,6 +125,26 @@ class Pipeline:
         """
         fetched = self.clock()
         model = self.holder.current
+        rollout = self.holder.rollout
+        if rollout is None or model is None or rollout.candidate.version == model.version:
+            scored_at = self._score_live(model, records)
+        else:
+            scored_at = self._score_rollout(model, rollout, records)
+        stamps = WorkerStamps(fetched, scored_at, self.clock())
+        out = carry(
+            self._drain(),
+            records,
+            answers=self.topics.predictions,
+            stamps=stamps,
+            by_key=(self.topics.labeled, self.topics.shadow_predictions),
+            by_batch=(self.topics.drift_events,),
+        )
+        if self.spans.enabled:
+            record_spans(self.spans, out, records, topics=self.topics, stamps=stamps)
+        return out
+
+    def _score_live(self, model: LiveModel | None, records: Sequence[Incoming]) -> float:
+        """Every request answered by the live version (no rollout): the common path."""
         result = self._scored(model, records)
         scored_at = self.clock()
         self.metrics.observe(result)
@@ -104,18 +154,130 @@ class Pipeline:
                 if (scored.key, scored.partition) not in copies:
                     self._join_prediction(scored, model, scored_at)
             self._watch(model, result)
-        stamps = WorkerStamps(fetched, scored_at, self.clock())
-        out = carry(
-            self._drain(),
-            records,
-            answers=self.topics.predictions,
-            stamps=stamps,
-            by_key=(self.topics.labeled,),
-            by_batch=(self.topics.drift_events,),
-        )
-        if self.spans.enabled:
-            record_spans(self.spans, out, records, topics=self.topics, stamps=stamps)
-        return out
+        return scored_at
+
+    def _score_rollout(
+        self, champion: LiveModel, rollout: Rollout, records: Sequence[Incoming]
+    ) -> float:
+        """Route by request id, answer each group with its version, score the paired requests
+        with the other version too, and send one shadow prediction per paired request.
+
+        A gateway's hedged copy is routed like its original (same id) but not paired again:
+        its original already makes the shadow prediction, which must be counted once."""
+        state, candidate = rollout.state, rollout.candidate
+        canary = state.stage == RolloutStage.CANARY
+        inside = routed_to_candidate if canary else shadowed
+        copies = hedged(records)
+        to_champion: list[Incoming] = []
+        to_candidate: list[Incoming] = []
+        paired: list[Incoming] = []
+        for record in records:
+            key = record.key
+            if key is not None and inside(state, key.decode(errors="replace")):
+                (to_candidate if canary else to_champion).append(record)
+                if (key, record.partition) not in copies:
+                    paired.append(record)
+            else:
+                to_champion.append(record)
+        served, other = (candidate, champion) if canary else (champion, candidate)
+        started = time.perf_counter()
+        shadow_pairs = bool(paired) and not canary
+        answered = [(champion, self._scored(champion, to_champion, outcomes=shadow_pairs))]
+        champion_seconds = time.perf_counter() - started
+        candidate_seconds = 0.0
+        if to_candidate:
+            started = time.perf_counter()
+            answered.append((candidate, self._scored(candidate, to_candidate, outcomes=True)))
+            candidate_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        compared = self._compare(other, paired)
+        compared_seconds = time.perf_counter() - started
+        scored_at = self.clock()
+        for model, result in answered:
+            self.metrics.observe(result)
+            for scored in result.singles:
+                where = (scored.key, scored.partition)
+                if where not in copies:
+                    self._join_prediction(scored, model, scored_at, compared.get(where), other)
+            if model is champion and result.labels:
+                self._watch(model, result)  # drift monitors watch the live version only
+        if paired:
+            served_seconds = candidate_seconds if canary else champion_seconds
+            served_outcomes = answered[-1 if canary else 0][1].outcomes or {}
+            self._shadow_predictions(
+                state,
+                paired,
+                Scoring(served, served_outcomes, served_seconds),
+                Scoring(other, compared, compared_seconds),
+                scored_at,
+            )
+        return scored_at
+
+    def _compare(self, model: LiveModel, paired: Sequence[Incoming]) -> dict[OutcomeKey, Outcome]:
+        """What ``model`` makes of the paired requests, answering nobody; a raise costs only
+        the comparison (each request's outcome is then that error)."""
+        if not paired:
+            return {}
+        try:
+            result = score_batch(
+                model,
+                paired,
+                source_topic=self.topics.requests,
+                answers_topic=self.topics.predictions,
+                clock=self.clock,
+                answer=False,
+            )
+        except Exception as exc:
+            log.exception("version %d raised comparing %d requests", model.version, len(paired))
+            error = clip(f"scoring raised: {exc!r}")
+            return {(r.key or b"", r.partition): Outcome(error=error) for r in paired}
+        return result.outcomes or {}
+
+    def _shadow_predictions(
+        self,
+        state: RolloutState,
+        paired: Sequence[Incoming],
+        served: Scoring,
+        other: Scoring,
+        scored_at: float,
+    ) -> None:
+        """One shadow prediction per paired request the answering version decoded (a record
+        that is not a request is dead-lettered by that pass, and compared with nothing)."""
+        if state.rollout_id is None or state.stage is None:
+            return
+        mode = RolloutMode(state.stage.value)
+        topic = self.typed.shadow_predictions
+        sent = 0
+        for record in paired:
+            where = (record.key or b"", record.partition)
+            mine = served.outcomes.get(where)
+            if mine is None:
+                continue
+            theirs = other.outcomes.get(where) or Outcome(error="not scored by this version")
+            try:
+                prediction = ShadowPrediction(
+                    request_id=where[0].decode(),
+                    rollout_id=state.rollout_id,
+                    mode=mode,
+                    version=other.model.version,
+                    served_version=served.model.version,
+                    labels=theirs.labels,
+                    served_labels=mine.labels,
+                    confidences=theirs.confidences,
+                    served_confidences=mine.confidences,
+                    error=None if theirs.error is None else clip(theirs.error),
+                    served_error=None if mine.error is None else clip(mine.error),
+                    seconds=other.seconds,
+                    served_seconds=served.seconds,
+                    scored_at=scored_at,
+                )
+            except (ValidationError, UnicodeDecodeError) as exc:
+                log.error("no shadow prediction for %r: %s", where[0][:80], exc)
+                continue
+            self._out.append(topic.record(prediction, partition=record.partition))
+            sent += 1
+        if sent:
+            self.metrics.shadow_scored.labels(str(other.model.version), mode.value).inc(sent)
 
     def _watch(self, model: LiveModel, result: BatchResult) -> None:
         monitor = self._monitor_for(model)
@@ -128,12 +290,14 @@ class Pipeline:
         except Exception:
             log.exception("drift monitors failed on a batch; its answers are unaffected")
 
-    def _scored(self, model: LiveModel | None, records: Sequence[Incoming]) -> BatchResult:
+    def _scored(
+        self, model: LiveModel | None, records: Sequence[Incoming], *, outcomes: bool = False
+    ) -> BatchResult:
         """:func:`score_batch` for the batch; if it raises (a bug: bad input is refused inside
         it), record by record, so only a record that still raises alone is lost, and that one
         is dead-lettered and answered (when its key names it)."""
         try:
-            result = self._score_batch(model, records)
+            result = self._score_batch(model, records, outcomes)
         except Exception:
             log.exception("scoring a batch of %d raised; scoring it record by record", len(records))
         else:
@@ -141,10 +305,15 @@ class Pipeline:
             self._out.extend(result.dead_letters)
             return result
         merged = BatchResult(model_version=model.version if model else None)
+        if outcomes:
+            merged.outcomes = {}
         for record in records:
             try:
-                result = self._score_batch(model, [record])
+                result = self._score_batch(model, [record], outcomes)
             except Exception as exc:
+                if merged.outcomes is not None and record.key is not None:
+                    error = clip(f"scoring raised: {exc!r}")
+                    merged.outcomes[record.key, record.partition] = Outcome(error=error)
                 self._dead_letter(
                     SCORING,
                     record,
@@ -160,7 +329,9 @@ class Pipeline:
             merged.absorb(result)
         return merged
 
-    def _score_batch(self, model: LiveModel | None, records: Sequence[Incoming]) -> BatchResult:
+    def _score_batch(
+        self, model: LiveModel | None, records: Sequence[Incoming], outcomes: bool = False
+    ) -> BatchResult:
         return score_batch(
             model,
             records,
@@ -168,11 +339,22 @@ class Pipeline:
             answers_topic=self.topics.predictions,
             letters=self._letters[SCORING],
             clock=self.clock,
+            outcomes=outcomes,
         )
 
-    def _join_prediction(self, scored: Scored, model: LiveModel, now: float) -> None:
-        """Remember a scored request for its feedback; a join entry that cannot be read (or a
-        sample that cannot be built from it) costs that entry, never the batch."""
+    def _join_prediction(
+        self,
+        scored: Scored,
+        model: LiveModel,
+        now: float,
+        shadow: Outcome | None = None,
+        shadow_model: LiveModel | None = None,
+    ) -> None:
+        """Remember a scored request for its feedback (with the other version's label when
+        it was paired); a join entry that cannot be read (or a sample that cannot be built
+        from it) costs that entry, never the batch."""
+        shadow_version = shadow_model.version if shadow is not None and shadow_model else None
+        shadow_label = shadow.labels[0] if shadow is not None and shadow.labels else None
         try:
             sample = self.join.on_prediction(
                 scored.key,
@@ -181,6 +363,8 @@ class Pipeline:
                 version=model.version,
                 partition=scored.partition or 0,
                 now=now,
+                shadow_version=shadow_version,
+                shadow_label=shadow_label,
             )
             if sample is not None:
                 self._labeled(sample, scored.partition)

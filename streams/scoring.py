@@ -30,6 +30,7 @@ from streams.intake import (
     BatchResult,
     Intake,
     LiveModel,
+    Outcome,
     Request,
     Scored,
     requests_topic,
@@ -51,6 +52,8 @@ def score_batch(
     dead_letters_topic: str = "dead-letters",
     letters: DeadLetters | None = None,
     clock: Callable[[], float] = time.time,
+    outcomes: bool = False,
+    answer: bool = True,
 ) -> BatchResult:
     """Decode, validate against the model's features and domain, predict once, answer all.
 
@@ -62,11 +65,19 @@ def score_batch(
     answer (callers learn at once why, instead of timing out, and nothing is dropped). If the
     model raises on the batch, requests are scored one by one so that only the ones it cannot
     take are refused: one record never costs the others their answer.
+
+    During a rollout two versions meet some requests: ``outcomes`` also records what the model
+    made of each request (:class:`~streams.intake.Outcome`), and ``answer=False`` is the pass of
+    the version whose answer nobody gets: the same checks and the same ``predict_proba`` call,
+    but no answers and no dead letters (the answering pass refuses a record, once).
     """
-    letters = letters or DeadLetters(
-        dead_letters_topic, CONSUMER, max_message_bytes=_DEFAULT_MESSAGE_BYTES
-    )
-    batch = Intake(model, requests_topic(source_topic), answers_topic, letters)
+    if answer:
+        letters = letters or DeadLetters(
+            dead_letters_topic, CONSUMER, max_message_bytes=_DEFAULT_MESSAGE_BYTES
+        )
+    else:
+        letters = None
+    batch = Intake(model, requests_topic(source_topic), answers_topic, letters, outcomes=outcomes)
     now = clock()
     for record in records:
         batch.admit(record, now)
@@ -169,6 +180,9 @@ def _predict(
     if scored is None:
         return
     matrix, probabilities = scored
+    if batch.letters is None:
+        _compare_only(model, batch, matrix, probabilities)
+        return
     classes = model.classes
     winners = probabilities.argmax(axis=1).tolist()
     table = probabilities.tolist()
@@ -199,3 +213,29 @@ def _predict(
             start += 1
         else:
             start += instances_in(request)
+    if result.outcomes is not None:
+        _record_outcomes(result, batch.valid)
+
+
+def _record_outcomes(result: BatchResult, valid: list[tuple[Incoming, Request]]) -> None:
+    """Each scored request's slice of the batch's labels and confidences (rollouts only)."""
+    assert result.outcomes is not None
+    labels, confidences = result.labels, result.confidences
+    start = 0
+    for record, request in valid:
+        end = start + instances_in(request)
+        key = request.request_id.encode(), record.partition
+        result.outcomes[key] = Outcome(labels[start:end], confidences[start:end])
+        start = end
+
+
+def _compare_only(
+    model: LiveModel, batch: Intake, matrix: np.ndarray, probabilities: np.ndarray
+) -> None:
+    """The pass of a version whose answers nobody gets: labels and confidences, nothing sent."""
+    result = batch.result
+    result.rows = matrix
+    classes = model.classes
+    result.labels = [classes[i] for i in probabilities.argmax(axis=1).tolist()]
+    result.confidences = probabilities.max(axis=1).tolist()
+    _record_outcomes(result, batch.valid)

@@ -140,3 +140,50 @@ def test_a_rescan_after_a_rebalance_forgets_moved_partitions_and_schedules_recov
     second.rescan(owned={2})
     assert set(recovered) == {b"b"}
     assert second.expire(WINDOW + 1, owned={2}).predictions == 1
+
+
+def test_a_paired_prediction_joins_into_a_sample_with_the_other_versions_label(
+    window: JoinWindow,
+) -> None:
+    window.on_prediction(
+        b"p",
+        features=SETOSA,
+        label="setosa",
+        version=3,
+        partition=1,
+        now=0.0,
+        shadow_version=4,
+        shadow_label="versicolor",
+    )
+    outcome = _feedback(window, "p", "setosa")
+    assert outcome.sample is not None
+    assert (outcome.sample.shadow_version, outcome.sample.shadow_label) == (4, "versicolor")
+
+
+def test_feedback_held_before_a_paired_prediction_still_gets_the_shadow_label(
+    window: JoinWindow,
+) -> None:
+    _feedback(window, "early", "virginica")
+    sample = window.on_prediction(
+        b"early",
+        features=SETOSA,
+        label="setosa",
+        version=3,
+        partition=1,
+        now=2.0,
+        shadow_version=4,
+        shadow_label=None,
+    )
+    assert sample is not None
+    assert (sample.model_version, sample.shadow_version, sample.shadow_label) == (3, 4, None)
+
+
+def test_an_entry_written_before_shadow_fields_existed_still_joins(changelog: Changelog) -> None:
+    """A changelog restored from a worker of the previous release has no ``sv``/``sl``."""
+    old = b'{"k":"prediction","p":1,"x":{"sepal_length":5.1},"l":"setosa","v":2,"t":0.5}'
+    window = JoinWindow({b"old": old}, changelog, window_seconds=WINDOW, feedback_topic="fb")
+    outcome = _feedback(window, "old", "setosa")
+    assert outcome.kind == "joined"
+    assert outcome.sample is not None
+    assert (outcome.sample.model_version, outcome.sample.predicted_label) == (2, "setosa")
+    assert (outcome.sample.shadow_version, outcome.sample.shadow_label) == (None, None)
