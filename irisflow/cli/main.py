@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from irisflow.cli import dlq, kafka, models, roles
+from irisflow.cli import dlq, kafka, models, roles, rollout
 from irisflow.errors import IrisflowError
 from irisflow.settings import load_settings
 
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(models.app, name="models")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(rollout.app, name="rollout")
 for command in (
     roles.train,
     roles.trainer,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Annotated
+import time
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from irisflow.cli.context import settings_of as _settings
+
+if TYPE_CHECKING:
+    from irisflow.schemas import RolloutState
+    from irisflow.settings import Settings
 
 __all__ = ["app"]
 
@@ -43,18 +49,59 @@ def models_show(
     ctx: typer.Context,
     version: int,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka/--no-kafka",
+            help="also read the rollout topic for the deployment history (skipped if Kafka does "
+            "not answer)",
+        ),
+    ] = True,
 ) -> None:
-    """One version's metadata (and the path of its model card)."""
+    """One version's metadata (its model card) and its deployment history: the retraining that
+    published it and every rollout step (shadow, canary, promoted, rolled back, aborted)."""
+    from irisflow.deployments import deployment_history
     from irisflow.registry import LocalRegistry
 
-    registry = LocalRegistry(_settings(ctx).registry_dir)
+    settings = _settings(ctx)
+    registry = LocalRegistry(settings.registry_dir)
     meta = registry.metadata(version)
+    state, note = _rollout_state(settings) if kafka else (None, "not read (--no-kafka)")
+    history = deployment_history(version, state, registry)
     body = meta.model_dump(mode="json")
     if as_json:
-        typer.echo(json.dumps(body, indent=2))
+        typer.echo(json.dumps({**body, "deployments": history}, indent=2))
         return
     card = registry.card_path(version)
     typer.echo(card.read_text() if card.exists() else json.dumps(body, indent=2))
+    typer.echo(f"\ndeployment history of v{version} (rollout topic: {note}):")
+    if not history:
+        typer.echo("  none recorded")
+    for step in history:
+        share = f" share {step['share']:.0%}" if step.get("share") is not None else ""
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(step["at"]))
+        typer.echo(
+            f"  {when}  {step['stage']:<11}{share}  by {step['decided_by']}: {step['reason']}"
+            f"  [{', '.join(step['sources'])}]"
+        )
+
+
+SHOW_KAFKA_SECONDS = 5.0
+"""How long ``models show`` tries the rollout topic before it shows the registry's history only."""
+
+
+def _rollout_state(settings: Settings) -> tuple[RolloutState | None, str]:
+    """The rollout topic's newest state, and a note on how reading it went (never fatal: the
+    registry's decisions log has the history too)."""
+    from irisflow.kafka.rollout_topic import read_rollout_state
+
+    try:
+        state = asyncio.run(
+            read_rollout_state(settings.kafka, settings.model_name, timeout=SHOW_KAFKA_SECONDS)
+        )
+    except Exception as exc:  # any failure leaves the registry's history
+        return None, f"not read ({type(exc).__name__}: {exc}); the registry's log only"
+    return state, "read" if state is not None else "no rollout yet"
 
 
 @app.command("promote")
