@@ -55,6 +55,7 @@ def build_update(
         data_fingerprint=outcome.data_fingerprint,
         parent_version=parent,
         trigger=trigger,
+        calibration=outcome.calibration,
         sha256=sha256_hex(artifact),
         artifact=artifact,
     )

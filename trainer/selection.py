@@ -13,12 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import get_scorer, get_scorer_names
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 
 from irisflow.errors import ConfigError, DataError
 
-__all__ = ["CandidateScore", "cross_validate_candidates", "select_best"]
+__all__ = [
+    "CandidateScore",
+    "cross_validate_candidates",
+    "out_of_fold_probabilities",
+    "select_best",
+    "stratified_folds",
+]
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -107,14 +113,42 @@ def cross_validate_candidates(
     if not candidates:
         raise ConfigError("no candidates to cross-validate: training.candidates is empty")
     _check_folds(y, folds)
-    folding = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-    splits = list(folding.split(x, y))
+    splits = list(stratified_folds(folds, random_state).split(x, y))
     scores = []
     for name, pipeline in candidates.items():
         scores.append(_score(name, pipeline, x, y, splits, metric))
         if progress is not None:
             progress(name)
     return scores
+
+
+def stratified_folds(folds: int, random_state: int) -> StratifiedKFold:
+    """The shuffled stratified folds of model selection (one definition, so the calibration's
+    out-of-fold predictions are drawn the way the candidates were scored)."""
+    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+
+
+def out_of_fold_probabilities(
+    name: str, pipeline: Pipeline, x: np.ndarray, y: np.ndarray, *, folds: int, random_state: int
+) -> np.ndarray:
+    """Each row's class probabilities from a copy of ``pipeline`` fitted without that row.
+
+    Columns follow the sorted class labels (``numpy.unique(y)``), as a fitted model's
+    ``classes_`` do. These are what a calibration is fitted on: the model's own probabilities
+    on rows it trained on are overconfident (a random forest is right on all of them).
+    """
+    _check_folds(y, folds)
+    try:
+        probabilities = cross_val_predict(
+            clone(pipeline),
+            x,
+            y,
+            cv=stratified_folds(folds, random_state),
+            method="predict_proba",
+        )
+    except ValueError as exc:
+        raise DataError(f"candidate {name} cannot be fitted on a CV fold: {exc}") from exc
+    return np.asarray(probabilities, dtype=float)
 
 
 def select_best(scores: Sequence[CandidateScore]) -> CandidateScore:

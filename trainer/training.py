@@ -29,14 +29,22 @@ from sklearn.pipeline import Pipeline
 from tqdm import tqdm
 
 from irisflow.errors import DataError
-from irisflow.schemas import FeatureStats
+from irisflow.estimation import fit_calibration, top_confidences
+from irisflow.schemas import Calibration, FeatureStats
 from irisflow.settings import Settings, TrainingSettings
 from trainer.candidates import build_candidates
 from trainer.data import Dataset, check_class_sizes, load_dataset
-from trainer.selection import CandidateScore, cross_validate_candidates, select_best
+from trainer.selection import (
+    CandidateScore,
+    cross_validate_candidates,
+    out_of_fold_probabilities,
+    select_best,
+)
 
 __all__ = [
+    "CV_ACCURACY",
     "TrainingOutcome",
+    "calibrate",
     "class_prior",
     "reference_statistics",
     "rows_needed_per_class",
@@ -46,13 +54,20 @@ __all__ = [
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
+CV_ACCURACY = "cv_accuracy"
+"""Metrics key: accuracy of the out-of-fold predictions of the whole data set, the ones the
+calibration is fitted on. An isotonic map keeps the mean, so it is also the label-free estimate
+on traffic like the training data: the baseline a falling estimate is compared with."""
+
 
 @dataclass(frozen=True)
 class TrainingOutcome:
     """Everything a model version is published with, plus what its model card reports.
 
     ``class_labels`` is the fitted model's ``classes_`` order (the order of its probabilities);
-    ``confusion_matrix`` rows (true) and columns (predicted) follow it too.
+    ``confusion_matrix`` rows (true) and columns (predicted) follow it too. ``calibration`` maps
+    the published model's top-class probability to its chance of being right (see
+    :func:`calibrate`); the label-free accuracy estimate reads it.
     """
 
     model: Pipeline
@@ -69,6 +84,7 @@ class TrainingOutcome:
     n_samples: int
     data_source: str
     selection_metric: str
+    calibration: Calibration
 
 
 def rows_needed_per_class(training: TrainingSettings) -> int:
@@ -174,6 +190,29 @@ def _evaluate(
     return metrics, _plain(report), [[int(n) for n in row] for row in matrix]
 
 
+def calibrate(
+    name: str, pipeline: Pipeline, dataset: Dataset, training: TrainingSettings
+) -> tuple[Calibration, float]:
+    """The calibration of ``pipeline`` refit on all of ``dataset``, and its out-of-fold accuracy.
+
+    Fitted on out-of-fold probabilities of every row (the selection's folds and seed): the
+    few dozen rows of the holdout hold too few errors for a map that does not overfit, and the
+    published model is refit on all rows anyway, so each fold's copy (trained on 1 - 1/folds
+    of them) is the closest stand-in for it. One extra cross-validation, of the winner only.
+    """
+    probabilities = out_of_fold_probabilities(
+        name,
+        pipeline,
+        dataset.X,
+        dataset.y,
+        folds=training.cv_folds,
+        random_state=training.random_state,
+    )
+    labels = np.unique(dataset.y)
+    correct = labels[probabilities.argmax(axis=1)] == dataset.y
+    return fit_calibration(top_confidences(probabilities), correct), float(correct.mean())
+
+
 def train_on(
     dataset: Dataset, training: TrainingSettings, *, show_progress: bool = True
 ) -> TrainingOutcome:
@@ -187,13 +226,19 @@ def train_on(
         clone(candidates[best.name]).fit(x_train, y_train), x_test, y_test, labels
     )
     metric = training.selection_metric
+    calibration, cv_accuracy = calibrate(best.name, candidates[best.name], dataset, training)
     final = clone(candidates[best.name]).fit(dataset.X, dataset.y)
     return TrainingOutcome(
         model=final,
         algorithm=best.name,
         feature_names=list(dataset.feature_names),
         class_labels=[str(c) for c in final.classes_],
-        metrics={f"cv_{metric}_mean": best.mean, f"cv_{metric}_std": best.std, **holdout},
+        metrics={
+            f"cv_{metric}_mean": best.mean,
+            f"cv_{metric}_std": best.std,
+            CV_ACCURACY: cv_accuracy,
+            **holdout,
+        },
         candidates=scores,
         reference_stats=reference_statistics(dataset),
         class_prior=class_prior(dataset),
@@ -203,6 +248,7 @@ def train_on(
         n_samples=dataset.n_samples,
         data_source=dataset.source,
         selection_metric=metric,
+        calibration=calibration,
     )
 
 

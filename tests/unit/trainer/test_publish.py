@@ -43,6 +43,8 @@ def test_a_sound_outcome_becomes_an_update_that_loads(
     )
     assert (update.version, update.parent_version, update.trigger) == (3, 2, "labels")
     assert update.algorithm == outcome.algorithm
+    assert update.calibration == outcome.calibration
+    assert update.calibration is not None
 
 
 def _regressor() -> LinearRegression:

@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 
 from irisflow.errors import DataError
+from irisflow.estimation import expected_accuracy, fit_calibration
 from irisflow.settings import DataSettings, Settings, TrainingSettings
+from trainer.candidates import build_candidates
 from trainer.data import load_dataset
-from trainer.selection import select_best
-from trainer.training import TrainingOutcome, rows_needed_per_class, train_offline
+from trainer.selection import out_of_fold_probabilities, select_best
+from trainer.training import (
+    CV_ACCURACY,
+    TrainingOutcome,
+    rows_needed_per_class,
+    train_offline,
+)
 
 FAST = {
     "logistic_regression": {"max_iter": 500},
@@ -83,6 +90,44 @@ def test_holdout_numbers_come_from_a_stratified_fifth_of_the_rows(iris: Training
     assert iris.holdout_report["virginica"]["support"] == 10
 
 
+def _winner_out_of_fold(iris: TrainingOutcome) -> tuple[np.ndarray, np.ndarray]:
+    """The winner's out-of-fold top-class probabilities over all 150 rows, and which were
+    right, recomputed here on the selection's folds and seed."""
+    dataset = load_dataset(DataSettings())
+    training = _settings().training
+    probabilities = out_of_fold_probabilities(
+        iris.algorithm,
+        build_candidates(training)[iris.algorithm],
+        dataset.X,
+        dataset.y,
+        folds=training.cv_folds,
+        random_state=training.random_state,
+    )
+    correct = np.array(iris.class_labels)[probabilities.argmax(axis=1)] == dataset.y
+    return probabilities.max(axis=1), correct
+
+
+def test_the_calibration_is_fitted_on_out_of_fold_predictions_of_every_row(
+    iris: TrainingOutcome,
+) -> None:
+    confidences, correct = _winner_out_of_fold(iris)
+    assert iris.calibration.samples == 150
+    assert iris.calibration == fit_calibration(confidences, correct)
+    # Not on the published model's own (in-sample) probabilities, which are right more often.
+    in_sample = iris.model.predict_proba(load_dataset(DataSettings()).X).max(axis=1)
+    assert iris.calibration != fit_calibration(in_sample, np.ones(150, dtype=bool))
+
+
+def test_cv_accuracy_is_the_out_of_fold_accuracy_and_the_estimate_on_those_rows(
+    iris: TrainingOutcome,
+) -> None:
+    confidences, correct = _winner_out_of_fold(iris)
+    assert iris.metrics[CV_ACCURACY] == pytest.approx(correct.mean())
+    assert 0.9 < iris.metrics[CV_ACCURACY] < 1.0
+    estimate = expected_accuracy(iris.calibration, confidences)
+    assert estimate == pytest.approx(iris.metrics[CV_ACCURACY], abs=0.01)
+
+
 def test_reference_statistics_describe_every_feature_over_all_rows(iris: TrainingOutcome) -> None:
     x = load_dataset(DataSettings()).X
     assert list(iris.reference_stats) == iris.feature_names
@@ -106,6 +151,7 @@ def test_the_same_params_give_identical_results(iris: TrainingOutcome) -> None:
     ]
     assert again.confusion_matrix == iris.confusion_matrix
     assert again.data_fingerprint == iris.data_fingerprint
+    assert again.calibration == iris.calibration
     x = load_dataset(DataSettings()).X
     np.testing.assert_array_equal(again.model.predict_proba(x), iris.model.predict_proba(x))
 
