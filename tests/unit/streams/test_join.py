@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from irisflow.schemas import Feedback
-from streams.join import JoinWindow
+from streams.join import FeedbackOutcome, JoinWindow
 from tests.factories import SETOSA
 
 WINDOW = 60.0
@@ -142,6 +142,11 @@ def test_a_rescan_after_a_rebalance_forgets_moved_partitions_and_schedules_recov
     assert second.expire(WINDOW + 1, owned={2}).predictions == 1
 
 
+def _labeled(window: JoinWindow, rid: str) -> FeedbackOutcome:
+    message = Feedback(request_id=rid, label="setosa", labeled_at=1.0)
+    return window.on_feedback(message, raw=message.to_bytes(), partition=1, offset=9, now=1.0)
+
+
 def test_a_paired_prediction_joins_into_a_sample_with_the_other_versions_label(
     window: JoinWindow,
 ) -> None:
@@ -155,7 +160,7 @@ def test_a_paired_prediction_joins_into_a_sample_with_the_other_versions_label(
         shadow_version=4,
         shadow_label="versicolor",
     )
-    outcome = _feedback(window, "p", "setosa")
+    outcome = _labeled(window, "p")
     assert outcome.sample is not None
     assert (outcome.sample.shadow_version, outcome.sample.shadow_label) == (4, "versicolor")
 
@@ -182,7 +187,7 @@ def test_an_entry_written_before_shadow_fields_existed_still_joins(changelog: Ch
     """A changelog restored from a worker of the previous release has no ``sv``/``sl``."""
     old = b'{"k":"prediction","p":1,"x":{"sepal_length":5.1},"l":"setosa","v":2,"t":0.5}'
     window = JoinWindow({b"old": old}, changelog, window_seconds=WINDOW, feedback_topic="fb")
-    outcome = _feedback(window, "old", "setosa")
+    outcome = _labeled(window, "old")
     assert outcome.kind == "joined"
     assert outcome.sample is not None
     assert (outcome.sample.model_version, outcome.sample.predicted_label) == (2, "setosa")

@@ -87,7 +87,7 @@ def _state(stage: RolloutStage, share: float = SHARE) -> RolloutState:
 
 def _ids(count: int, *, inside: bool, share: float = SHARE) -> list[str]:
     """``count`` request ids whose point in this rollout is inside (or outside) ``share``."""
-    found = []
+    found: list[str] = []
     n = 0
     while len(found) < count:
         rid = f"req-{n}"
@@ -337,7 +337,7 @@ def test_a_hedged_copy_is_answered_by_the_same_version_but_makes_no_second_shado
     (rid,) = _ids(1, inside=True)
     together = pipeline.score([_request(rid, partition=0), _hedged_copy(rid, 2)])
     answers = _on(together, pipeline.topics.predictions)
-    assert sorted(o.partition for o in answers) == [0, 2]
+    assert sorted(o.partition or 0 for o in answers) == [0, 2]
     versions = {Prediction.from_bytes(o.value).model_version for o in answers}
     assert versions == ({2} if stage == RolloutStage.CANARY else {1})
     assert len(_shadows(pipeline, together)) == 1
@@ -379,7 +379,12 @@ def test_drift_monitors_watch_only_the_rows_the_champion_answered(settings: Sett
     inside, outside = _ids(3, inside=True), _ids(2, inside=False)
     seen: list[int] = []
     with patch("streams.monitor.DriftMonitor.update_features", autospec=True) as update:
-        update.side_effect = lambda monitor, rows: seen.append(len(rows)) or []
+
+        def update_features(monitor: object, rows: np.ndarray) -> list[object]:
+            seen.append(len(rows))
+            return []
+
+        update.side_effect = update_features
         pipeline.score([_request(rid) for rid in inside + outside])
     assert seen == [2]
 
