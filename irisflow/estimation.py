@@ -28,6 +28,7 @@ from sklearn.isotonic import IsotonicRegression
 from irisflow.schemas import Calibration
 
 __all__ = [
+    "CV_ACCURACY",
     "DEFAULT_MAX_KNOTS",
     "AccuracyEstimate",
     "calibrated",
@@ -35,6 +36,11 @@ __all__ = [
     "fit_calibration",
     "top_confidences",
 ]
+
+CV_ACCURACY = "cv_accuracy"
+"""Key in ``ModelMetadata.metrics``: accuracy of the out-of-fold predictions of the whole training
+set, the ones the calibration is fitted on. An isotonic map keeps the mean, so it is also the
+estimate on traffic like the training data: the baseline a falling estimate is compared with."""
 
 DEFAULT_MAX_KNOTS = 50
 """Knots kept of the isotonic map: a few hundred bytes in every model update, and finer steps

@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 from tqdm import tqdm
 
 from irisflow.errors import DataError
-from irisflow.estimation import fit_calibration, top_confidences
+from irisflow.estimation import CV_ACCURACY, fit_calibration, top_confidences
 from irisflow.schemas import Calibration, FeatureStats
 from irisflow.settings import Settings, TrainingSettings
 from trainer.candidates import build_candidates
@@ -42,7 +42,6 @@ from trainer.selection import (
 )
 
 __all__ = [
-    "CV_ACCURACY",
     "TrainingOutcome",
     "calibrate",
     "class_prior",
@@ -53,11 +52,6 @@ __all__ = [
 ]
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-CV_ACCURACY = "cv_accuracy"
-"""Metrics key: accuracy of the out-of-fold predictions of the whole data set, the ones the
-calibration is fitted on. An isotonic map keeps the mean, so it is also the label-free estimate
-on traffic like the training data: the baseline a falling estimate is compared with."""
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,12 @@ import numpy as np
 import pytest
 
 from irisflow.errors import DataError
-from irisflow.estimation import expected_accuracy, fit_calibration
+from irisflow.estimation import CV_ACCURACY, expected_accuracy, fit_calibration
 from irisflow.settings import DataSettings, Settings, TrainingSettings
 from trainer.candidates import build_candidates
 from trainer.data import load_dataset
 from trainer.selection import out_of_fold_probabilities, select_best
-from trainer.training import (
-    CV_ACCURACY,
-    TrainingOutcome,
-    rows_needed_per_class,
-    train_offline,
-)
+from trainer.training import TrainingOutcome, rows_needed_per_class, train_offline
 
 FAST = {
     "logistic_regression": {"max_iter": 500},
