@@ -34,6 +34,7 @@ from faust.types import EventT, StreamT
 from prometheus_client import generate_latest
 
 from irisflow.kafka.model_topic import ModelFeed
+from irisflow.kafka.rollout_topic import RolloutFollower
 from irisflow.otel import Spans
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import ScoringSettings, Settings
@@ -61,6 +62,7 @@ class StreamsApp:
     app: faust.App
     holder: ModelHolder
     feed: ModelFeed
+    rollouts: RolloutFollower
     metrics: WorkerMetrics
     pipeline: Pipeline
     table: Any
@@ -90,24 +92,35 @@ def build_app(settings: Settings, *, sink: Sink | None = None) -> StreamsApp:
         on_swap=metrics.on_swap,
         artifacts=settings.artifacts,
         max_reference_std=settings.features.max_reference_std,
+        on_candidate=metrics.on_candidate,
+        on_candidate_refused=metrics.on_candidate_refused,
     )
     feed = _model_feed(settings, holder, metrics)
+    rollouts = RolloutFollower(
+        settings.kafka,
+        settings.model_name,
+        holder.follow,
+        consumer="streams.rollout-follower",
+        on_letter=metrics.on_letter,
+    )
     pipeline = _pipeline(settings, holder, metrics, table)
     rebalances = _rebalances(app, settings)
     owned = _owned_partitions(app, names.feedback)
 
-    _follow_models(app, feed)
-    lane, score_agent = _score(app, settings, requests, pipeline, feed, sink, owned)
+    _follow_models(app, feed, rollouts)
+    ready = _ready(feed, rollouts)
+    lane, score_agent = _score(app, settings, requests, pipeline, ready, sink, owned)
     feedback_agent = _batch_agent(
         app, feedback, "join_feedback", settings.scoring, pipeline.feedback, sink
     )
     _sweep(app, settings, pipeline, sink, owned)
     _watch(app, settings, metrics, pipeline, lane, owned)
-    _web_pages(app, metrics, holder, feed, rebalances, lane, owned)
+    _web_pages(app, metrics, holder, (feed, rollouts), rebalances, lane, owned)
     return StreamsApp(
         app=app,
         holder=holder,
         feed=feed,
+        rollouts=rollouts,
         metrics=metrics,
         pipeline=pipeline,
         table=table,
@@ -149,11 +162,29 @@ def _owned_partitions(app: faust.App, feedback_topic: str) -> Owned:
     return owned
 
 
-def _follow_models(app: faust.App, feed: ModelFeed) -> None:
+def _follow_models(app: faust.App, feed: ModelFeed, rollouts: RolloutFollower) -> None:
     @app.task  # type: ignore[untyped-decorator]
     async def follow_model_updates() -> None:
         """Every worker reads every update: no consumer group, all partitions."""
         await feed.run()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_rollouts() -> None:
+        """Every worker follows the rollout (its candidate loaded beside the live version);
+        a restarted worker resumes it from the newest state on the compacted topic."""
+        await rollouts.run()
+
+
+def _ready(feed: ModelFeed, rollouts: RolloutFollower) -> Callable[[], Awaitable[Any]]:
+    """Scoring starts once the live model and the rollout are known (the newest state's
+    candidate loaded or refused), so a restarted worker never answers a canary's request with
+    the champion while the candidate is on its way."""
+
+    async def ready() -> None:
+        await feed.caught_up.wait()
+        await rollouts.caught_up.wait()
+
+    return ready
 
 
 def _score(
@@ -161,7 +192,7 @@ def _score(
     settings: Settings,
     requests: Any,
     pipeline: Pipeline,
-    feed: ModelFeed,
+    ready: Callable[[], Awaitable[Any]],
     sink: Sink,
     owned: Owned,
 ) -> tuple[ScoringLane | None, Any]:
@@ -169,19 +200,18 @@ def _score(
     if settings.scoring.consumer == "lane":
         lane = scoring_lane(settings, score=pipeline.score, send=sink)
         follow_assignment(app, lane, owned)
-        _run_lane(app, lane, feed)
+        _run_lane(app, lane, ready)
         return lane, None
     # the first batch is scored by the live model, if any
-    ready = feed.caught_up.wait
     agent = _batch_agent(app, requests, "score", settings.scoring, pipeline.score, sink, ready)
     return None, agent
 
 
-def _run_lane(app: faust.App, lane: ScoringLane, feed: ModelFeed) -> None:
+def _run_lane(app: faust.App, lane: ScoringLane, ready: Callable[[], Awaitable[Any]]) -> None:
     @app.task  # type: ignore[untyped-decorator]
     async def score_requests() -> None:
         try:
-            await lane.run(ready=feed.caught_up.wait())
+            await lane.run(ready=ready())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never a silent stop: the worker goes down loudly
@@ -252,12 +282,13 @@ def _web_pages(
     app: faust.App,
     metrics: WorkerMetrics,
     holder: ModelHolder,
-    feed: ModelFeed,
+    followers: tuple[ModelFeed, RolloutFollower],
     rebalances: Rebalances,
     lane: ScoringLane | None,
     owned: Owned,
 ) -> None:
     """Prometheus metrics, and health: what the worker scores once it is ready."""
+    feed, rollouts = followers
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
@@ -268,17 +299,41 @@ def _web_pages(
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        """200 once this worker has caught up on models, owns partitions and is not rebalancing."""
+        """200 once this worker has caught up on models and the rollout, owns partitions and
+        is not rebalancing."""
         live = holder.current
         assigned = sorted(lane.partitions if lane is not None else owned())
-        ready = feed.caught_up.is_set() and bool(assigned) and rebalances.settled
+        caught_up = feed.caught_up.is_set() and rollouts.caught_up.is_set()
+        ready = caught_up and bool(assigned) and rebalances.settled
         body = {
             "ready": ready,
             "model_version": live.version if live else None,
             "partitions": assigned,
             "refused_versions": [version for version, _ in holder.refused],
+            "rollout": _rollout_health(holder),
         }
         return web.json(body, status=200 if ready else 503)
+
+
+def _rollout_health(holder: ModelHolder) -> dict[str, Any] | None:
+    """The rollout as this worker follows it: stage, share, and the candidate it scores with
+    (``candidate_loaded``) or refused (``candidate_refused`` with why)."""
+    state = holder.rollout_state
+    if state is None:
+        return None
+    loaded = holder.rollout
+    refused = holder.candidate_refused
+    refused_now = refused is not None and state.active and refused[0] == state.candidate_version
+    return {
+        "rollout_id": state.rollout_id,
+        "stage": state.stage,
+        "share": state.share,
+        "candidate_version": state.candidate_version,
+        "candidate_loaded": loaded.candidate.version if loaded is not None else None,
+        "candidate_refused": {"version": refused[0], "error": refused[1]}
+        if refused_now and refused is not None and loaded is None
+        else None,
+    }
 
 
 def _incoming(events: Sequence[EventT[bytes]]) -> list[Incoming]:

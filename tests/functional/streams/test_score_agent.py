@@ -59,6 +59,7 @@ def agent_app(make_settings: SettingsFactory, *, version: int) -> tuple[StreamsA
         update.metadata(), deserialize_model(update.artifact, sha256=update.sha256)
     )
     app.feed.caught_up.set()
+    app.rollouts.caught_up.set()
     return app, sent
 
 
