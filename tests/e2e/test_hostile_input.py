@@ -5,13 +5,15 @@ over HTTP the whole time (with duplicated feedback and feedback that comes befor
 Meanwhile hypothesis generates malformed records for every topic — not JSON, invalid UTF-8 in
 key or value, wrong types, missing fields, NaN/±Infinity/1e309 literals, 1e39 and 1e308
 features, huge strings and lists, keys that are not the value's id, tombstones, unknown
-request ids, broken model versions, and batches in the matrix form with ragged rows, values
-that are not numbers, names given twice or unknown — and they are produced straight to Kafka.
+request ids, broken model versions, rollout states that are not states, and batches in the
+matrix form with ragged rows, values that are not numbers, names given twice or unknown — and
+they are produced straight to Kafka.
 
 Afterwards: every process is still the one that was started (none died or restarted), every
 good request was answered 200, every bad record is on ``irisflow.dead-letters`` with a reason
 (matched by source topic, partition and offset), the gateway still says version 1 is live,
-and no process grew past a memory bound.
+a rollout whose candidate fails its checksum is refused by the worker (counted, shown on its
+health page) while the champion keeps answering, and no process grew past a memory bound.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ from hypothesis import strategies as st
 from irisflow.errors import SchemaError
 from irisflow.kafka.clients import make_consumer, make_producer
 from irisflow.local.broker.runtime import free_port
-from irisflow.schemas import DeadLetter, MatrixPredictionRequest
+from irisflow.schemas import DeadLetter, MatrixPredictionRequest, RolloutStage, RolloutState
 from irisflow.settings import Settings
 from irisflow.topics import Reason, Refused, Topics
-from tests.e2e.conftest import Stack, launch_stack, stop_all
+from tests.e2e.conftest import Stack, eventually, launch_stack, stop_all
 from tests.factories import SETOSA, VIRGINICA, forged_update, model_update
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -112,6 +114,20 @@ def _model_update(rid: str) -> dict[str, Any]:
     return orjson.loads(model_update(99).to_bytes())  # type: ignore[no-any-return]
 
 
+def _rollout(rid: str) -> dict[str, Any]:
+    """A rollout state as the controller writes it (without the candidate's bytes: every
+    generated one is refused by the codec before a candidate would matter)."""
+    return {
+        "model_name": "iris",
+        "rollout_id": rid,
+        "stage": "canary",
+        "candidate_version": 2,
+        "champion_version": 1,
+        "share": 0.5,
+        "updated_at": time.time(),
+    }
+
+
 @dataclass(frozen=True)
 class Shape:
     """How a valid value of one topic looks, which fields it needs, and how it is keyed."""
@@ -168,6 +184,13 @@ SHAPES: dict[str, Shape] = {
         ("model_name", "version", "sha256", "artifact", "feature_names"),
         ("version", "created_at"),
         ("algorithm",),
+        lambda b: str(b["model_name"]),
+    ),
+    "rollouts": Shape(
+        _rollout,
+        ("model_name",),
+        ("share", "updated_at"),
+        ("model_name", "rollout_id"),
         lambda b: str(b["model_name"]),
     ),
 }
@@ -277,7 +300,7 @@ def _parses(raw: bytes) -> bool:
     return True
 
 
-COMPACTED = {"model_updates"}
+COMPACTED = {"model_updates", "rollouts"}
 """The broker itself refuses a keyless record on a compacted topic: no consumer can ever see
 one, so none is generated there."""
 
@@ -435,6 +458,19 @@ def _refused_by_the_model(message: Any) -> None:
         raise Refused(Reason.OUT_OF_DOMAIN, "domain")
 
 
+def _refused_candidate(settings: Settings) -> dict[str, Any] | None:
+    """The worker's refusal of the rollout's candidate, once it is counted and shown."""
+    port = settings.worker.port
+    health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    counted = any(
+        line.startswith("irisflow_candidate_refusals_total ") and float(line.split()[1]) >= 1
+        for line in metrics.splitlines()
+    )
+    refused = (health.get("rollout") or {}).get("candidate_refused")
+    return refused if counted and isinstance(refused, dict) else None
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -467,19 +503,37 @@ def test_every_bad_record_costs_a_dead_letter_and_nothing_else(hostile_stack: St
         forged_update(52, "wrong_features"),
     ]
     batches[names.model_updates] += [(b"iris", update.to_bytes()) for update in broken_versions]
+    # A valid rollout state whose candidate fails its checksum: no dead letter (the record is
+    # readable), but the worker refuses the candidate and answers with the champion alone.
+    broken_rollout = RolloutState(
+        model_name="iris",
+        rollout_id="hostile-rollout",
+        stage=RolloutStage.CANARY,
+        candidate_version=60,
+        champion_version=1,
+        share=0.5,
+        candidate=forged_update(60, "checksum"),
+    )
 
     traffic = Traffic(stack.gateway_url, settings)
     traffic.start()
     try:
         traffic.wait_answered(20)  # good clients are being served when the campaign starts
         bad = asyncio.run(_produce(settings, batches))
+        asyncio.run(_produce(settings, {names.rollouts: [(b"iris", broken_rollout.to_bytes())]}))
         letters = asyncio.run(_letters(settings, bad, timeout=120))
+        refused = eventually(lambda: _refused_candidate(settings), 60)
         traffic.wait_answered(len(traffic.answers) + 20)  # and still are once it is handled
     finally:
         traffic.finish()
 
     missing = sorted(bad - letters.keys())
     assert not missing, f"{len(missing)} bad records without a dead letter, e.g. {missing[:5]}"
+    for origin in (origin for origin in bad if origin[0] == names.rollouts):
+        assert "streams.rollout-follower" in {consumer for _, consumer in letters[origin]}
+    assert refused is not None, "the worker did not refuse the rollout's broken candidate"
+    assert refused["version"] == 60
+    assert "checksum" in refused["error"]
     reasons = {reason for found in letters.values() for reason, _ in found}
     assert reasons <= {str(r) for r in Reason}
     assert {
