@@ -28,8 +28,12 @@ def iris_xy() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(iris.data), np.asarray(iris.target_names)[iris.target]
 
 
-def fitted_pipeline(kind: str = "logistic_regression") -> Pipeline:
+def fitted_pipeline(kind: str = "logistic_regression", *, shuffled: bool = False) -> Pipeline:
+    """A model of Iris; ``shuffled``: fitted on the labels in a random order (a bad model that
+    loads, passes every contract check and answers confidently, mostly wrong)."""
     x, y = iris_xy()
+    if shuffled:
+        y = np.random.default_rng(7).permutation(y)
     estimator: Any = (
         LogisticRegression(max_iter=500) if kind == "logistic_regression" else GaussianNB()
     )
@@ -43,10 +47,12 @@ def model_update(
     model_name: str = "iris",
     artifact: bytes | None = None,
     sha256: str | None = None,
+    pipeline: Pipeline | None = None,
 ) -> ModelUpdate:
-    """A publishable version; pass ``artifact``/``sha256`` to forge a broken one."""
+    """A publishable version; pass ``artifact``/``sha256`` to forge a broken one, ``pipeline``
+    to publish a model fitted elsewhere (e.g. on shuffled labels)."""
     x, _ = iris_xy()
-    pipeline = fitted_pipeline(kind)
+    pipeline = pipeline if pipeline is not None else fitted_pipeline(kind)
     data = artifact if artifact is not None else serialize_model(pipeline)
     stats = {
         name: FeatureStats(
