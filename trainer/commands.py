@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from irisflow.kafka.model_topic import read_live_update
 from irisflow.registry import LocalRegistry, republish
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
-from trainer.publish import read_live_version, save_and_publish
+from trainer.data import load_dataset
+from trainer.publish import read_live_version, save_and_publish, save_version
 from trainer.reports import write_reports
 from trainer.tracking import log_run
-from trainer.training import TrainingOutcome, train_offline
+from trainer.training import TrainingOutcome, train_offline, train_on
 
-__all__ = ["list_models", "promote", "run_train"]
+__all__ = ["list_models", "promote", "run_train", "train_candidate"]
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +85,26 @@ def promote(settings: Settings, version: int) -> ModelUpdate:
     update = LocalRegistry(settings.registry_dir).get(version)
     asyncio.run(republish(settings.kafka, update, limits=settings.artifacts))
     return update
+
+
+def train_candidate(
+    settings: Settings, *, shuffled_labels: bool = False, seed: int = 0
+) -> ModelUpdate:
+    """Train and save a new registry version without publishing it: a rollout candidate.
+
+    ``shuffled_labels`` fits it on the training labels in a random order (seeded): a model that
+    loads, passes every contract check and answers confidently, mostly wrong. It is what a safe
+    rollout exists to catch, so ``irisflow produce --candidate bad`` uses it to show one being
+    rolled back. The version is numbered after both the registry's newest and the live one.
+    """
+    dataset = load_dataset(settings.data, base_dir=settings.params_path.parent)
+    trigger = "candidate"
+    if shuffled_labels:
+        shuffled = np.random.default_rng(seed).permutation(dataset.y)
+        dataset = dataclasses.replace(
+            dataset, y=shuffled, fingerprint=f"{dataset.fingerprint}-shuffled-{seed}"
+        )
+        trigger = "candidate-shuffled-labels"
+    outcome = train_on(dataset, settings.training, show_progress=True)
+    live = asyncio.run(read_live_version(settings))
+    return asyncio.run(save_version(settings, outcome, trigger=trigger, live_version=live))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -104,15 +104,49 @@ def produce(
     drift_shift: Annotated[float, typer.Option(help="shift in standard deviations")] = 3.0,
     drift_after: Annotated[int, typer.Option(help="first request index that drifts")] = 0,
     seed: Annotated[int, typer.Option(help="random seed of the scenario")] = 0,
+    candidate: Annotated[
+        Literal["good", "bad"] | None,
+        typer.Option(
+            help="first train a rollout candidate and start its rollout: good (trained like "
+            "the live one) or bad (fitted on shuffled labels); the trainer's policy decides"
+        ),
+    ] = None,
+    candidate_mode: Annotated[
+        Literal["shadow", "canary"] | None,
+        typer.Option(help="the candidate's first stage (default: good shadow, bad canary)"),
+    ] = None,
+    candidate_share: Annotated[
+        float | None, typer.Option(help="its share of requests (default: the policy's)")
+    ] = None,
 ) -> None:
     """Publish synthetic traffic drawn from the data set, with a progress bar.
 
     Examples: `irisflow produce -n 5000 --rate 500 --feedback 1` sends labeled traffic;
     `irisflow produce -n 2000 --drift-feature petal_length --drift-after 500` shifts one
     feature by 3 standard deviations after 500 requests, which the drift detectors should flag.
+
+    Rollouts (needs `irisflow trainer` running, as `irisflow up` does):
+    `irisflow produce -n 3000 --rate 50 --feedback 0.5 --candidate good` trains a candidate,
+    starts it in shadow and sends the traffic the policy judges it on (shadow, canary, live);
+    `--candidate bad` fits one on shuffled labels and starts it in canary, where the policy
+    rolls it back. The rollout's state and decisions are printed at the end
+    (`irisflow rollout status` shows them any time).
     """
     from producers.replay import replay
     from producers.traffic import Scenario
+
+    settings = _settings(ctx)
+    rollout_id = None
+    if candidate is not None:
+        from irisflow.cli.rollout import start_candidate
+
+        rollout_id = start_candidate(
+            settings,
+            bad=candidate == "bad",
+            mode=candidate_mode or ("shadow" if candidate == "good" else "canary"),
+            share=candidate_share,
+            seed=seed,
+        )
 
     scenario = Scenario(
         count=count,
@@ -124,11 +158,15 @@ def produce(
         label_noise=label_noise,
         label_delay=label_delay,
     )
-    report = asyncio.run(replay(_settings(ctx), scenario, rate=rate))
+    report = asyncio.run(replay(settings, scenario, rate=rate))
     typer.echo(
         f"sent {report.sent} requests ({report.drifted} drifted, {report.feedback} with feedback) "
         f"in {report.seconds:.2f}s ({report.rate:,.0f}/s)"
     )
+    if rollout_id is not None:
+        from irisflow.cli.rollout import show_rollout
+
+        show_rollout(settings, rollout_id)
 
 
 def up(ctx: typer.Context) -> None:

@@ -401,3 +401,64 @@ def rollout_status(ctx: typer.Context, as_json: Json = False) -> None:
         typer.echo(json.dumps(state_json(settings.model_name, state), indent=2))
         return
     typer.echo(format_state(settings.model_name, state))
+
+
+# ----------------------------------------------------------- `irisflow produce --candidate`
+
+
+def start_candidate(
+    settings: Settings,
+    *,
+    bad: bool,
+    mode: Literal["shadow", "canary"],
+    share: float | None,
+    seed: int,
+) -> str:
+    """Train a candidate (``bad``: on shuffled labels), save it unpublished, start its rollout
+    with the policy in charge; the rollout id. Exits like ``rollout start`` when refused."""
+    from trainer.commands import train_candidate
+
+    update = train_candidate(settings, shuffled_labels=bad, seed=seed)
+    how = "fitted on shuffled labels" if bad else "trained like the live version"
+    typer.echo(f"candidate: version {update.version} ({update.algorithm}, {how}), not published")
+    command = RolloutCommand(
+        model_name=settings.model_name,
+        command_id=f"produce-{uuid.uuid4().hex}",
+        action="start",
+        version=update.version,
+        mode=RolloutMode(mode),
+        share=share,
+        requested_by="produce",
+        reason=f"irisflow produce --candidate {'bad' if bad else 'good'}",
+    )
+    state = asyncio.run(_ask(settings, command, 30.0))
+    outcome = state.last_command if state is not None else None
+    if state is None or outcome is None:
+        typer.echo(
+            "no rollout controller answered within 30s: is `irisflow trainer` running "
+            "(`irisflow up` starts one)?",
+            err=True,
+        )
+        raise typer.Exit(EXIT_NO_ANSWER)
+    if not outcome.accepted or state.rollout_id is None:
+        typer.echo(f"refused ({outcome.status}): {outcome.error}", err=True)
+        raise typer.Exit(EXIT_REFUSED)
+    typer.echo(
+        f"rollout {state.rollout_id}: version {update.version} in {state.stage} at "
+        f"{state.share:.0%} beside version {state.champion_version}; sending traffic"
+    )
+    return state.rollout_id
+
+
+def show_rollout(settings: Settings, rollout_id: str) -> None:
+    """After the traffic: where rollout ``rollout_id`` got to, with its decisions."""
+    state = _read(settings)
+    if state is None or state.rollout_id != rollout_id:
+        typer.echo(f"rollout {rollout_id} is no longer the newest one: see `irisflow models show`")
+        return
+    typer.echo(format_state(settings.model_name, state))
+    if state.active:
+        typer.echo(
+            "still in progress: send more traffic (the policy needs rollout.min_samples paired "
+            "requests per stage), or `irisflow rollout promote|abort`"
+        )

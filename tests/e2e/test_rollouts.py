@@ -13,7 +13,10 @@ to both gateways in turn at a steady rate the whole time; every one must be answ
 from __future__ import annotations
 
 import itertools
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -280,3 +283,24 @@ def test_a_rollout_survives_a_worker_restart_and_routes_the_same_ids(
     assert eventually(
         lambda: _serves(urls[0], f"after-abort-{uuid.uuid4().hex}") == champion, timeout=30
     )
+
+
+def test_the_produce_scenario_trains_a_bad_candidate_whose_canary_the_policy_rolls_back(
+    rollout_stack: tuple[Stack, list[str]],
+) -> None:
+    stack, urls = rollout_stack
+    champion = live_version(stack)
+    command = [
+        sys.executable, "-m", "irisflow.cli", "--params", str(stack.params),
+        "produce", "-n", "600", "--rate", "40", "--candidate", "bad",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRISFLOW_")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fitted on shuffled labels" in done.stdout
+    state = _rollout(urls[0])
+    assert state["stage"] == "rolled_back", done.stdout
+    assert state["steps"][0]["decided_by"] == "produce"
+    assert state["steps"][-1]["decided_by"] == "policy"
+    assert "rolled_back" in done.stdout
+    assert live_version(stack) == champion
