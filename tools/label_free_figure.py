@@ -1,6 +1,6 @@
 """Render docs/img/label-free-estimate.png: label-free estimate vs realised accuracy under drift.
 
-Run from the repository root: ``.venv/bin/python tools/label_free_figure.py`` (about 30 s;
+Run from the repository root: ``.venv/bin/python tools/label_free_figure.py`` (under a minute;
 seeded, so the picture only changes when the trainer, the estimate or the scenario does).
 
 Iris and wine side by side; per example the model versions the trainer makes with each

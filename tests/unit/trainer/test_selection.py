@@ -6,11 +6,18 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
 
 from irisflow.errors import ConfigError, DataError
 from irisflow.settings import TrainingSettings
 from trainer.candidates import build_candidates
-from trainer.selection import CandidateScore, cross_validate_candidates, select_best
+from trainer.selection import (
+    CandidateScore,
+    cross_validate_candidates,
+    out_of_fold_probabilities,
+    select_best,
+)
 
 QUICK = {"logistic_regression": {}, "knn": {"n_neighbors": 3}, "naive_bayes": {}}
 
@@ -116,3 +123,30 @@ def test_floating_point_noise_does_not_break_a_tie() -> None:
 def test_selecting_from_no_scores_is_an_error() -> None:
     with pytest.raises(ConfigError, match="no candidates were scored"):
         select_best([])
+
+
+def test_out_of_fold_probabilities_come_from_the_selections_folds_without_the_row() -> None:
+    x, y = _overlapping()
+    pipeline = build_candidates(TrainingSettings(candidates=QUICK))["logistic_regression"]
+    found = out_of_fold_probabilities(
+        "logistic_regression", pipeline, x, y, folds=3, random_state=5
+    )
+    assert found.shape == (len(y), 3)
+    splits = list(StratifiedKFold(n_splits=3, shuffle=True, random_state=5).split(x, y))
+    # The same folds as cross_validate_candidates: each fold's accuracy is its fold score.
+    fold_accuracy = _cv(x, y, folds=3, metric="accuracy", random_state=5)[0].fold_scores
+    for (train, test), score in zip(splits, fold_accuracy, strict=True):
+        fitted = clone(pipeline).fit(x[train], y[train])
+        np.testing.assert_allclose(found[test], fitted.predict_proba(x[test]))
+        assert np.mean(np.array(["a", "b", "c"])[found[test].argmax(axis=1)] == y[test]) == (
+            pytest.approx(score)
+        )
+
+
+def test_out_of_fold_probabilities_name_a_class_too_small_for_the_folds() -> None:
+    x, y = _overlapping()
+    y = y.astype(object)
+    y[:2] = "tiny"
+    pipeline = build_candidates(TrainingSettings(candidates=QUICK))["naive_bayes"]
+    with pytest.raises(DataError, match=r"class\(es\) 'tiny' \(2\)"):
+        out_of_fold_probabilities("naive_bayes", pipeline, x, y, folds=3, random_state=0)
