@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from gateway.audit.store import AuditUnavailable
 from gateway.bodies import ErrorBody, ErrorDetail, FieldError
@@ -238,13 +239,34 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return error_response(422, "invalid_request", message, fields, more_fields=more)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> str | None:
+    """Every method some route serves at this path. Starlette's 405 names only the first
+    route whose path matched, so a path with a GET route and a POST route (``/v1/rollout``)
+    would answer ``Allow: GET``, hiding the POST. Mounts (static files) are left out: they
+    take any method at routing and answer their own 405."""
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+    served = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+    return ", ".join(served) or None
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     if exc.status_code == 400 and exc.detail == _FASTAPI_UNREADABLE:
         field = FieldError(field="body", message=_UNREADABLE)
         return error_response(400, "unreadable_body", _UNREADABLE, [field], headers=exc.headers)
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    headers = exc.headers
+    allowed = _allowed(request) if exc.status_code == 405 else None
+    if allowed is not None:
+        headers = {**(exc.headers or {}), "Allow": allowed}
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -12,6 +12,7 @@ a browser) can use it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -30,7 +31,8 @@ Respond = Callable[[RolloutCommand], RolloutState | None]
 
 
 def publish_states(kafka: KafkaSettings, *states: RolloutState) -> None:
-    """Publish ``states`` to the rollouts topic, in order, as the controller would."""
+    """Publish ``states`` to the rollouts topic, in order, as the controller would (in a thread
+    of its own, so a caller whose thread runs an event loop, such as Playwright's, can too)."""
 
     async def publish() -> None:
         producer = make_producer(kafka)
@@ -41,7 +43,8 @@ def publish_states(kafka: KafkaSettings, *states: RolloutState) -> None:
         finally:
             await producer.stop()
 
-    asyncio.run(publish())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, publish()).result(timeout=60)
 
 
 class PlayedController:

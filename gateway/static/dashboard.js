@@ -3,7 +3,7 @@
 // with textContent, never as HTML, because request ids and labels are client-controlled.
 "use strict";
 
-const POLL = { stats: 3000, feed: 2000, models: 10000, health: 3000 };
+const POLL = { stats: 3000, feed: 2000, models: 10000, health: 3000, rollout: 3000 };
 const WINDOW = { seconds: 600, buckets: 40 }; // ten minutes in 15-second buckets
 const COLORS = ["#2f6fde", "#d64545", "#1f9d55", "#d98b1a", "#8e44ad", "#16a2b8", "#7f8c8d"];
 const state = { live: null, features: [], classes: [], charts: {}, lastRequestId: null };
@@ -259,6 +259,80 @@ async function refreshHealth() {
   $("pill-updated").textContent = `updated ${new Date().toLocaleTimeString([], { hour12: false })}`;
 }
 
+// ------------------------------------------------------------------ rollout
+
+const ms1 = (seconds) => (seconds == null ? "–" : `${(1000 * seconds).toFixed(1)} ms`);
+const errorRate = (r) => (r.scored ? r.errors / r.scored : null);
+// One row per number the policy judges, champion and candidate side by side; ``better`` says
+// which way is better, so the candidate's cell is marked when it differs from the champion's.
+const ROLLOUT_ROWS = [
+  { name: "requests scored (served)", show: (r) => `${r.scored} (${r.served})` },
+  { name: "agreement with champion", value: (r) => r.agreement, show: (r) => pct(r.agreement) },
+  { name: "class mix PSI vs training", value: (r) => r.class_psi, show: (r) => fixed(r.class_psi), better: "lower" },
+  { name: "confidence mean", value: (r) => r.confidence_mean, show: (r) => fixed(r.confidence_mean) },
+  { name: "worker latency p99", value: (r) => r.latency_p99_seconds, show: (r) => ms1(r.latency_p99_seconds), better: "lower" },
+  { name: "error rate", value: errorRate, show: (r) => `${pct(errorRate(r))} (${r.errors})`, better: "lower" },
+  { name: "accuracy, labeled", value: (r) => r.accuracy, show: (r) => `${pct(r.accuracy)} (${r.labeled} labels)`, better: "higher" },
+  { name: "accuracy, estimated (no labels)", value: (r) => r.estimated_accuracy, show: (r) => `${pct(r.estimated_accuracy)} (${r.estimated_samples})`, better: "higher" },
+  { name: "macro-F1, labeled", value: (r) => r.macro_f1, show: (r) => fixed(r.macro_f1), better: "higher" },
+];
+
+function compared(row, champion, candidate) {
+  if (!row.better || !champion || !candidate) return "";
+  const [a, b] = [row.value(champion), row.value(candidate)];
+  if (a == null || b == null || a === b) return "";
+  return (row.better === "higher") === (b > a) ? "better" : "worse";
+}
+
+function renderRollout(r) {
+  const stage = r.stage || "none";
+  const badge = $("rollout-stage");
+  badge.textContent = stage.replace("_", " ");
+  badge.className = `stage ${stage}`;
+  const versions = r.candidate_version == null ? "" :
+    `candidate v${r.candidate_version}${r.candidate ? ` (${r.candidate.algorithm})` : ""} vs champion v${r.champion_version ?? "?"}`;
+  $("rollout-summary").textContent = r.stage == null ? "no rollout yet" :
+    `${versions} · share ${pct(r.share)} · ${r.automatic ? "automatic" : "manual"} · updated ${clock(r.updated_at)}`;
+  const byRole = Object.fromEntries(r.readings.map((x) => [x.role, x]));
+  const champion = byRole.champion;
+  const candidate = byRole.candidate;
+  $("rollout-head").replaceChildren(el("tr", {},
+    el("th", { text: "live, on the same requests" }),
+    el("th", { text: champion ? `champion v${champion.version}` : "champion" }),
+    el("th", { text: candidate ? `candidate v${candidate.version}` : "candidate" })));
+  const body = $("rollout-body");
+  body.replaceChildren();
+  if (!r.readings.length) {
+    body.append(el("tr", {}, el("td", { colspan: "3", class: "muted",
+      text: r.stage == null ? "start one with `irisflow rollout start V --shadow` or POST /v1/rollout" : "no readings yet" })));
+  }
+  for (const row of r.readings.length ? ROLLOUT_ROWS : []) {
+    body.append(el("tr", {},
+      el("td", { text: row.name }),
+      el("td", { text: champion ? row.show(champion) : "–" }),
+      el("td", { class: compared(row, champion, candidate), text: candidate ? row.show(candidate) : "–" })));
+  }
+  const steps = $("rollout-steps");
+  steps.replaceChildren();
+  if (!r.steps.length) steps.append(el("li", { class: "muted", text: "none yet" }));
+  for (const s of r.steps) {
+    const numbers = Object.entries(s.numbers).slice(0, 4).map(([k, v]) => `${k} ${fixed(v)}`).join(", ");
+    steps.append(el("li", {},
+      `${clock(s.at)} `, el("span", { class: `stage ${s.stage}`, text: s.stage.replace("_", " ") }),
+      ` v${s.version} · share ${pct(s.share)} · by ${s.decided_by}`,
+      el("span", { class: "why", text: s.reason + (numbers ? ` (${numbers})` : "") })));
+  }
+  $("rollout-promote").disabled = !r.active;
+  $("rollout-abort").disabled = !r.active;
+  const last = r.last_command;
+  $("rollout-command").textContent = last == null ? "" :
+    `last command: ${last.action} ${last.accepted ? "applied" : `refused (${last.status}): ${last.error}`}`;
+}
+
+async function refreshRollout() {
+  renderRollout(await api("/v1/rollout"));
+}
+
 // ------------------------------------------------------------------ admin
 
 async function admin(path, body) {
@@ -270,7 +344,9 @@ async function admin(path, body) {
     const answer = await api(path, {
       method: "POST", headers: { "X-API-Key": key }, body: JSON.stringify(body || {}),
     });
-    status.textContent = answer.version != null
+    if (answer.status === "pending") status.textContent = `pending: ${answer.message}`;
+    else if ("stage" in answer) status.textContent = `rollout ${answer.stage} (v${answer.candidate_version})`;
+    else status.textContent = answer.version != null
       ? `accepted: v${answer.version} republished from ${answer.source}`
       : `accepted: retrain of ${answer.model_name} requested (“${answer.reason}”)`;
     status.className = "ok";
@@ -281,6 +357,8 @@ async function admin(path, body) {
 }
 
 const promote = (version) => admin(`/v1/models/${version}/promote`).then(refreshModels);
+const rolloutCommand = (action) =>
+  admin(`/v1/rollout/${action}`, { reason: "from the dashboard" }).then(refreshRollout);
 
 function every(ms, task) {
   const run = () => task().catch((error) => console.warn(error));
@@ -293,10 +371,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("predict-form").addEventListener("submit", onPredict);
   $("retrain-button").addEventListener("click",
     () => admin("/v1/retrain", { reason: $("retrain-reason").value || "dashboard" }));
+  $("rollout-promote").addEventListener("click", () => rolloutCommand("promote"));
+  $("rollout-abort").addEventListener("click", () => rolloutCommand("abort"));
   makeCharts();
   every(POLL.health, refreshHealth);
   every(POLL.models, refreshModels);
   every(POLL.feed, refreshFeed);
+  every(POLL.rollout, refreshRollout);
   every(POLL.stats, async () =>
     updateCharts(await api(`/v1/stats?window=${WINDOW.seconds}&buckets=${WINDOW.buckets}`)));
 });

@@ -7,6 +7,10 @@ It loads with nothing but the gateway (every request the page makes goes to the 
 CDN), sends a prediction through the form and shows the answer with its probabilities, draws
 the four charts, lists the live predictions and the model versions, and sends a retrain request
 with the API key. A screenshot goes to ``test-artifacts/dashboard.png``.
+
+The rollout panel is shown a state published to the stack's rollouts topic as the rollout
+controller would (a shadow rollout with both versions' readings and its decisions); its
+screenshot goes to ``test-artifacts/dashboard-rollout.png``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import pytest
 from gateway.audit.feed import feedback_row, prediction_row, request_row
 from gateway.audit.store import AuditBatch, AuditStore, audit_url
 from irisflow.kafka.clients import make_producer
-from irisflow.schemas import DriftEvent, Feedback, Prediction, PredictionRequest
+from irisflow.schemas import DriftEvent, Feedback, Prediction, PredictionRequest, RolloutStage
 from tests.conftest import ROOT
 from tests.e2e.conftest import GATEWAY_API_KEY, GATEWAY_SETTINGS, Stack, launch_stack, stop_all
-from tests.factories import SETOSA, VIRGINICA
+from tests.factories import SETOSA, VIRGINICA, model_update
+from tests.rollout_controller import publish_states
+from tests.rollout_samples import rollout_state, step
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
@@ -232,4 +238,54 @@ def test_the_dashboard_predicts_and_draws_its_charts(seeded: Stack, browser: obj
 
     outside = [u for u in requested if not u.startswith(url)]
     assert outside == [], f"the page reached beyond the gateway: {outside}"
+    assert problems == []
+
+
+def test_the_rollout_panel_shows_the_stage_both_versions_and_the_decisions(
+    seeded: Stack, browser: object
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    reason = "agreement 0.969 >= 0.95 on 640 paired requests; moving to shadow at 50%"
+    steps = [
+        step(RolloutStage.SHADOW, share=0.1, decided_by="api", reason="started from the API"),
+        step(RolloutStage.SHADOW, share=0.5, reason=reason),
+    ]
+    state = rollout_state(
+        RolloutStage.SHADOW,
+        model_name=seeded.settings.model_name,
+        candidate=model_update(2, kind="naive_bayes"),
+        share=0.5,
+        steps=steps,
+    )
+    publish_states(seeded.settings.kafka, state)
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{seeded.gateway_url}/")
+
+    expect(page.locator("#rollout-stage")).to_have_text("shadow", timeout=30_000)
+    expect(page.locator("#rollout-summary")).to_contain_text("candidate v2 (naive_bayes)")
+    expect(page.locator("#rollout-summary")).to_contain_text("share 50.0%")
+    expect(page.locator("#rollout-head")).to_contain_text("champion v1")
+    expect(page.locator("#rollout-head")).to_contain_text("candidate v2")
+    rows = page.locator("#rollout-body tr")
+    expect(rows.filter(has_text="agreement with champion")).to_contain_text("96.9%")
+    labeled = rows.filter(has_text="accuracy, labeled")
+    expect(labeled).to_contain_text("95.0% (80 labels)")
+    expect(labeled.locator("td.better")).to_have_text("96.3% (80 labels)")
+    estimated = rows.filter(has_text="accuracy, estimated")
+    expect(estimated).to_contain_text("91.5%")
+    expect(rows.filter(has_text="worker latency p99")).to_contain_text("5.1 ms")
+    expect(rows.filter(has_text="error rate")).to_contain_text("0.5% (3)")
+    decisions = page.locator("#rollout-steps li")
+    expect(decisions).to_have_count(2)
+    expect(decisions.last).to_contain_text(reason)
+    expect(decisions.first).to_contain_text("by api")
+    expect(page.locator("#rollout-abort")).to_be_enabled()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#rollout-card").screenshot(path=str(ARTIFACTS / "dashboard-rollout.png"))
     assert problems == []

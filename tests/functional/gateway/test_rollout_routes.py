@@ -241,6 +241,10 @@ def test_promote_and_abort_answer_with_the_ended_state(gateway: Any) -> None:
         ({"version": 2, "mode": "canary", "share": 0}, "share"),
         ({"version": 2, "mode": "canary", "colour": "red"}, "colour"),
         ({"version": 2, "mode": "shadow", "automatic": "sometimes"}, "automatic"),
+        ({"version": 2, "mode": "shadow", "automatic": 0}, "automatic"),
+        ({"version": "2", "mode": "shadow"}, "version"),
+        ({"version": 2.0, "mode": "shadow"}, "version"),
+        ({"version": 2, "mode": "shadow", "share": "0.5"}, "share"),
     ],
 )
 def test_a_bad_start_body_is_a_422_naming_the_field(
@@ -301,3 +305,11 @@ def test_the_rollout_endpoints_are_in_the_openapi_document(gateway: Any) -> None
         paths["/v1/rollout/promote"]["post"]["responses"]
     )
     assert "post" in paths["/v1/rollout/abort"]
+
+
+def test_a_wrong_method_on_the_rollout_names_every_method_it_takes(gateway: Any) -> None:
+    client, _ = gateway()
+    response = client.request("DELETE", "/v1/rollout")
+    _error(response, 405, "method_not_allowed")
+    assert set(response.headers["allow"].split(", ")) >= {"GET", "POST"}
+    assert client.request("PUT", "/v1/rollout/abort").headers["allow"] == "POST"
