@@ -128,6 +128,34 @@ def _rollout(rid: str) -> dict[str, Any]:
     }
 
 
+def _rollout_command(rid: str) -> dict[str, Any]:
+    return {
+        "model_name": "iris",
+        "command_id": rid,
+        "action": "abort",
+        "reason": "hostile",
+        "requested_by": "tests",
+        "requested_at": time.time(),
+    }
+
+
+def _shadow(rid: str) -> dict[str, Any]:
+    return {
+        "request_id": rid,
+        "rollout_id": "hostile-rollout",
+        "mode": "shadow",
+        "version": 2,
+        "served_version": 1,
+        "labels": ["setosa"],
+        "served_labels": ["setosa"],
+        "confidences": [0.9],
+        "served_confidences": [0.9],
+        "error": None,
+        "seconds": 0.001,
+        "scored_at": time.time(),
+    }
+
+
 @dataclass(frozen=True)
 class Shape:
     """How a valid value of one topic looks, which fields it needs, and how it is keyed."""
@@ -194,6 +222,23 @@ SHAPES: dict[str, Shape] = {
         lambda b: str(b["model_name"]),
     ),
 }
+SHAPES["rollout_commands"] = Shape(
+    _rollout_command,
+    ("model_name", "command_id", "action"),
+    ("requested_at",),
+    ("reason", "requested_by"),
+    lambda b: str(b["model_name"]),
+)
+SHAPES["shadow_predictions"] = Shape(
+    _shadow,
+    ("request_id", "rollout_id", "mode", "version", "served_version"),
+    ("seconds", "scored_at"),
+    ("rollout_id", "error"),
+    _by_id,
+)
+READ_BY = {"rollouts": "streams.rollout-follower", "rollout_commands": "trainer.rollout"}
+READ_BY["shadow_predictions"] = "trainer.rollout"
+"""Topics whose only reader is named: each bad record there must be that reader's letter."""
 TOPIC_OF = {"requests_matrix": "requests"}
 """Shapes that travel on another kind's topic (the requests topic carries both forms)."""
 MATRIX_FAULTS = ["ragged", "not_numbers", "names_twice", "unknown_names", "matrix_domain"]
@@ -529,8 +574,9 @@ def test_every_bad_record_costs_a_dead_letter_and_nothing_else(hostile_stack: St
 
     missing = sorted(bad - letters.keys())
     assert not missing, f"{len(missing)} bad records without a dead letter, e.g. {missing[:5]}"
-    for origin in (origin for origin in bad if origin[0] == names.rollouts):
-        assert "streams.rollout-follower" in {consumer for _, consumer in letters[origin]}
+    for kind, reader in READ_BY.items():
+        for origin in (origin for origin in bad if origin[0] == getattr(names, kind)):
+            assert reader in {consumer for _, consumer in letters[origin]}, (kind, origin)
     assert refused is not None, "the worker did not refuse the rollout's broken candidate"
     assert refused["version"] == 60
     assert "checksum" in refused["error"]

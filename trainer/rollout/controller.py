@@ -311,14 +311,19 @@ class RolloutController:
     # --- evidence and verdicts -------------------------------------------------------------
 
     def take(self, record: Incoming) -> None:
-        """Count one shadow prediction or labeled sample; a bad record is dead-lettered."""
+        """Count one shadow prediction or labeled sample. A shadow prediction that cannot be
+        read is dead-lettered; a labeled sample that cannot be read is skipped (the trainer's
+        own consumer of that topic dead-letters it: one letter per bad record, not two)."""
         try:
             if record.topic == self.topics.shadow_predictions.name:
                 shadow = self.topics.shadow_predictions.decode(record.value, record.key)
                 if self.evaluation is not None:
                     self.evaluation.add_shadow(shadow)
             else:
-                sample = self.topics.labeled.decode(record.value, record.key)
+                try:
+                    sample = self.topics.labeled.decode(record.value, record.key)
+                except Refused:
+                    return
                 if self.evaluation is not None:
                     self.evaluation.add_labeled(sample)
         except Refused as exc:
