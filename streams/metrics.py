@@ -47,6 +47,7 @@ class WorkerMetrics:
     labeled: Counter
     live_accuracy: Gauge
     live_f1: Gauge
+    estimated_accuracy: Gauge
     live_samples: Gauge
     join_entries: Gauge
     join_expired: Counter
@@ -147,6 +148,13 @@ class WorkerMetrics:
                 ["model_version"],
                 registry=r,
             ),
+            estimated_accuracy=Gauge(
+                "irisflow_estimated_accuracy",
+                "Label-free estimate of the live version's accuracy: mean calibrated "
+                "confidence of its last drift.estimate_window scored rows",
+                ["model_version"],
+                registry=r,
+            ),
             live_samples=Gauge(
                 "irisflow_live_window_samples",
                 "Labeled samples behind the live accuracy and F1, by model version",
@@ -238,6 +246,16 @@ class WorkerMetrics:
                 )
         for alarm in alarms:
             self.drift_alarms.labels(alarm.feature, alarm.detector).inc()
+
+    def observe_estimate(self, version: int, estimate: float | None) -> None:
+        """The live version's label-free estimate; older versions' readings go."""
+        if estimate is None:
+            return
+        label = str(version)
+        for old in list(self.estimated_accuracy._metrics):
+            if old != (label,):
+                self.estimated_accuracy.remove(*old)
+        self.estimated_accuracy.labels(label).set(estimate)
 
     def observe_quality(self, version: int, score: RollingScore, dropped: Iterable[int]) -> None:
         label = str(version)

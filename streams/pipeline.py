@@ -36,6 +36,7 @@ from irisflow.schemas import (
 )
 from irisflow.settings import Settings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused, Topics
+from streams.estimate import LabelFreeMonitor
 from streams.hops import WorkerStamps, carry, hedged, record_spans
 from streams.intake import CONSUMER as SCORING
 from streams.intake import BatchResult, LiveModel, Outcome, OutcomeKey, Scored, unanswerable
@@ -100,6 +101,8 @@ class Pipeline:
         )
         self.quality = LiveQuality(window=settings.streams.accuracy_window)
         self.monitor: DriftMonitor | None = None
+        self.label_free: LabelFreeMonitor | None = None
+        """The live version's estimated accuracy from its confidences (no labels needed)."""
 
     def _changelog(self, key: bytes, value: bytes | None, partition: int) -> None:
         self._out.append(Outgoing(self._changelog_topic, key, value, partition))
@@ -114,6 +117,9 @@ class Pipeline:
             return None
         if self.monitor is None or self.monitor.version != model.version:
             self.monitor = DriftMonitor(model.metadata, self.settings.drift, clock=self._monotonic)
+            self.label_free = LabelFreeMonitor(
+                model.metadata, self.settings.drift, clock=self._monotonic
+            )
             self.metrics.reset_drift()
         return self.monitor
 
@@ -286,6 +292,9 @@ class Pipeline:
         try:
             alarms = monitor.update_features(result.rows)
             alarms += monitor.update_predictions(result.labels)
+            if self.label_free is not None:
+                alarms += self.label_free.update(result.confidences)
+                self.metrics.observe_estimate(monitor.version, self.label_free.estimate)
             self._alarms(monitor, alarms)
         except Exception:
             log.exception("drift monitors failed on a batch; its answers are unaffected")
@@ -459,7 +468,8 @@ class Pipeline:
             self._alarms(monitor, monitor.update_errors([error]))
 
     def _alarms(self, monitor: DriftMonitor, alarms: list[Alarm]) -> None:
-        self.metrics.observe_drift(monitor.readings(), alarms)
+        extra = self.label_free.readings() if self.label_free is not None else []
+        self.metrics.observe_drift([*monitor.readings(), *extra], alarms)
         for alarm in alarms:
             log.warning(
                 "drift on %s (%s): statistic %.4g, threshold %.4g, window %d, model version %d",

@@ -7,8 +7,10 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 
+from irisflow.estimation import CV_ACCURACY
 from irisflow.registry import deserialize_model
 from irisflow.schemas import (
+    Calibration,
     DeadLetter,
     DriftEvent,
     Feedback,
@@ -299,3 +301,50 @@ def test_a_hostile_row_in_a_batch_costs_no_second_predict_proba_call(pipeline: P
         "far": (None, "out_of_domain"),
         "b": ("virginica", None),
     }
+
+
+def _calibrated_live(version: int, *, cv_accuracy: float, flat: float | None) -> LiveModel:
+    """A live version with a cross-validated accuracy and, with ``flat``, a calibration that
+    says every row is right with that probability whatever its confidence."""
+    live = _live(version)
+    calibration = (
+        None
+        if flat is None
+        else Calibration(confidence=[0.0, 1.0], accuracy=[flat, flat], samples=100)
+    )
+    metadata = live.metadata.model_copy(
+        update={"metrics": {CV_ACCURACY: cv_accuracy}, "calibration": calibration}
+    )
+    return LiveModel(metadata, live.estimator)
+
+
+def test_a_falling_label_free_estimate_is_a_cbpe_drift_event_and_a_gauge(
+    make_settings: SettingsFactory, clock: Clock
+) -> None:
+    settings = make_settings(**{"drift.estimate_window": 50, "drift.cooldown_seconds": 600})
+    holder = ModelHolder()
+    holder.current = _calibrated_live(1, cv_accuracy=0.6, flat=None)
+    pipeline = Pipeline(
+        settings,
+        holder=holder,
+        metrics=WorkerMetrics.create(),
+        join_data={},
+        changelog_topic=CHANGELOG,
+        clock=clock,
+        monotonic=clock,
+    )
+    rng = np.random.default_rng(3)
+    quiet = [o for _ in range(3) for o in pipeline.score(_rows(rng, 50))]
+    assert not [e for e in _on(quiet, pipeline.topics.drift_events) if b"cbpe" in (e.key or b"")]
+    raw = _sample(pipeline, "irisflow_estimated_accuracy", {"model_version": "1"})
+    assert raw is not None
+    assert raw > 0.6
+    holder.current = _calibrated_live(2, cv_accuracy=0.99, flat=0.5)
+    loud = [o for _ in range(2) for o in pipeline.score(_rows(rng, 50))]
+    events = [DriftEvent.from_bytes(o.value) for o in _on(loud, pipeline.topics.drift_events)]
+    cbpe = [e for e in events if e.detector == "cbpe"]
+    assert [(e.feature, e.model_version) for e in cbpe] == [("accuracy", 2)]
+    assert cbpe[0].statistic == pytest.approx(0.5)
+    assert cbpe[0].threshold == pytest.approx(0.99 - settings.drift.estimated_accuracy_drop)
+    assert _sample(pipeline, "irisflow_estimated_accuracy", {"model_version": "2"}) == 0.5
+    assert _sample(pipeline, "irisflow_estimated_accuracy", {"model_version": "1"}) is None
