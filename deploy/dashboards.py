@@ -91,7 +91,7 @@ class Annotation:
 
 
 def load(name: str) -> dict[str, Any]:
-    """A dashboard of this folder by file stem: ``overview`` or ``drift``."""
+    """A dashboard of this folder by file stem: ``overview``, ``drift`` or ``rollout``."""
     loaded: dict[str, Any] = json.loads((DASHBOARDS / f"{name}.json").read_text("utf-8"))
     return loaded
 

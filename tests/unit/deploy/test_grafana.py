@@ -20,7 +20,7 @@ from streams.metrics import WorkerMetrics
 from tests.conftest import ROOT
 from trainer.metrics import TrainerMetrics
 
-NAMES = ("overview", "drift")
+NAMES = ("overview", "drift", "rollout")
 BUILT_IN = {"__rate_interval", "__interval", "__range", "datasource"}
 SAMPLE = {
     "model_version": ["1", "2"],
@@ -121,6 +121,18 @@ def test_the_drift_dashboard_marks_alarms_retrainings_and_swaps() -> None:
 def test_every_metric_a_dashboard_reads_is_exported_by_irisflow(name: str) -> None:
     read = set().union(*(dashboards.metric_names(expr) for expr in _all_exprs(name)))
     assert read - _exported() - set(dashboards.PENDING_METRICS) == set()
+
+
+def test_the_rollout_dashboard_reads_every_rollout_metric_and_marks_each_decision() -> None:
+    dashboard = dashboards.load("rollout")
+    read = set().union(*(dashboards.metric_names(q.expr) for q in dashboards.queries(dashboard)))
+    rollout = {name for name in _exported() if name.startswith("irisflow_rollout_")}
+    assert rollout - read == set()
+    assert "irisflow_shadow_scored_total" in read
+    (decisions,) = dashboards.annotation_queries(dashboard)
+    assert decisions.name == "Rollout decisions"
+    assert dashboards.metric_names(decisions.expr) == {"irisflow_rollout_decisions_total"}
+    assert "{{stage}}" in decisions.text
 
 
 def test_every_metric_an_alert_reads_is_exported_by_irisflow() -> None:
