@@ -143,7 +143,7 @@ async def test_a_terminal_state_unloads_the_candidate(
     holder: ModelHolder, metrics: WorkerMetrics, stage: RolloutStage
 ) -> None:
     await holder.follow(_state())
-    ended = _state(stage)
+    ended = _state(stage).model_copy(update={"candidate": _update(2)})  # even with its bytes
     await holder.follow(ended)
     assert holder.rollout is None
     assert holder.rollout_state is ended
