@@ -20,6 +20,7 @@ Used by tests/functional/irisflow/test_label_free_estimate.py and the README fig
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +36,17 @@ EXAMPLES = {"iris": ROOT / "params.yaml", "wine": ROOT / "examples" / "wine" / "
 """The two shipped examples: Iris (the default params) and wine (examples/wine)."""
 
 
+@cache
 def example_data(example: str) -> Dataset:
     settings = load_settings(EXAMPLES[example], environ={})
     return load_dataset(settings.data, base_dir=settings.params_path.parent)
 
 
+@cache
 def train_example(example: str, algorithm: str | None = None) -> TrainingOutcome:
     """The trainer's outcome on the example's real data and params; ``algorithm`` narrows the
-    candidates to that one (with the example's hyperparameters), ``None`` keeps them all."""
+    candidates to that one (with the example's hyperparameters), ``None`` keeps them all.
+    Cached: training is deterministic and callers only read the outcome."""
     settings = load_settings(EXAMPLES[example], environ={})
     training = settings.training
     if algorithm is not None:
@@ -107,14 +111,21 @@ class BoundaryShift:
     """
 
     def __init__(self, world: GaussianWorld, *, pool: int, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.x, self.y = world.sample(pool, self.rng)
+        self.x, self.y = world.sample(pool, np.random.default_rng(seed))
         self._margin = world.margin(self.x)
 
-    def draw(self, count: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    def draw(
+        self, count: int, strength: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         weights = np.exp(-strength * self._margin)
-        rows = self.rng.choice(len(self.y), size=count, p=weights / weights.sum())
+        rows = rng.choice(len(self.y), size=count, p=weights / weights.sum())
         return self.x[rows], self.y[rows]
+
+
+@cache
+def boundary_shift(example: str, *, pool: int = 100_000, seed: int = 11) -> BoundaryShift:
+    """The boundary shift of an example's Gaussian stand-in (cached: drawing reads it only)."""
+    return BoundaryShift(GaussianWorld(example_data(example)), pool=pool, seed=seed)
 
 
 def stream(
@@ -125,15 +136,19 @@ def stream(
     windows: int,
     window_rows: int,
     batch_rows: int = 50,
+    seed: int = 0,
 ) -> list[Window]:
     """Stream ``windows`` windows of ``window_rows`` rows per strength through the version's
     :class:`~irisflow.estimation.AccuracyEstimate` in micro-batches, as a worker would; at each
-    full window, compare the estimate with the accuracy of those same rows."""
+    full window, compare the estimate with the accuracy of those same rows. The rows drawn
+    depend on ``seed`` and the strength only (not on what was streamed before), so tests
+    sharing a shift agree in any order."""
     found = []
     for strength in strengths:
+        rng = np.random.default_rng([seed, round(strength * 1000)])
         estimate = AccuracyEstimate(outcome.calibration, window_rows)
         for _ in range(windows):
-            x, y = shift.draw(window_rows, strength)
+            x, y = shift.draw(window_rows, strength, rng)
             probabilities = outcome.model.predict_proba(x)
             confidences = probabilities.max(axis=1)
             for start in range(0, window_rows, batch_rows):

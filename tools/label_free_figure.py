@@ -29,13 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from irisflow.settings import DriftSettings  # noqa: E402
-from tests.label_free import (  # noqa: E402
-    BoundaryShift,
-    GaussianWorld,
-    example_data,
-    stream,
-    train_example,
-)
+from tests.label_free import boundary_shift, stream, train_example  # noqa: E402
 
 PANELS = {
     "iris": (["logistic_regression", "random_forest", "svm"], np.arange(0.0, 7.0), 4.0),
@@ -49,7 +43,7 @@ def render(path: Path, *, windows: int) -> None:
     rows = DriftSettings().estimate_window
     figure, axes = plt.subplots(1, len(PANELS), figsize=(12, 4.6), sharey=True)
     for axis, (example, (algorithms, strengths, tested)) in zip(axes, PANELS.items(), strict=True):
-        traffic = BoundaryShift(GaussianWorld(example_data(example)), pool=100_000, seed=11)
+        traffic = boundary_shift(example)
         axis.axvspan(strengths[0], tested, color="0.93", zorder=0)
         lines = []
         for algorithm in algorithms:
