@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from irisflow.schemas import (
     REQUEST_ID_PATTERN,
@@ -275,15 +275,16 @@ class ModelList(BaseModel):
 
 
 class RolloutStartBody(BaseModel):
-    """Start a rollout of ``version`` beside the live champion. Strict: ``"2"``, ``2.0`` or ``0``
-    for a number or a boolean are refused, as the schema says, not coerced."""
+    """Start a rollout of ``version`` beside the live champion. As the JSON Schema says: a
+    string (``"2"``) for a number, or ``0`` for a boolean, is refused, not coerced; ``2.0`` is
+    an integer (JSON Schema's, and pydantic's for an integral float)."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"version": 2, "mode": "shadow", "share": 0.1}]},
     )
 
-    version: StrictInt = Field(ge=1, description="The candidate (a version in the registry)")
+    version: int = Field(ge=1, description="The candidate (a version in the registry)")
     mode: RolloutMode = Field(
         description="shadow: a share of requests is also scored by the candidate, clients see "
         "only the champion; canary: a share of requests (chosen by request id) is answered by "
@@ -301,12 +302,12 @@ class RolloutStartBody(BaseModel):
         description="Whether the policy may advance (shadow, canary, live) or roll back on its own",
     )
 
-    @field_validator("share", mode="before")
+    @field_validator("version", "share", mode="before")
     @classmethod
     def _a_json_number(cls, value: object) -> object:
         """A number as JSON sends it (an integer or a float), not a string or a boolean."""
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ValueError("must be a number above 0 and at most 1")
+            raise ValueError("must be a JSON number, not a string or a boolean")
         return value
 
 

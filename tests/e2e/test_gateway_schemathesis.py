@@ -12,7 +12,8 @@ The stack has no trainer, on purpose: the document states the live model's featu
 classes, and a trainer would answer schemathesis's own ``POST /v1/retrain`` calls with new
 versions (new ranges) halfway through the run, so the document it read at the start would no
 longer be the contract. Without one, the only version there is stays live (``promote``
-republishes it), and the contract holds still for the whole run.
+republishes it), and the contract holds still for the whole run. The rollout commands are
+answered 202 (no controller applies them) after ``gateway.command_wait_seconds``, set short here.
 
 One run costs about a minute on two cores (about 2,000 requests); the seed is fixed so that a
 failure found here replays (``--seed`` below) and CI sees the same cases every time.
@@ -38,6 +39,9 @@ API_KEY = "schemathesis-admin-key"
 EXAMPLES = 150
 SEED = 20261201
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+COMMAND_WAIT = 0.2
+"""Seconds a rollout command waits for the controller: there is none here (no trainer), so each
+``POST /v1/rollout*`` is the documented 202 after this long, and the run stays fast."""
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 """The one per-operation setting, with its reason (an OIP tensor's shape against its data)."""
 
@@ -48,7 +52,9 @@ def contract_stack(
 ) -> Iterator[Stack]:
     """A worker and a gateway with the admin key set, one model version, no trainer."""
     stack = launch_stack(
-        tmp_path_factory.mktemp("contract-stack"), kafka_bootstrap, **{"gateway.api_key": API_KEY}
+        tmp_path_factory.mktemp("contract-stack"),
+        kafka_bootstrap,
+        **{"gateway.api_key": API_KEY, "gateway.command_wait_seconds": COMMAND_WAIT},
     )
     try:
         yield stack

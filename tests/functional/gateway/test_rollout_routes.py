@@ -169,11 +169,11 @@ def test_a_start_answers_200_with_the_state_the_controller_published(gateway: An
 
 
 def test_a_start_without_a_share_leaves_it_to_the_policy(gateway: Any) -> None:
-    client, app = gateway()
-    response = client.post("/v1/rollout", json={"version": 2, "mode": "canary"}, headers=KEY)
+    client, app = gateway(**{"gateway.command_wait_seconds": 0.1})
+    response = client.post("/v1/rollout", json={"version": 2.0, "mode": "canary"}, headers=KEY)
     assert response.status_code == 202
     (command,) = app.state.bridge.commands
-    assert (command.share, command.automatic) == (None, True)
+    assert (command.version, command.share, command.automatic) == (2, None, True)
 
 
 @pytest.mark.parametrize(
@@ -243,7 +243,8 @@ def test_promote_and_abort_answer_with_the_ended_state(gateway: Any) -> None:
         ({"version": 2, "mode": "shadow", "automatic": "sometimes"}, "automatic"),
         ({"version": 2, "mode": "shadow", "automatic": 0}, "automatic"),
         ({"version": "2", "mode": "shadow"}, "version"),
-        ({"version": 2.0, "mode": "shadow"}, "version"),
+        ({"version": 2.5, "mode": "shadow"}, "version"),
+        ({"version": True, "mode": "shadow"}, "version"),
         ({"version": 2, "mode": "shadow", "share": "0.5"}, "share"),
     ],
 )
