@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
+from irisflow.estimation import CV_ACCURACY
 from irisflow.registry import LocalRegistry
 from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, ModelUpdate, RetrainRequest
 from irisflow.settings import Settings
@@ -20,6 +21,7 @@ from tests.conftest import SettingsFactory
 from tests.factories import IRIS_FEATURES, SETOSA, forged_update, iris_xy, model_update
 from trainer.data import Dataset
 from trainer.inputs import Labeled, Window, unlearnable
+from trainer.publish import build_update
 from trainer.service import ModelFeedStopped, RetrainingService
 from trainer.training import TrainingOutcome, train_on
 
@@ -694,3 +696,36 @@ def test_the_log_says_who_asked_for_a_retraining_and_which_alarm_caused_one(
         "retraining requested by ana: new season",
         "drift alarm on petal_length (adwin 1.235 > 0.500): retraining",
     ]
+
+
+def test_a_retrained_version_is_published_with_its_calibration_and_cv_accuracy(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retraining service trains through the same ``train_on`` as ``irisflow train``, so
+    what it publishes carries the label-free estimate's calibration and baseline too."""
+    updates: list[ModelUpdate] = []
+    trained: list[int] = []
+
+    async def save_and_publish(
+        settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
+    ) -> ModelUpdate:
+        trained.append(outcome.n_samples)
+        update = build_update(
+            outcome, model_name=settings.model_name, version=5, parent=live_version, trigger=trigger
+        )
+        updates.append(update)
+        return update
+
+    monkeypatch.setattr("trainer.retraining.save_and_publish", save_and_publish)
+    service = RetrainingService(settings)
+    service._seen(model_update(4))
+    for offset in range(12):
+        assert service.take(_labeled(settings, offset)) is None
+    assert asyncio.run(service.retrain("manual")).outcome == "promoted"
+
+    (update,) = updates
+    assert update.calibration is not None
+    # Out-of-fold over every row it was trained on: the base data and the new labels (less
+    # those the gate holds out).
+    assert update.calibration.samples == trained[0] > 150
+    assert 0.8 < update.metrics[CV_ACCURACY] <= 1.0
