@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.bridge import KafkaBridge
+from irisflow.errors import KafkaUnavailable
 from irisflow.kafka.rollout_topic import RolloutFollower
 from irisflow.registry import LocalRegistry
 from irisflow.schemas import RolloutCommand, RolloutStage, RolloutState
@@ -48,9 +49,12 @@ class ControllerBridge(KafkaBridge):
         self.follower = follower
         self.respond = respond
         self.commands: list[RolloutCommand] = []
+        self.unreachable = False  # the broker does not acknowledge (a 503 for the client)
 
     async def publish(self, record: Outgoing, *, timeout: float) -> int | None:
         assert record.topic == self.topics.rollout_commands.name
+        if self.unreachable:
+            raise KafkaUnavailable("could not publish: no broker answered")
         command = self.topics.rollout_commands.decode(record.value, record.key)
         self.commands.append(command)
         state = self.respond(command)
@@ -272,6 +276,15 @@ def test_a_rollout_command_while_kafka_is_down_is_a_503(gateway: Any) -> None:
     response = client.post("/v1/rollout/abort", headers=KEY)
     _error(response, 503, "kafka_unavailable")
     assert app.state.bridge.commands == []
+
+
+def test_a_command_the_broker_does_not_take_is_a_503_and_waits_for_nothing(gateway: Any) -> None:
+    client, app = gateway()
+    app.state.bridge.unreachable = True
+    response = client.post("/v1/rollout/promote", headers=KEY)
+    assert "no broker answered" in _error(response, 503, "kafka_unavailable")["message"]
+    follower: RolloutFollower = app.state.rollout
+    assert len(follower.changed._waiters or ()) == 0  # type: ignore[attr-defined]
 
 
 def test_a_models_deployment_history_merges_the_topic_and_the_registry(gateway: Any) -> None:
