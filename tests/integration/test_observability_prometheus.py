@@ -266,6 +266,38 @@ def test_every_annotation_marks_an_event_of_the_run(observed: Observed) -> None:
             _wait(f"{name}: annotation {annotation.name}", marked, 60)
 
 
+def test_every_panel_of_the_rollout_dashboard_has_data_once_a_rollout_runs(
+    observed: Observed,
+) -> None:
+    """A candidate trained beside the live version, in shadow for every request and left to
+    the operator (``--manual``: the policy only watches), while the drifted traffic and its
+    labels flow: every rollout panel and the decisions annotation have data. Started after the
+    drift retraining, so no new champion ends it midway; aborted at the end."""
+    from trainer.commands import train_candidate
+
+    stack = observed.stack
+    _wait("a retraining on the drift alarm", lambda: _retrained(observed), 240, stack)
+    candidate = train_candidate(stack.settings)
+    started = time.time()
+    start = ["--shadow", "--share", "1", "--manual"]
+    _irisflow(stack, "rollout", "start", str(candidate.version), *start)
+    try:
+        empty, count = _empty_panels(observed.prometheus, "rollout", timeout=120)
+        assert not empty, "\n".join(empty)
+        assert count >= 19
+        (decisions,) = dashboards.annotation_queries(dashboards.load("rollout"))
+
+        def marked() -> bool:
+            series = observed.prometheus.query_range(
+                decisions.expr, start=started, end=time.time(), step=1
+            )
+            return any(s["metric"].get("decided_by") == "cli" and s["values"] for s in series)
+
+        _wait("the rollout's start as an annotation", marked, 60)
+    finally:
+        _irisflow(stack, "rollout", "abort", "--reason", "the test is done")
+
+
 def test_the_drift_view_renders_from_this_prometheus(observed: Observed, tmp_path: Path) -> None:
     out = Path(os.environ.get("DRIFT_PNG", tmp_path / "drift.png"))
     minutes = (time.time() - observed.started) / 60

@@ -84,7 +84,11 @@ def test_the_drift_dashboard_has_model_version_and_feature_variables() -> None:
     dashboard = dashboards.load("drift")
     by_name = {v.name: v for v in dashboards.variables(dashboard)}
     assert by_name["model_version"].label_query == ("irisflow_predictions_total", "model_version")
-    assert by_name["feature"].label_query[1] == "feature"
+    selector, label = by_name["feature"].label_query
+    assert label == "feature"
+    # the input features only: not the "_prediction"/"_error_rate" statistics nor the
+    # label-free estimate's "accuracy" (detector cbpe), which have no KS panel of their own
+    assert selector == 'irisflow_drift_statistic{detector="ks", feature!~"_.*"}'
     assert by_name["feature"].multi
     assert by_name["feature"].include_all
     repeated = [p for p in _panels(dashboard) if p.get("repeat")]
