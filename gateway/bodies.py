@@ -18,6 +18,7 @@ from irisflow.schemas import (
 )
 
 __all__ = [
+    "MAX_VERSION",
     "REQUEST_ID_DESCRIPTION",
     "Accepted",
     "BatchPredictBody",
@@ -274,6 +275,11 @@ class ModelList(BaseModel):
     )
 
 
+MAX_VERSION = 2**31 - 1
+"""The largest model version a body may name: versions count retrainings, so a larger number is
+a mistake (or an attack), refused with a 422 rather than sent on to the trainer."""
+
+
 class RolloutStartBody(BaseModel):
     """Start a rollout of ``version`` beside the live champion. As the JSON Schema says: a
     string (``"2"``) for a number, or ``0`` for a boolean, is refused, not coerced; ``2.0`` is
@@ -284,7 +290,9 @@ class RolloutStartBody(BaseModel):
         json_schema_extra={"examples": [{"version": 2, "mode": "shadow", "share": 0.1}]},
     )
 
-    version: int = Field(ge=1, description="The candidate (a version in the registry)")
+    version: int = Field(
+        ge=1, le=MAX_VERSION, description="The candidate (a version in the registry)"
+    )
     mode: RolloutMode = Field(
         description="shadow: a share of requests is also scored by the candidate, clients see "
         "only the champion; canary: a share of requests (chosen by request id) is answered by "

@@ -248,6 +248,8 @@ def test_promote_and_abort_answer_with_the_ended_state(gateway: Any) -> None:
         ({"version": 2, "mode": "shadow", "automatic": 0}, "automatic"),
         ({"version": "2", "mode": "shadow"}, "version"),
         ({"version": 2.5, "mode": "shadow"}, "version"),
+        ({"version": 2**31, "mode": "shadow"}, "version"),
+        ({"version": 2**70, "mode": "shadow"}, "version"),
         ({"version": True, "mode": "shadow"}, "version"),
         ({"version": 2, "mode": "shadow", "share": "0.5"}, "share"),
     ],
