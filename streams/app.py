@@ -323,16 +323,19 @@ def _rollout_health(holder: ModelHolder) -> dict[str, Any] | None:
         return None
     loaded = holder.rollout
     refused = holder.candidate_refused
-    refused_now = refused is not None and state.active and refused[0] == state.candidate_version
+    if loaded is not None or not state.active or refused is None:
+        refused = None  # a refusal shown is the current candidate's
+    elif refused[0] != state.candidate_version:
+        refused = None
     return {
         "rollout_id": state.rollout_id,
         "stage": state.stage,
         "share": state.share,
         "candidate_version": state.candidate_version,
         "candidate_loaded": loaded.candidate.version if loaded is not None else None,
-        "candidate_refused": {"version": refused[0], "error": refused[1]}
-        if refused_now and refused is not None and loaded is None
-        else None,
+        "candidate_refused": (
+            {"version": refused[0], "error": refused[1]} if refused is not None else None
+        ),
     }
 
 
