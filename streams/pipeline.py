@@ -247,8 +247,9 @@ class Pipeline:
         other: Scoring,
         scored_at: float,
     ) -> None:
-        """One shadow prediction per paired request the answering version decoded (a record
-        that is not a request is dead-lettered by that pass, and compared with nothing)."""
+        """One shadow prediction per paired request at least one version scored (a record that
+        is not a request, or that neither version takes, is refused by the answering pass as
+        without a rollout and compared with nothing: it would count as an error of both)."""
         if state.rollout_id is None or state.stage is None:
             return
         mode = RolloutMode(state.stage.value)
@@ -260,6 +261,8 @@ class Pipeline:
             if mine is None:
                 continue
             theirs = other.outcomes.get(where) or Outcome(error="not scored by this version")
+            if mine.error is not None and theirs.error is not None:
+                continue  # neither could score it (bad input): it says nothing about either
             try:
                 prediction = ShadowPrediction(
                     request_id=where[0].decode(),
