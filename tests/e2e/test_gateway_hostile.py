@@ -31,7 +31,14 @@ from irisflow.kafka.model_topic import publish_update
 from irisflow.registry import serialize_model
 from irisflow.schemas import DeadLetter, ModelUpdate
 from irisflow.settings import KafkaSettings
-from tests.e2e.conftest import Stack, eventually, launch_stack, records_on, stop_all
+from tests.e2e.conftest import (
+    GATEWAY_API_KEY,
+    Stack,
+    eventually,
+    launch_stack,
+    records_on,
+    stop_all,
+)
 from tests.factories import SETOSA, iris_xy, model_update
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -366,3 +373,57 @@ def test_hostile_tensors_and_batches_get_a_4xx_naming_the_problem_and_the_gatewa
     batch = httpx.post(f"{url}/v1/predict/batch", json={"instances": [SETOSA]}, timeout=30)
     assert (batch.status_code, batch.json()["predictions"][0]["label"]) == (200, "setosa")
     assert gateway.poll() is None, "the gateway died during the campaign"
+
+
+# ------------------------------------------------------------------- hostile rollout commands
+
+ROLLOUT_FAULTS = ["version", "version", "mode", "share", "share", "automatic", "missing", "field"]
+
+
+@st.composite
+def _hostile_rollout_body(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A valid ``POST /v1/rollout`` body with one fault (and the API key: the body is what is
+    hostile here; the key's own refusals are tested with the other admin endpoints)."""
+    body: dict[str, Any] = {"version": 2, "mode": "canary", "share": 0.1, "automatic": True}
+    fault = draw(st.sampled_from([*ROLLOUT_FAULTS, "not_an_object"]))
+    if fault == "version":
+        body["version"] = draw(st.sampled_from([0, -1, "2", 2.5, None, True, [2], 2**70]))
+    elif fault == "mode":
+        body["mode"] = draw(st.sampled_from(["live", "", "SHADOW", 5, None, ["canary"]]))
+    elif fault == "share":
+        body["share"] = draw(st.sampled_from([0, 0.0, 1.5, -0.1, "0.1", True, [0.1], 1e309]))
+    elif fault == "automatic":
+        body["automatic"] = draw(st.sampled_from(["yes", 2, None, "true", [True]]))
+    elif fault == "missing":
+        del body[draw(st.sampled_from(["version", "mode"]))]
+    elif fault == "field":
+        body[draw(st.sampled_from(["extra", "command_id", "requested_by"]))] = draw(_JSON)
+    else:
+        body = draw(_JSON)
+    return json.dumps(body).encode(), {"X-API-Key": GATEWAY_API_KEY}
+
+
+def test_hostile_rollout_commands_get_a_422_naming_the_field_and_nothing_is_sent(
+    gateway_stack: Stack,
+) -> None:
+    """Generated malformed ``POST /v1/rollout`` bodies against the real gateway: each one is a
+    422 naming what is wrong, never a 202 (a command sent on) nor a 5xx; the gateway goes on."""
+    url = gateway_stack.gateway_url
+    refused = _campaign(url, "/v1/rollout", _hostile_rollout_body())
+    assert len(refused) == HOSTILE_EXAMPLES
+    for status, text in refused:
+        error = orjson.loads(text)["error"]
+        assert (status, error["status"]) == (422, 422), text
+        named = ("version", "mode", "share", "automatic", "extra", "command_id", "requested_by")
+        assert any(name in error["message"] for name in (*named, "body")), text
+    for path, body in (("abort", {"reason": "x" * 501}), ("promote", {"why": "extra"})):
+        reply = httpx.post(
+            f"{url}/v1/rollout/{path}",
+            json=body,
+            headers={"X-API-Key": GATEWAY_API_KEY},
+            timeout=30,
+        )
+        assert reply.status_code == 422, reply.text
+    good = httpx.post(f"{url}/v1/predict", json={"features": SETOSA}, timeout=30)
+    assert good.status_code == 200, good.text
+    assert gateway_stack.processes["gateway"].poll() is None, "the gateway died"
