@@ -172,9 +172,6 @@ class RolloutController:
                 raise RolloutRefused(422, f"this trainer rolls out {self.settings.model_name!r}")
             if command.action == "start":
                 self._start_command(command)
-                outcome = CommandOutcome(
-                    command_id=command.command_id, action=command.action, accepted=True, status=200
-                )
             elif command.action == "promote":
                 self._require_active("promote")
                 self._end(
@@ -182,17 +179,14 @@ class RolloutController:
                     command.reason or "promoted by hand",
                     command.requested_by,
                 )
-                outcome = CommandOutcome(
-                    command_id=command.command_id, action=command.action, accepted=True, status=200
-                )
             else:
                 self._require_active("abort")
                 self._end(
                     RolloutStage.ABORTED, command.reason or "aborted by hand", command.requested_by
                 )
-                outcome = CommandOutcome(
-                    command_id=command.command_id, action=command.action, accepted=True, status=200
-                )
+            outcome = CommandOutcome(
+                command_id=command.command_id, action=command.action, accepted=True, status=200
+            )
         except RolloutRefused as exc:
             log.warning("rollout: %s refused (%s): %s", command.action, exc.status, exc)
             outcome = CommandOutcome(
