@@ -75,21 +75,38 @@ def test_topics_are_created_with_their_partitions_and_configs(
 
     async def check() -> None:
         created = await ensure_topics(settings.kafka)
-        assert len(created) == 8
+        assert sorted(created) == sorted(settings.kafka.topics.model_dump().values())
         assert await ensure_topics(settings.kafka) == []  # idempotent
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
         await admin.start()
         try:
             names = settings.kafka.topics
-            described = await admin.describe_topics([names.requests, names.model_updates])
-            partitions = {t["topic"]: len(t["partitions"]) for t in described}
-            assert partitions == {names.requests: 3, names.model_updates: 1}
-            (response,) = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, names.model_updates)]
+            described = await admin.describe_topics(
+                [
+                    names.requests,
+                    names.shadow_predictions,
+                    names.model_updates,
+                    names.rollouts,
+                    names.rollout_commands,
+                ]
             )
-            configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
-            assert configs["cleanup.policy"] == "compact"
-            assert configs["max.message.bytes"] == str(settings.kafka.max_message_bytes)
+            partitions = {t["topic"]: len(t["partitions"]) for t in described}
+            # Shadow answers are co-partitioned with requests; the state and command topics
+            # are one ordered log each.
+            assert partitions == {
+                names.requests: 3,
+                names.shadow_predictions: 3,
+                names.model_updates: 1,
+                names.rollouts: 1,
+                names.rollout_commands: 1,
+            }
+            for compacted in (names.model_updates, names.rollouts):
+                (response,) = await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, compacted)]
+                )
+                configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
+                assert configs["cleanup.policy"] == "compact", compacted
+                assert configs["max.message.bytes"] == str(settings.kafka.max_message_bytes)
             # Every topic takes the largest record: a dead letter must never be too big to send.
             (response,) = await admin.describe_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, names.dead_letters)]
