@@ -8,9 +8,10 @@ refusal as 404, 409 or 422 saying why), else 202: the command waits on Kafka for
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from gateway.bodies import (
@@ -20,10 +21,16 @@ from gateway.bodies import (
     RolloutReasonBody,
     RolloutStartBody,
 )
+from gateway.bridge import KafkaBridge
 from gateway.deps import Bridge, History, Kafka, Metrics, Rollout, Settings
 from gateway.errors import RolloutRefused
+from gateway.kafka_health import KafkaHealth
+from gateway.metrics import GatewayMetrics
+from gateway.model_versions import ModelHistory
 from gateway.rollouts import ask, new_command, public_state, require_caught_up
 from gateway.security import AdminKey
+from irisflow.kafka.rollout_topic import RolloutFollower
+from irisflow.settings import Settings as IrisflowSettings
 
 router = APIRouter(prefix="/v1", tags=["rollout"])
 
@@ -58,71 +65,77 @@ async def get_rollout(rollout: Rollout, history: History, settings: Settings) ->
     return public_state(settings.model_name, rollout.current, history)
 
 
-async def _command(
-    action: Literal["start", "promote", "abort"],
+@dataclass(frozen=True)
+class _Commands:
+    """What sending a command takes: the parts of the gateway every command route uses."""
+
+    bridge: KafkaBridge
+    kafka: KafkaHealth
+    rollout: RolloutFollower
+    history: ModelHistory
+    settings: IrisflowSettings
+    metrics: GatewayMetrics
+
+    async def send(
+        self, action: Literal["start", "promote", "abort"], **fields: Any
+    ) -> RolloutPublic | JSONResponse:
+        """Send one command and answer with the controller's outcome (or 202 without one)."""
+        self.kafka.require()
+        command = new_command(self.settings.model_name, action, **fields)
+        gateway = self.settings.gateway
+        state = await ask(
+            self.bridge,
+            self.rollout,
+            command,
+            publish_timeout=gateway.predict_timeout_seconds,
+            wait=gateway.command_wait_seconds,
+        )
+        self.metrics.published.labels(f"rollout-{action}").inc()
+        if state is None:
+            pending = CommandPending(
+                command_id=command.command_id,
+                action=action,
+                model_name=command.model_name,
+                topic=self.bridge.topics.rollout_commands.name,
+                message=f"the {action} command is on Kafka, but no rollout controller answered "
+                f"within {gateway.command_wait_seconds:g}s: `irisflow trainer` applies it when "
+                "it runs; GET /v1/rollout shows the outcome (last_command.command_id)",
+            )
+            return JSONResponse(status_code=202, content=pending.model_dump(mode="json"))
+        outcome = state.last_command
+        assert outcome is not None  # ask() returns only a state that answers the command
+        if not outcome.accepted or outcome.status >= 300:
+            raise RolloutRefused(
+                f"the rollout controller refused to {action}: "
+                f"{outcome.error or 'no reason given'} (see GET /v1/rollout)",
+                outcome.status,
+            )
+        return public_state(self.settings.model_name, state, self.history)
+
+
+async def _commands(
     bridge: Bridge,
     kafka: Kafka,
     rollout: Rollout,
     history: History,
     settings: Settings,
     metrics: Metrics,
-    **fields: Any,
-) -> RolloutPublic | JSONResponse:
-    kafka.require()
-    command = new_command(settings.model_name, action, **fields)
-    gateway = settings.gateway
-    state = await ask(
-        bridge,
-        rollout,
-        command,
-        publish_timeout=gateway.predict_timeout_seconds,
-        wait=gateway.command_wait_seconds,
-    )
-    metrics.published.labels(f"rollout-{action}").inc()
-    if state is None:
-        pending = CommandPending(
-            command_id=command.command_id,
-            action=action,
-            model_name=command.model_name,
-            topic=bridge.topics.rollout_commands.name,
-            message=f"the {action} command is on Kafka, but no rollout controller answered within "
-            f"{gateway.command_wait_seconds:g}s: `irisflow trainer` applies it when it runs; "
-            "GET /v1/rollout shows the outcome (last_command.command_id)",
-        )
-        return JSONResponse(status_code=202, content=pending.model_dump(mode="json"))
-    outcome = state.last_command
-    assert outcome is not None  # ask() returns only a state that answers the command
-    if not outcome.accepted or outcome.status >= 300:
-        raise RolloutRefused(
-            f"the rollout controller refused to {action}: "
-            f"{outcome.error or 'no reason given'} (see GET /v1/rollout)",
-            outcome.status,
-        )
-    return public_state(settings.model_name, state, history)
+) -> _Commands:
+    return _Commands(bridge, kafka, rollout, history, settings, metrics)
+
+
+Commands = Annotated[_Commands, Depends(_commands)]
 
 
 @router.post("/rollout", response_model=RolloutPublic, responses=_COMMAND_RESPONSES)
 async def start_rollout(
-    body: RolloutStartBody,
-    bridge: Bridge,
-    kafka: Kafka,
-    rollout: Rollout,
-    history: History,
-    settings: Settings,
-    metrics: Metrics,
-    _: AdminKey,
+    body: RolloutStartBody, commands: Commands, _: AdminKey
 ) -> RolloutPublic | JSONResponse:
     """Start a rollout of ``version``: ``shadow`` (scored beside the champion, answers nobody)
     or ``canary`` (answers ``share`` of requests, chosen by request id). With ``automatic`` the
     policy moves it on (shadow, canary, live) or rolls it back by its numbers."""
-    return await _command(
+    return await commands.send(
         "start",
-        bridge,
-        kafka,
-        rollout,
-        history,
-        settings,
-        metrics,
         version=body.version,
         mode=body.mode,
         share=body.share,
@@ -132,35 +145,15 @@ async def start_rollout(
 
 @router.post("/rollout/promote", response_model=RolloutPublic, responses=_COMMAND_RESPONSES)
 async def promote_rollout(
-    bridge: Bridge,
-    kafka: Kafka,
-    rollout: Rollout,
-    history: History,
-    settings: Settings,
-    metrics: Metrics,
-    _: AdminKey,
-    body: RolloutReasonBody | None = None,
+    commands: Commands, _: AdminKey, body: RolloutReasonBody | None = None
 ) -> RolloutPublic | JSONResponse:
     """Make the active rollout's candidate live now (its numbers are recorded with the step)."""
-    reason = body.reason if body is not None else ""
-    return await _command(
-        "promote", bridge, kafka, rollout, history, settings, metrics, reason=reason
-    )
+    return await commands.send("promote", reason=body.reason if body is not None else "")
 
 
 @router.post("/rollout/abort", response_model=RolloutPublic, responses=_COMMAND_RESPONSES)
 async def abort_rollout(
-    bridge: Bridge,
-    kafka: Kafka,
-    rollout: Rollout,
-    history: History,
-    settings: Settings,
-    metrics: Metrics,
-    _: AdminKey,
-    body: RolloutReasonBody | None = None,
+    commands: Commands, _: AdminKey, body: RolloutReasonBody | None = None
 ) -> RolloutPublic | JSONResponse:
     """End the active rollout: the champion answers everything again, the candidate is dropped."""
-    reason = body.reason if body is not None else ""
-    return await _command(
-        "abort", bridge, kafka, rollout, history, settings, metrics, reason=reason
-    )
+    return await commands.send("abort", reason=body.reason if body is not None else "")
