@@ -18,23 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.structs import ConsumerRecord
 
 from irisflow.errors import KafkaUnavailable
 from irisflow.settings import KafkaSettings
-from irisflow.topics import Outgoing
+from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused
 
 __all__ = [
     "CONSUMER_POLICY",
     "FAUST_PRODUCER_POLICY",
     "PRODUCER_POLICY",
+    "LetterBox",
     "TopicMissing",
     "aiokafka_producer_of",
     "answers_metadata",
@@ -175,6 +178,63 @@ async def send(producer: AIOKafkaProducer, record: Outgoing) -> int | None:
     )
     partition = getattr(metadata, "partition", None)
     return int(partition) if partition is not None else None
+
+
+log = logging.getLogger(__name__)
+
+
+class LetterBox:
+    """The dead letters of one group-less follower (the model feed, the rollout follower).
+
+    Its producer starts with the first letter: most followers never refuse a record, and a
+    follower must not hold a connection for nothing. A letter that cannot be sent is logged
+    and dropped, never raised: a follower that stopped on it would leave its process without
+    model or rollout updates, which is worse than one lost letter (the refusal is logged)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        consumer: str,
+        *,
+        on_letter: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self._kafka = kafka
+        self._letters = DeadLetters.to(kafka, consumer, on_letter=on_letter)
+        self._producer: AIOKafkaProducer | None = None
+        self.consumer_name = consumer
+
+    async def refused(self, record: ConsumerRecord[bytes, bytes], refusal: Refused) -> None:
+        """Dead-letter a record that could not be decoded, with the refusal's reason."""
+        await self.post(
+            Incoming.of(record),
+            source_topic=record.topic,
+            reason=refusal.reason,
+            error=str(refusal),
+            what=f"offset {record.offset}",
+        )
+
+    async def post(
+        self, record: Incoming, *, source_topic: str, reason: Reason | str, error: str, what: str
+    ) -> None:
+        """Dead-letter ``record`` (``what`` names it in the log if the letter cannot be sent)."""
+        letter = self._letters.letter(record, source_topic=source_topic, reason=reason, error=error)
+        try:
+            if self._producer is None:
+                producer = make_producer(self._kafka)
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            await send(self._producer, letter)
+        except Exception as exc:
+            log.error("%s: could not dead-letter %s: %r", self.consumer_name, what, exc)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
 
 
 class TopicMissing(KafkaUnavailable):

@@ -24,13 +24,13 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from irisflow.kafka.clients import assign_all, behind, make_consumer, make_producer, send
+from irisflow.kafka.clients import LetterBox, assign_all, behind, make_consumer, make_producer
 from irisflow.schemas import ModelUpdate
 from irisflow.settings import KafkaSettings
-from irisflow.topics import DeadLetters, Incoming, Reason, Refused, Topics
+from irisflow.topics import Incoming, Reason, Refused, Topics
 
 __all__ = ["CATCH_UP_CANDIDATES", "ModelFeed", "publish_update", "read_live_update"]
 
@@ -61,7 +61,7 @@ class ModelFeed:
         self._model_name = model_name
         self._accept = accept
         self._on_seen = on_seen or (lambda update: None)
-        self._letters = DeadLetters.to(kafka, consumer, on_letter=on_letter)
+        self._box = LetterBox(kafka, consumer, on_letter=on_letter)
         self.consumer_name = consumer
         self.refused_records = 0
         self._offered: tuple[ModelUpdate, Incoming] | None = None
@@ -90,7 +90,6 @@ class ModelFeed:
         topic = self._kafka.topics.model_updates
         consumer = make_consumer(self._kafka, group_id=None)
         await consumer.start()
-        producer: AIOKafkaProducer | None = None
         try:
             tps = await assign_all(consumer, topic, start="beginning")
             end = await consumer.end_offsets(tps)
@@ -110,8 +109,7 @@ class ModelFeed:
                     for record in records:
                         found = self._decode(record)
                         if isinstance(found, Refused):
-                            producer = producer or await _started(make_producer(self._kafka))
-                            await self._dead_letter(producer, record, found)
+                            await self._box.refused(record, found)
                         elif found is not None:
                             self._on_seen(found)
                             self._offered = (found, Incoming.of(record))
@@ -121,24 +119,7 @@ class ModelFeed:
                                 self._offered = None
         finally:
             await consumer.stop()
-            if producer is not None:
-                await producer.stop()
-
-    async def _dead_letter(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], refusal: Refused
-    ) -> None:
-        letter = self._letters.letter(
-            Incoming.of(record),
-            source_topic=record.topic,
-            reason=refusal.reason,
-            error=str(refusal),
-        )
-        try:
-            await send(producer, letter)
-        except Exception as exc:  # a letter that cannot be sent must not stop the feed
-            log.error(
-                "%s: could not dead-letter offset %d: %r", self.consumer_name, record.offset, exc
-            )
+            await self._box.close()
 
     async def refuse(self, update: ModelUpdate, reason: str) -> None:
         """Dead-letter an update that decoded but could not be loaded (called by ``accept``'s
@@ -151,22 +132,13 @@ class ModelFeed:
             if offered is not None and offered[0] is update
             else Incoming(update.to_bytes(), update.model_name.encode())
         )
-        letter = self._letters.letter(
+        await self._box.post(
             record,
             source_topic=self._kafka.topics.model_updates,
             reason=Reason.REFUSED_MODEL,
             error=f"version {update.version}: {reason}",
+            what=f"version {update.version}",
         )
-        producer = make_producer(self._kafka)
-        try:
-            await producer.start()
-            await send(producer, letter)
-        except Exception as exc:  # the refusal is logged already; the feed must go on
-            log.error(
-                "%s: could not dead-letter version %d: %r", self.consumer_name, update.version, exc
-            )
-        finally:
-            await producer.stop()
 
     async def _catch_up(
         self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]
@@ -184,11 +156,6 @@ class ModelFeed:
                         self._on_seen(found)
                         candidates.append(found)
         return list(candidates)
-
-
-async def _started(producer: AIOKafkaProducer) -> AIOKafkaProducer:
-    await producer.start()
-    return producer
 
 
 async def read_live_update(

@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from irisflow.kafka.clients import assign_all, behind, make_consumer, make_producer, send
+from irisflow.kafka.clients import LetterBox, assign_all, behind, make_consumer, make_producer, send
 from irisflow.schemas import RolloutCommand, RolloutState
 from irisflow.settings import KafkaSettings
-from irisflow.topics import DeadLetters, Incoming, Refused, Topics
+from irisflow.topics import Refused, Topics
 
 __all__ = ["RolloutFollower", "publish_state", "read_rollout_state", "send_command"]
 
@@ -51,7 +51,7 @@ class RolloutFollower:
         self._topic = Topics.of(kafka).rollouts
         self._model_name = model_name
         self._on_state = on_state
-        self._letters = DeadLetters.to(kafka, consumer, on_letter=on_letter)
+        self._box = LetterBox(kafka, consumer, on_letter=on_letter)
         self.consumer_name = consumer
         self.current: RolloutState | None = None
         self.refused_records = 0
@@ -94,7 +94,6 @@ class RolloutFollower:
     async def run(self) -> None:
         consumer = make_consumer(self._kafka, group_id=None)
         await consumer.start()
-        producer: AIOKafkaProducer | None = None
         try:
             tps = await assign_all(consumer, self._topic.name, start="beginning")
             end = await consumer.end_offsets(tps)
@@ -120,25 +119,12 @@ class RolloutFollower:
                     for record in records:
                         found = self._decode(record)
                         if isinstance(found, Refused):
-                            if producer is None:
-                                producer = make_producer(self._kafka)
-                                await producer.start()
-                            letter = self._letters.letter(
-                                Incoming.of(record),
-                                source_topic=record.topic,
-                                reason=found.reason,
-                                error=str(found),
-                            )
-                            try:
-                                await send(producer, letter)
-                            except Exception as exc:  # must not stop the follower
-                                log.error("%s: could not dead-letter: %r", self.consumer_name, exc)
+                            await self._box.refused(record, found)
                         elif found is not None:
                             await self._offer(found)
         finally:
             await consumer.stop()
-            if producer is not None:
-                await producer.stop()
+            await self._box.close()
 
     async def wait_for(
         self, accept: Callable[[RolloutState], bool], *, timeout: float

@@ -15,11 +15,12 @@ from irisflow.kafka.admin import ensure_topics, wait_for_kafka
 from irisflow.kafka.clients import TopicMissing, assign_all, make_consumer, make_producer
 from irisflow.kafka.model_topic import ModelFeed, publish_update, read_live_update
 from irisflow.local.broker.runtime import free_port
-from irisflow.schemas import DeadLetter, ModelUpdate
+from irisflow.schemas import ModelUpdate
 from irisflow.settings import Settings
 from streams.model_updates import ModelHolder
 from tests.conftest import SettingsFactory
 from tests.factories import forged_update, model_update
+from tests.integration.letters import dead_letters
 
 pytestmark = pytest.mark.kafka
 
@@ -131,7 +132,7 @@ def test_a_live_update_that_is_refused_keeps_the_current_version_and_is_dead_let
         feed, task = await _following(settings, accept, consumer="test.model-feed")
         try:
             await publish_update(settings.kafka, forged_update(2, "regressor"))
-            letters = await _dead_letters(settings, 1)
+            letters = await dead_letters(settings, 1)
             assert holder.current is not None
             assert holder.current.version == 1
             (letter,) = letters
@@ -175,7 +176,7 @@ def test_an_unreadable_record_does_not_stop_the_feed_and_is_dead_lettered_when_l
         try:
             raw = model_update(2).to_bytes() if value == "good" else value
             await producer.send_and_wait(settings.kafka.topics.model_updates, raw, key=key)
-            (letter,) = await _dead_letters(settings, 1)
+            (letter,) = await dead_letters(settings, 1)
             assert letter.reason == reason
             await publish_update(settings.kafka, model_update(3))
             for _ in range(100):
@@ -190,21 +191,6 @@ def test_an_unreadable_record_does_not_stop_the_feed_and_is_dead_lettered_when_l
             await _stop(task)
 
     asyncio.run(check())
-
-
-async def _dead_letters(settings: Settings, count: int, timeout: float = 20.0) -> list[DeadLetter]:
-    consumer = make_consumer(settings.kafka, settings.kafka.topics.dead_letters, group_id=None)
-    await consumer.start()
-    found: list[DeadLetter] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(found) < count and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                found += [DeadLetter.from_bytes(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    assert len(found) == count, found
-    return found
 
 
 def test_following_a_topic_that_does_not_exist_fails_with_what_to_do(
