@@ -10,7 +10,6 @@ can never race each other into two states, and no registry folder is needed here
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -85,39 +84,20 @@ async def _ask(settings: Settings, command: RolloutCommand, wait: float) -> Roll
     answers it (``None`` after ``wait`` seconds)."""
     from aiokafka.errors import KafkaError
 
-    from irisflow.kafka.rollout_topic import RolloutFollower, send_command
-
-    follower = RolloutFollower(settings.kafka, settings.model_name, consumer="cli.rollout")
-    task = asyncio.create_task(follower.run())
+    from irisflow.kafka.rollout_topic import following, send_command
 
     def answers(state: RolloutState) -> bool:
         outcome = state.last_command
         return outcome is not None and outcome.command_id == command.command_id
 
     try:
-        caught_up: asyncio.Future[Any] = asyncio.create_task(follower.caught_up.wait())
-        done, _ = await asyncio.wait(
-            {task, caught_up}, timeout=CONNECT_SECONDS, return_when=asyncio.FIRST_COMPLETED
-        )
-        if task in done:
-            task.result()
-        if caught_up not in done:
-            caught_up.cancel()
-            raise TimeoutError(f"reading {settings.kafka.topics.rollouts} took too long")
-        await send_command(settings.kafka, command)
-        waiter: asyncio.Future[Any] = asyncio.create_task(follower.wait_for(answers, timeout=wait))
-        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiter.cancel()
-            task.result()
-        answered: RolloutState | None = await waiter
-        return answered
+        async with following(
+            settings.kafka, settings.model_name, consumer="cli.rollout", timeout=CONNECT_SECONDS
+        ) as follower:
+            await send_command(settings.kafka, command)
+            return await follower.wait_for(answers, timeout=wait)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise _unreachable(settings, exc) from exc
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 def _read(settings: Settings) -> RolloutState | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
@@ -26,7 +26,13 @@ from irisflow.schemas import RolloutCommand, RolloutState
 from irisflow.settings import KafkaSettings
 from irisflow.topics import Refused, Topics
 
-__all__ = ["RolloutFollower", "publish_state", "read_rollout_state", "send_command"]
+__all__ = [
+    "RolloutFollower",
+    "following",
+    "publish_state",
+    "read_rollout_state",
+    "send_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,8 @@ class RolloutFollower:
         self.caught_up = asyncio.Event()
         self.changed = asyncio.Condition()
         """Notified after each state is offered (gateways wait on it for a command's outcome)."""
+        self._run: asyncio.Task[None] | None = None
+        """The task running :meth:`run` when :func:`following` started it."""
 
     def _decode(self, record: object) -> RolloutState | Refused | None:
         value = getattr(record, "value", None)
@@ -138,10 +146,17 @@ class RolloutFollower:
                     await self.changed.wait()
                 return self.current
 
+        waiter = asyncio.create_task(asyncio.wait_for(first(), timeout))
         try:
-            return await asyncio.wait_for(first(), timeout)
+            if self._run is not None:
+                await asyncio.wait({waiter, self._run}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiter.done() and self._run.done():
+                    self._run.result()  # the follower stopped: its error, not a silent timeout
+            return await waiter
         except TimeoutError:
             return None
+        finally:
+            waiter.cancel()
 
 
 async def publish_state(
@@ -161,24 +176,38 @@ async def send_command(kafka: KafkaSettings, command: RolloutCommand) -> None:
         await producer.stop()
 
 
-async def read_rollout_state(
-    kafka: KafkaSettings, model_name: str, *, timeout: float = 30.0
-) -> RolloutState | None:
-    """The newest rollout state of ``model_name`` (``None`` before the first rollout)."""
-    follower = RolloutFollower(kafka, model_name, consumer="rollout-reader")
+@contextlib.asynccontextmanager
+async def following(
+    kafka: KafkaSettings, model_name: str, *, consumer: str, timeout: float = 30.0
+) -> AsyncIterator[RolloutFollower]:
+    """A follower running for the block, read to the topic's end before the block starts (for
+    one-shot readers: the CLI, the controller's resume). Raises the follower's own error if it
+    stops, and ``TimeoutError`` if catching up takes longer than ``timeout`` seconds; its
+    ``wait_for`` raises the follower's error too instead of waiting out its timeout."""
+    follower = RolloutFollower(kafka, model_name, consumer=consumer)
     task = asyncio.create_task(follower.run())
+    follower._run = task
     try:
         waiter = asyncio.create_task(follower.caught_up.wait())
         done, _ = await asyncio.wait(
             {task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if task in done:
+            waiter.cancel()
             task.result()
         if waiter not in done:
             waiter.cancel()
             raise TimeoutError(f"reading {kafka.topics.rollouts} took longer than {timeout:.0f}s")
-        return follower.current
+        yield follower
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def read_rollout_state(
+    kafka: KafkaSettings, model_name: str, *, timeout: float = 30.0
+) -> RolloutState | None:
+    """The newest rollout state of ``model_name`` (``None`` before the first rollout)."""
+    async with following(kafka, model_name, consumer="rollout-reader", timeout=timeout) as f:
+        return f.current

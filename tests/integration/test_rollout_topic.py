@@ -7,10 +7,17 @@ import asyncio
 import contextlib
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from irisflow.kafka.admin import ensure_topics
 from irisflow.kafka.clients import make_producer
-from irisflow.kafka.rollout_topic import RolloutFollower, publish_state, read_rollout_state
+from irisflow.kafka.rollout_topic import (
+    RolloutFollower,
+    following,
+    publish_state,
+    read_rollout_state,
+)
+from irisflow.local.broker.runtime import free_port
 from irisflow.schemas import RolloutStage, RolloutState
 from irisflow.settings import Settings
 from tests.conftest import SettingsFactory
@@ -99,5 +106,22 @@ def test_an_unreadable_state_is_dead_lettered_and_the_follower_goes_on(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    asyncio.run(check())
+
+
+def test_a_one_shot_reader_fails_with_the_follower_s_error_when_no_broker_answers(
+    kafka_settings: SettingsFactory,
+) -> None:
+    """The CLI reads through ``following``: a dead broker must be an error it can explain, not a
+    state of "no rollout yet"."""
+    settings = kafka_settings(**{"kafka.bootstrap": f"127.0.0.1:{free_port()}"})
+
+    async def check() -> None:
+        with pytest.raises((KafkaError, OSError, TimeoutError)):
+            async with following(
+                settings.kafka, settings.model_name, consumer="test.reader", timeout=10
+            ):
+                pytest.fail("the block ran without a broker")
 
     asyncio.run(check())
