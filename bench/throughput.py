@@ -47,11 +47,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from irisflow.kafka.admin import ensure_topics  # noqa: E402
-from irisflow.kafka.clients import make_consumer, make_producer  # noqa: E402
+from irisflow.kafka.clients import assign_all, make_consumer, make_producer  # noqa: E402
 from irisflow.kafka.model_topic import publish_update  # noqa: E402
+from irisflow.kafka.rollout_topic import publish_state  # noqa: E402
 from irisflow.local.broker.runtime import EmbeddedKafka, ensure_kafka_jars, free_port  # noqa: E402
 from irisflow.registry import serialize_model, sha256_hex  # noqa: E402
-from irisflow.schemas import FeatureStats, ModelUpdate  # noqa: E402
+from irisflow.schemas import (  # noqa: E402
+    FeatureStats,
+    ModelUpdate,
+    RolloutStage,
+    RolloutState,
+    RolloutStep,
+)
 from irisflow.settings import Settings, load_settings  # noqa: E402
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -67,6 +74,8 @@ class Scenario:
     linger: float = 0.005  # only the Faust agent lingers; the lane scores what each fetch holds
     consumer: str = "lane"  # scoring.consumer
     ceiling: bool = False  # Faust alone (bench/faust_ceiling.py), no irisflow worker
+    rollout: str | None = None  # "shadow" | "canary": a rollout of a second version is active
+    share: float = 1.0  # of requests the rollout pairs (shadow) or the candidate answers
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -87,6 +96,23 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("latency at 1,000 msg/s, scoring lane", 500, 20_000 // n, rate=1000),
         Scenario("latency at 5,000 msg/s, scoring lane", 500, 50_000 // n, rate=5000),
         Scenario(f"latency at 1,000 msg/s, {agent}", 500, 20_000 // n, rate=1000, consumer="agent"),
+        Scenario(
+            f"{single}, scoring lane, shadow rollout 100%", 500, 100_000 // n, rollout="shadow"
+        ),
+        Scenario(
+            f"{single}, scoring lane, canary rollout 30%",
+            500,
+            100_000 // n,
+            rollout="canary",
+            share=0.3,
+        ),
+        Scenario(
+            "latency at 1,000 msg/s, scoring lane, shadow rollout 100%",
+            500,
+            20_000 // n,
+            rate=1000,
+            rollout="shadow",
+        ),
     ]
 
 
@@ -108,7 +134,7 @@ transport dominates) or a 200-tree random forest (~10 ms a call, whatever its ro
 micro-batching is for)."""
 
 
-def model_update(kind: str = "logistic") -> ModelUpdate:
+def model_update(kind: str = "logistic", version: int = 1) -> ModelUpdate:
     iris = load_iris()
     x, y = iris.data, np.asarray(iris.target_names)[iris.target]
     if kind not in MODELS:
@@ -133,7 +159,7 @@ def model_update(kind: str = "logistic") -> ModelUpdate:
     labels, counts = np.unique(y, return_counts=True)
     return ModelUpdate(
         model_name="iris",
-        version=1,
+        version=version,
         algorithm="logistic_regression" if kind == "logistic" else "random_forest",
         feature_names=FEATURES,
         class_labels=[str(c) for c in model.classes_],
@@ -299,6 +325,58 @@ def _sent(record: Any) -> float:
     return float(answer["scored_at"]) - float(answer["latency_seconds"])
 
 
+async def start_rollout(run: Run, mode: str, share: float) -> None:
+    """Publish the state the rollout controller would: version 2 (another logistic regression,
+    so the scoring cost is the same and what is measured is the rollout's own work) in
+    ``mode`` at ``share``, not automatic (no controller runs in a benchmark)."""
+    candidate = model_update(version=2)
+    now = time.time()
+    rollout_id = f"iris-v2-{uuid.uuid4().hex[:8]}"
+    state = RolloutState(
+        model_name="iris",
+        rollout_id=rollout_id,
+        stage=RolloutStage(mode),
+        candidate_version=2,
+        champion_version=1,
+        share=share,
+        automatic=False,
+        started_at=now,
+        steps=[
+            RolloutStep(
+                at=now,
+                rollout_id=rollout_id,
+                version=2,
+                champion_version=1,
+                stage=RolloutStage(mode),
+                share=share,
+                decided_by="bench",
+                reason=f"{mode} at {share:.0%} for a benchmark",
+            )
+        ],
+        candidate=candidate,
+    )
+    producer = make_producer(run.settings.kafka)
+    await producer.start()
+    try:
+        await publish_state(producer, run.settings.kafka, state)
+    finally:
+        await producer.stop()
+
+
+async def shadow_records(run: Run) -> float:
+    """How many shadow predictions the worker wrote (a rollout that paired nothing would make
+    its scenario measure the baseline again)."""
+    topic = run.settings.kafka.topics.shadow_predictions
+    consumer = make_consumer(run.settings.kafka, group_id=None)
+    await consumer.start()
+    try:
+        tps = await assign_all(consumer, topic, start="beginning")
+        ends = await consumer.end_offsets(tps)
+        return float(sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
 def ceiling(bootstrap: str, scenario: Scenario) -> dict[str, float]:
     script = ROOT / "bench" / "faust_ceiling.py"
     command = [sys.executable, str(script), "--bootstrap", bootstrap]
@@ -317,9 +395,13 @@ def run_scenario(
     run = Run(folder, bootstrap, scenario, profile)
     asyncio.run(ensure_topics(run.settings.kafka))
     asyncio.run(publish_update(run.settings.kafka, model_update()))
+    if scenario.rollout:
+        asyncio.run(start_rollout(run, scenario.rollout, scenario.share))
     try:
         measure = latency if scenario.rate else throughput
         result = asyncio.run(measure(run))
+        if scenario.rollout:
+            result["shadow_records"] = asyncio.run(shadow_records(run))
     finally:
         run.stop()
     if run.profile:
@@ -341,7 +423,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", action="store_true", help="run each worker under cProfile")
-    parser.add_argument("--only", help="run scenarios whose name contains this text")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="run scenarios whose name contains this text (repeat for several)",
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="irisflow-bench-"))
     broker = embedded_broker(folder)
@@ -350,7 +436,7 @@ def main() -> None:
     try:
         for _ in range(args.repeat):
             for scenario in scenarios(args.quick):
-                if args.only and args.only not in scenario.name:
+                if args.only and not any(text in scenario.name for text in args.only):
                     continue
                 result = run_scenario(folder, broker.bootstrap, scenario, args.profile)
                 print(f"{scenario.name}: {result}", flush=True)
