@@ -37,6 +37,8 @@ from tests.factories import SETOSA
 pytestmark = [pytest.mark.cluster, pytest.mark.kafka, pytest.mark.e2e, pytest.mark.slow]
 
 LABELS_SEEN = "irisflow_trainer_labeled_samples_total"
+NOISE = ("aiokafka", "Connect", "Failed fetch", "metadata", "oordinator", "Heartbeat")
+"""What a Kafka client logs while a broker is down, left out of a failed drill's story."""
 
 
 @dataclass
@@ -48,6 +50,18 @@ class Full:
 
     def log(self, role: str) -> str:
         return (self.stack.logs / f"{role}.log").read_text(errors="replace")
+
+    def story(self, since: str) -> str:
+        """What the trainer and the workers said of their own (the Kafka clients' connection
+        noise left out) from the trainer's line containing ``since`` on: a failed drill's
+        account of where the new version stopped."""
+        told = []
+        for role in ("trainer", "worker", "worker-2"):
+            lines = self.log(role).splitlines()
+            start = next((i for i, line in enumerate(lines) if since in line), 0)
+            own = [line for line in lines[start:] if not any(n in line for n in NOISE)]
+            told.append(f"--- {role} ---\n" + "\n".join(own[-40:]))
+        return "\n".join(told)
 
     def served(self) -> list[int | None]:
         """The model version each worker serves (``None``: it does not answer)."""
@@ -138,7 +152,9 @@ def test_a_broker_killed_during_a_retraining_leaves_one_new_version_every_worker
     cluster.stop_broker(victim, kill=True)
     swapped = eventually(lambda: full.served() == [new, new], 120)
     took = time.monotonic() - began
-    assert swapped, f"the workers serve {full.served()}, not version {new}"
+    assert swapped, f"the workers serve {full.served()}, not version {new}:\n" + full.story(
+        "fault drill"
+    )
     assert live_version(full.stack) == new
     assert full.pids() == pids
     ledger = Ledger(versions=set(range(1, new + 1)), retrains_acknowledged=1)
