@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+import yaml
 
 from irisflow.schemas import RolloutStage, RolloutState, VersionReading
 from irisflow.settings import RolloutSettings
+from tests.conftest import ROOT
 from tests.factories import model_update
 from trainer.rollout.policy import error_rate, judge
 
@@ -165,3 +168,25 @@ def test_an_ended_rollout_is_not_judged() -> None:
 def test_error_rate_counts_refusals_per_request_seen() -> None:
     assert error_rate(_candidate(errors=1, scored=99)) == pytest.approx(0.01)
     assert error_rate(_candidate(errors=0, scored=0)) == 0.0
+
+
+def test_the_readme_states_every_policy_threshold_with_its_real_default() -> None:
+    """README, "The policy": each ``name`` (value) it quotes is the default of RolloutSettings
+    and the value params.yaml ships, and every threshold the policy reads is quoted."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### The policy", 1)[1].split("\n### ", 1)[0]
+    quoted = {
+        name: float(value)
+        for name, value in re.findall(r"`(?:rollout\.)?([a-z_]+)` \(([0-9.]+)[ )]", section)
+    }
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())["rollout"]
+    defaults = RolloutSettings()
+    for name, value in quoted.items():
+        assert getattr(defaults, name) == value, name
+        assert shipped[name] == value, name
+    read_by_the_policy = set(RolloutSettings.model_fields) - {
+        "challenger_entry",
+        "shadow_share",
+        "canary_share",
+    }
+    assert read_by_the_policy <= set(quoted), sorted(read_by_the_policy - set(quoted))
