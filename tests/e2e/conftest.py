@@ -123,13 +123,29 @@ class Stack:
         while time.monotonic() < deadline:
             for role, process in self.processes.items():
                 if process.poll() is not None:
-                    log = (self.logs / f"{role}.log").read_text(errors="replace")[-3000:]
-                    raise AssertionError(f"{role} exited with {process.returncode}:\n{log}")
+                    log = (self.logs / f"{role}.log").read_text(errors="replace")
+                    raise AssertionError(
+                        f"{role} exited with {process.returncode}; why:\n{_why(log)}\n"
+                        f"its last lines:\n{log[-3000:]}"
+                    )
             urls = self.health_urls()
             if all((_ok if url != gateway or model else _connected)(url) for url in urls):
                 return
             time.sleep(0.3)
         raise AssertionError("the gateway did not become ready")
+
+
+def _why(log: str) -> str:
+    """A stopped process's errors and tracebacks: its last lines are Faust's shutdown, which
+    says that it stopped and never why."""
+    lines = log.splitlines()
+    told = [
+        line
+        for line in lines
+        if ("ERROR" in line or "CRITICAL" in line or "Traceback" in line or "Error:" in line)
+        and "aiokafka" not in line
+    ]
+    return "\n".join(told[:30]) or "(no error logged)"
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
