@@ -75,6 +75,8 @@ class RetrainingService:
         self._letters = DeadLetters.to(settings.kafka, CONSUMER, on_letter=self._letters_counted)
         self._outbox: list[Outgoing] = []
         self.rollouts = RolloutController(settings, metrics=self.metrics)
+        self._postponing: str | None = None
+        """The rollout id automatic retrainings were last postponed for (logged once each)."""
         self._retraining = Retraining(
             settings,
             window=self._window,
@@ -176,7 +178,9 @@ class RetrainingService:
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             records = [record for batch in batches.values() for record in batch]
             triggers = [trigger for record in records if (trigger := self._take(record))]
-            if self._window.pending >= self.settings.retraining.min_new_labels:
+            if self._window.pending >= self.settings.retraining.min_new_labels and (
+                not self._postponed("labels")
+            ):
                 triggers.append("labels")
             if triggers:
                 await self.retrain("manual" if "manual" in triggers else triggers[0])
@@ -215,6 +219,8 @@ class RetrainingService:
         if isinstance(message, RetrainRequest):
             log.info("retraining requested by %s: %s", message.requested_by, message.reason)
             return "manual"
+        if self._postponed("drift"):
+            return None  # the cooldown is not started: no retraining took place
         if time.monotonic() - self._last_drift_retrain < (
             self.settings.retraining.drift_cooldown_seconds
         ):
@@ -228,6 +234,27 @@ class RetrainingService:
         )
         self._last_drift_retrain = time.monotonic()
         return "drift"
+
+    def _postponed(self, trigger: str) -> bool:
+        """Whether an automatic retraining (``labels``, ``drift``) waits for the active rollout
+        to end. Published directly, its version would replace the champion under the rollout
+        and end it unjudged ("the live version changed"); entering a rollout itself, it would be
+        refused (one at a time). Its labels stay in the window, uncommitted, and the first poll
+        after the rollout ends retrains on them. A person's ``irisflow retrain`` is not held."""
+        state = self.rollouts.state
+        if state is None or not state.active:
+            self._postponing = None
+            return False
+        if self._postponing != state.rollout_id:
+            self._postponing = state.rollout_id
+            log.info(
+                "retraining on %s postponed: rollout %s of version %d is in progress "
+                "(the labels wait; `irisflow retrain` still retrains now)",
+                trigger,
+                state.rollout_id,
+                state.candidate_version,
+            )
+        return True
 
     def _refuse(self, record: Incoming, reason: Reason, error: str, *, quiet: bool = False) -> None:
         """Queue ``record``'s dead letter; the letter logs it (once) unless ``quiet``."""

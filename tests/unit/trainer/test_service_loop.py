@@ -22,7 +22,15 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from irisflow.registry import LocalRegistry
-from irisflow.schemas import DeadLetter, DriftEvent, LabeledSample, ModelUpdate, RetrainRequest
+from irisflow.schemas import (
+    DeadLetter,
+    DriftEvent,
+    LabeledSample,
+    ModelUpdate,
+    RetrainRequest,
+    RolloutCommand,
+    RolloutMode,
+)
 from irisflow.settings import DataSettings, Settings, TrainingSettings
 from tests.conftest import SettingsFactory
 from tests.factories import IRIS_FEATURES, iris_xy, model_update
@@ -499,6 +507,69 @@ def test_the_loop_waits_for_records_between_polls_and_takes_bounded_batches(
         assert options["timeout_ms"] >= 100
         assert isinstance(options["max_records"], int)
         assert options["max_records"] >= 1
+
+
+# ------------------------------------------------------------- while a rollout is in progress
+
+
+def _rolling_out(service: RetrainingService) -> None:
+    """Version 2 in shadow beside the live version 1, as ``irisflow rollout start`` leaves it."""
+    service.rollouts.start(model_update(2), RolloutMode.SHADOW, decided_by="test")
+    assert service.rollouts.active
+
+
+def _abort(service: RetrainingService) -> None:
+    service.rollouts.handle(
+        RolloutCommand(model_name="iris", command_id="abort-1", action="abort", requested_by="t")
+    )
+    assert not service.rollouts.active
+
+
+def test_labels_past_the_threshold_wait_for_an_active_rollout_to_end_then_retrain(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    """A retraining published during a rollout would replace the champion under it and end it
+    unjudged: the labels wait, uncommitted, and retrain once the rollout is over."""
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+    _rolling_out(service)
+
+    _drive(service, script, [_labels(settings, 0, MIN_NEW_LABELS), []])
+
+    assert script.events == ["fetch", "fetch"]  # no training, nothing committed
+    assert service.decisions == []
+
+    _abort(service)
+    _drive(service, script, [[]])
+
+    assert script.events[2:] == ["fetch", "train", "commit"]
+    assert [decision.trigger for decision in service.decisions] == ["labels"]
+
+
+def test_a_drift_alarm_during_a_rollout_neither_retrains_nor_starts_the_cooldown(
+    settings: Settings, clock: Clock
+) -> None:
+    service = RetrainingService(settings)
+    assert asyncio.run(service._on_model(model_update(1)))
+    _rolling_out(service)
+    clock.now = 10_000.0
+
+    assert service._take(_drift(settings, 0)) is None
+
+    _abort(service)
+    assert service._take(_drift(settings, 1)) == "drift"  # no cooldown from the postponed one
+
+
+def test_a_retrain_request_is_not_held_back_by_an_active_rollout(
+    settings: Settings, outcome: TrainingOutcome
+) -> None:
+    script = Script()
+    service = _service(settings, _recording(script, outcome))
+    _rolling_out(service)
+
+    _drive(service, script, [[_request(settings, 0)]])
+
+    assert [decision.trigger for decision in service.decisions] == ["manual"]
 
 
 # -------------------------------------------------------------------- the gate as configured
