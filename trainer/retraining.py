@@ -57,6 +57,7 @@ class Retraining:
         metrics: TrainerMetrics,
         refuse: Refuse,
         enter_rollout: EnterRollout | None = None,
+        rollout_in_progress: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -70,6 +71,9 @@ class Retraining:
         self._train = train
         self._refuse = refuse
         self._enter_rollout = enter_rollout
+        self._rollout_in_progress = rollout_in_progress
+        """The active rollout in words (``None``: none): a winner published now would replace
+        the champion under it, so it is saved and held instead."""
         self._log = DecisionLog(LocalRegistry(settings.registry_dir), metrics)
 
     async def retrain(self, trigger: str) -> Decision:
@@ -136,6 +140,13 @@ class Retraining:
             )
             assert self._enter_rollout is not None
             rollout = self._enter_rollout(update)
+            version = update.version
+        elif gate.promoted and (busy := self._rollout_in_progress()) is not None:
+            # the rollout began while this challenger trained (its trigger was not postponed)
+            update = await save_version(
+                self.settings, outcome, trigger=trigger, live_version=self.newest_published
+            )
+            rollout = f"refused: {busy}"
             version = update.version
         elif gate.promoted:
             update = await save_and_publish(

@@ -85,6 +85,7 @@ class RetrainingService:
             metrics=self.metrics,
             refuse=self._refuse_quietly,
             enter_rollout=self._enter_rollout,
+            rollout_in_progress=self._rollout_in_progress,
         )
         self._feed: ModelFeed | None = None
         self.ready = asyncio.Event()
@@ -235,12 +236,19 @@ class RetrainingService:
         self._last_drift_retrain = time.monotonic()
         return "drift"
 
+    def _rollout_in_progress(self) -> str | None:
+        state = self.rollouts.state
+        if state is None or not state.active:
+            return None
+        return f"rollout {state.rollout_id} of version {state.candidate_version} is in progress"
+
     def _postponed(self, trigger: str) -> bool:
         """Whether an automatic retraining (``labels``, ``drift``) waits for the active rollout
         to end. Published directly, its version would replace the champion under the rollout
         and end it unjudged ("the live version changed"); entering a rollout itself, it would be
         refused (one at a time). Its labels stay in the window, uncommitted, and the first poll
-        after the rollout ends retrains on them. A person's ``irisflow retrain`` is not held."""
+        after the rollout ends retrains on them. A person's ``irisflow retrain`` is not
+        postponed; its winner is saved and held instead of published (:class:`Retraining`)."""
         state = self.rollouts.state
         if state is None or not state.active:
             self._postponing = None
@@ -249,7 +257,7 @@ class RetrainingService:
             self._postponing = state.rollout_id
             log.info(
                 "retraining on %s postponed: rollout %s of version %d is in progress "
-                "(the labels wait; `irisflow retrain` still retrains now)",
+                "(the labels wait for its end)",
                 trigger,
                 state.rollout_id,
                 state.candidate_version,

@@ -560,16 +560,40 @@ def test_a_drift_alarm_during_a_rollout_neither_retrains_nor_starts_the_cooldown
     assert service._take(_drift(settings, 1)) == "drift"  # no cooldown from the postponed one
 
 
-def test_a_retrain_request_is_not_held_back_by_an_active_rollout(
-    settings: Settings, outcome: TrainingOutcome
+def test_a_retrain_request_during_a_rollout_trains_now_but_its_winner_is_saved_not_published(
+    settings: Settings, outcome: TrainingOutcome, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A person's request is not postponed, and a manual decision promotes without held-out
+    labels; published, its version would still replace the champion under the rollout."""
+    published: list[int | None] = []
+    saved: list[int | None] = []
+
+    async def save_and_publish(
+        settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
+    ) -> ModelUpdate:
+        published.append(live_version)
+        return model_update((live_version or 0) + 1)
+
+    async def save_version(
+        settings: Settings, outcome: TrainingOutcome, *, trigger: str, live_version: int | None
+    ) -> ModelUpdate:
+        saved.append(live_version)
+        return model_update(3)
+
+    monkeypatch.setattr("trainer.retraining.save_and_publish", save_and_publish)
+    monkeypatch.setattr("trainer.retraining.save_version", save_version)
     script = Script()
     service = _service(settings, _recording(script, outcome))
     _rolling_out(service)
 
     _drive(service, script, [[_request(settings, 0)]])
 
-    assert [decision.trigger for decision in service.decisions] == ["manual"]
+    (decision,) = service.decisions
+    assert (decision.trigger, decision.outcome, decision.version) == ("manual", "held", 3)
+    assert "in progress" in (decision.rollout or "")
+    assert published == []
+    assert len(saved) == 1
+    assert service.rollouts.active  # the rollout goes on, judged against the same champion
 
 
 # -------------------------------------------------------------------- the gate as configured
