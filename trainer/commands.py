@@ -42,7 +42,14 @@ def run_train(
     holdout = ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items() if "holdout" in k)
     print(f"selected {outcome.algorithm}; {holdout}")
     if not publish:
-        log_run(settings, outcome, trigger=trigger, version=None, created_at=created_at)
+        # a rollout candidate: in the registry, verified like any version, never on Kafka
+        saved = asyncio.run(save_version(settings, outcome, trigger=trigger, live_version=None))
+        log_run(settings, outcome, trigger=trigger, version=saved.version, created_at=created_at)
+        print(
+            f"{saved.model_name} version {saved.version}: {saved.algorithm}, saved to "
+            f"{settings.registry_dir} and not published; roll it out beside the live version "
+            f"with `irisflow rollout start {saved.version} --shadow` (or --canary SHARE)"
+        )
         return None
     update = asyncio.run(_publish(settings, outcome, trigger=trigger))
     log_run(settings, outcome, trigger=trigger, version=update.version, created_at=created_at)

@@ -18,7 +18,10 @@ __all__ = ["gateway", "produce", "retrain", "train", "trainer", "up", "worker"]
 
 def train(
     ctx: typer.Context,
-    publish: Annotated[bool, typer.Option(help="publish the new version to Kafka")] = True,
+    publish: Annotated[
+        bool,
+        typer.Option(help="publish the new version to Kafka (else: saved to the registry only)"),
+    ] = True,
     trigger: Annotated[
         str, typer.Option(help="recorded in the registry as why it was trained")
     ] = "manual",
@@ -32,7 +35,8 @@ def train(
     """Select the best of five candidates by cross-validation and publish it as a new version.
 
     Prints every candidate's cross-validated score and the winner's holdout metrics. With
-    --no-publish nothing touches Kafka (DVC's `dvc repro` runs it that way).
+    --no-publish nothing touches Kafka (DVC's `dvc repro` runs it that way): the version is
+    saved to the registry only, a candidate for `irisflow rollout start V`.
     """
     from trainer.commands import run_train
 

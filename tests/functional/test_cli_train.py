@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from irisflow.errors import ConfigError
+from irisflow.registry import LocalRegistry
 from irisflow.settings import Settings, TrackingSettings
 from trainer.tracking import log_run
 from trainer.training import TrainingOutcome
@@ -17,7 +19,10 @@ from trainer.training import TrainingOutcome
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _train(params: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _train(params: Path, *args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRISFLOW_")}
+    if home is not None:
+        env["IRISFLOW_HOME"] = str(home)
     return subprocess.run(
         [
             sys.executable,
@@ -34,25 +39,34 @@ def _train(params: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
         cwd=ROOT,
+        env=env,
     )
 
 
 def test_another_csv_data_set_trains_by_changing_only_the_params_file(tmp_path: Path) -> None:
-    done = _train(ROOT / "examples" / "wine" / "params.yaml", "--report-dir", str(tmp_path))
+    """With --no-publish too: the version is saved to the registry only (a rollout candidate
+    that nothing serves until a rollout starts), and the output says how to roll it out."""
+    home = tmp_path / "home"
+    reports = tmp_path / "reports"
+    done = _train(
+        ROOT / "examples" / "wine" / "params.yaml", "--report-dir", str(reports), home=home
+    )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert LocalRegistry(home / "registry" / "wine").latest() == 1
+    assert "irisflow rollout start 1 --shadow" in done.stdout
     for name in ("logistic_regression", "random_forest", "svm", "knn", "naive_bayes"):
         assert name in done.stdout
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((reports / "metrics.json").read_text())
     assert metrics["cv_f1_macro_mean"] > 0.9
-    card = (tmp_path / "model_card.md").read_text()
+    card = (reports / "model_card.md").read_text()
     assert "13 features" in card
-    assert (tmp_path / "model.skops").stat().st_size > 0
+    assert (reports / "model.skops").stat().st_size > 0
 
 
 def test_a_missing_data_file_is_one_line_saying_what_to_fix(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("data: {source: nowhere.csv, label_column: y}\n")
-    done = _train(params)
+    done = _train(params, home=tmp_path / "home")
     assert done.returncode == 1
     assert "irisflow: error: data file" in done.stderr
     assert "nowhere.csv not found" in done.stderr
