@@ -30,8 +30,11 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 
 from irisflow.errors import KafkaUnavailable
+from irisflow.kafka import rebootstrap
 from irisflow.settings import KafkaSettings
 from irisflow.topics import DeadLetters, Incoming, Outgoing, Reason, Refused
+
+rebootstrap.install()  # every client of the process, Faust's too: see irisflow/kafka/rebootstrap.py
 
 __all__ = [
     "CONSUMER_POLICY",
