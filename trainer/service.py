@@ -76,7 +76,7 @@ class RetrainingService:
         self._outbox: list[Outgoing] = []
         self.rollouts = RolloutController(settings, metrics=self.metrics)
         self._postponing: str | None = None
-        """The rollout id automatic retrainings were last postponed for (logged once each)."""
+        """The rollout automatic retrainings were last postponed for (logged once each)."""
         self._retraining = Retraining(
             settings,
             window=self._window,
@@ -249,20 +249,11 @@ class RetrainingService:
         refused (one at a time). Its labels stay in the window, uncommitted, and the first poll
         after the rollout ends retrains on them. A person's ``irisflow retrain`` is not
         postponed; its winner is saved and held instead of published (:class:`Retraining`)."""
-        state = self.rollouts.state
-        if state is None or not state.active:
-            self._postponing = None
-            return False
-        if self._postponing != state.rollout_id:
-            self._postponing = state.rollout_id
-            log.info(
-                "retraining on %s postponed: rollout %s of version %d is in progress "
-                "(the labels wait for its end)",
-                trigger,
-                state.rollout_id,
-                state.candidate_version,
-            )
-        return True
+        busy = self._rollout_in_progress()
+        if busy != self._postponing and busy is not None:
+            log.info("retraining on %s postponed: %s (the labels wait for its end)", trigger, busy)
+        self._postponing = busy
+        return busy is not None
 
     def _refuse(self, record: Incoming, reason: Reason, error: str, *, quiet: bool = False) -> None:
         """Queue ``record``'s dead letter; the letter logs it (once) unless ``quiet``."""

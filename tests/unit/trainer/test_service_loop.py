@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -526,18 +527,27 @@ def _abort(service: RetrainingService) -> None:
 
 
 def test_labels_past_the_threshold_wait_for_an_active_rollout_to_end_then_retrain(
-    settings: Settings, outcome: TrainingOutcome
+    settings: Settings, outcome: TrainingOutcome, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A retraining published during a rollout would replace the champion under it and end it
-    unjudged: the labels wait, uncommitted, and retrain once the rollout is over."""
+    unjudged: the labels wait, uncommitted, and retrain once the rollout is over. The wait is
+    logged once per rollout, not at every poll."""
     script = Script()
     service = _service(settings, _recording(script, outcome))
     _rolling_out(service)
 
-    _drive(service, script, [_labels(settings, 0, MIN_NEW_LABELS), []])
+    with caplog.at_level(logging.INFO, logger="trainer.service"):
+        _drive(service, script, [_labels(settings, 0, MIN_NEW_LABELS), []])
 
     assert script.events == ["fetch", "fetch"]  # no training, nothing committed
     assert service.decisions == []
+    said = [r.getMessage() for r in caplog.records if "postponed" in r.getMessage()]
+    rollout = service.rollouts.state
+    assert rollout is not None
+    assert said == [
+        f"retraining on labels postponed: rollout {rollout.rollout_id} of version 2 is in "
+        "progress (the labels wait for its end)"
+    ]
 
     _abort(service)
     _drive(service, script, [[]])
